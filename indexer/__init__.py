@@ -1,0 +1,1 @@
+"""shoprank's catalog side: product schema, loaders, text templates, stores and indexing jobs."""

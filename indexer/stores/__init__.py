@@ -1,0 +1,1 @@
+"""Stores behind small protocols: vectors (FAISS, OpenSearch), BM25 and product documents."""

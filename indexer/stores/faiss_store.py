@@ -1,0 +1,788 @@
+"""A FAISS vector store: inner product on L2-normalized float32 vectors, filters inside search.
+
+Index kind
+    Below ``hnsw_threshold`` live products (default 200,000) the index is exact:
+    ``IDMap2,Flat`` (an ``IndexIDMap2`` over ``IndexFlatIP``). At or above it, it is
+    ``IDMap2,HNSW{m},Flat`` (``IndexHNSWFlat`` with ``METRIC_INNER_PRODUCT``). Why 200k: an
+    exact query costs N x 384 multiply-adds, 77M at 200k, and streams the whole matrix
+    (300 MB) from memory, so it is bandwidth-bound: measured single-query medians with faiss
+    1.15 on our 2-core dev box were 16 / 24 / 32 ms at 50k / 100k / 200k vectors (batched
+    queries amortize the scan). Below that size HNSW's build time (minutes), its extra memory
+    (graph links on top of the same raw vectors) and its recall loss cost more than the
+    milliseconds it saves; lower the threshold where latency budgets are tighter. The kind
+    is chosen whenever the index is (re)built:
+    by :meth:`FaissStore.build`, by :meth:`FaissStore.compact`, and by :meth:`FaissStore.save`,
+    which compacts first when a Flat index has reached the threshold or when more than 20% of
+    the slots are dead. Incremental :meth:`~FaissStore.upsert` / :meth:`~FaissStore.delete`
+    never rebuild, so an index only changes kind at one of those points; a shrunken HNSW
+    index turns back into Flat at its next compaction.
+
+Ids
+    Product ids (strings) map to sequential int64 "slots", the ids FAISS sees. Replacing or
+    deleting a product retires its slot: Flat removes the vector (``remove_ids``), HNSW
+    cannot remove, so the slot stays in the graph as a tombstone, excluded at search time by
+    an ``IDSelector``. The next compaction drops dead slots and renumbers. Flat removal
+    shifts the vectors behind the removed ones (O(N) per call), so replace products in
+    batches rather than one call per product.
+
+Filters
+    Per slot we keep the casefolded brand (as a code into a vocabulary), the price (NaN for
+    none) and the casefolded categories (a flat code array plus the owning slot of each
+    code). A :class:`SearchFilter` becomes a boolean mask over slots, passed to FAISS as an
+    ``IDSelectorBitmap`` (one bit per slot: cheaper to build than ``IDSelectorBatch``'s hash
+    set for large allowed sets, and O(1) per membership test), so a filtered query returns
+    k hits whenever k products match. On HNSW, small allowed sets (fewer than
+    ``exact_filter_max_ids`` ids or ``exact_filter_fraction`` of the live products), and any
+    filtered graph search that comes back short, are answered by exact search over the
+    allowed vectors (reconstructed in chunks).
+
+Thread safety: one re-entrant lock serializes every call on a store, searches included
+(each FAISS search already uses all cores through OpenMP).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self
+
+import faiss as _faiss
+import numpy as np
+import numpy.typing as npt
+
+from indexer.catalog import Product
+from indexer.stores.atomic import atomic_directory
+from indexer.stores.base import (
+    FloatMatrix,
+    Hit,
+    ModelIdentity,
+    SearchFilter,
+    StoreError,
+    StoreMismatchError,
+)
+
+logger = logging.getLogger(__name__)
+
+# faiss's bundled stubs are incomplete (no SearchParametersHNSW, not the one-argument
+# IDSelectorBitmap the Python wrapper adds), so it is used untyped here.
+faiss: Any = _faiss
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+INDEX_NAME = "index.faiss"
+ID_MAP_NAME = "ids.json"
+FILTERS_NAME = "filters.npz"
+METRIC = "inner_product"
+
+DEFAULT_HNSW_THRESHOLD = 200_000
+DEFAULT_HNSW_M = 32
+DEFAULT_EF_CONSTRUCTION = 200
+DEFAULT_EF_SEARCH = 128
+DEFAULT_EXACT_FILTER_MAX_IDS = 20_000
+DEFAULT_EXACT_FILTER_FRACTION = 0.05
+COMPACT_DEAD_FRACTION = 0.2
+MAX_EF_SCALE = 20
+RECONSTRUCT_CHUNK = 16_384
+NORMALIZE_CHUNK = 8_192
+REBUILD_HINT = "rebuild it with `shoprank index`"
+
+BoolArray = npt.NDArray[np.bool_]
+IdArray = npt.NDArray[np.int64]
+
+
+class IndexKind(StrEnum):
+    """Which FAISS index backs the store."""
+
+    FLAT = "flat"
+    HNSW = "hnsw"
+
+
+class _Growable:
+    """A 1-D numpy array with amortized appends."""
+
+    def __init__(self, dtype: npt.DTypeLike, initial: npt.ArrayLike | None = None) -> None:
+        start = np.asarray(initial if initial is not None else [], dtype=dtype)
+        self._data = np.empty(max(16, start.size), dtype=dtype)
+        self._data[: start.size] = start
+        self._size = int(start.size)
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def values(self) -> npt.NDArray[Any]:
+        """The used part (a writable view; invalid after the next :meth:`extend`)."""
+        return self._data[: self._size]
+
+    def extend(self, values: npt.ArrayLike) -> None:
+        """Append ``values``."""
+        extra = np.asarray(values, dtype=self._data.dtype).ravel()
+        needed = self._size + extra.size
+        if needed > self._data.size:
+            grown = np.empty(max(needed, 2 * self._data.size), dtype=self._data.dtype)
+            grown[: self._size] = self._data[: self._size]
+            self._data = grown
+        self._data[self._size : needed] = extra
+        self._size = needed
+
+
+class _Vocabulary:
+    """Casefolded strings <-> dense int codes."""
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self.names: list[str] = list(names)
+        self._codes = {name: code for code, name in enumerate(self.names)}
+
+    def code(self, name: str) -> int:
+        """The code of ``name``, added if new."""
+        code = self._codes.get(name)
+        if code is None:
+            code = len(self.names)
+            self._codes[name] = code
+            self.names.append(name)
+        return code
+
+    def known(self, names: Iterable[str]) -> list[int]:
+        """Codes of the names already present."""
+        return [self._codes[name] for name in names if name in self._codes]
+
+
+class _FilterColumns:
+    """Filter metadata per slot: brand code, price (NaN for none) and category codes."""
+
+    def __init__(
+        self,
+        *,
+        brands: _Vocabulary | None = None,
+        categories: _Vocabulary | None = None,
+        arrays: dict[str, npt.NDArray[Any]] | None = None,
+    ) -> None:
+        arrays = arrays or {}
+        self.brands = brands or _Vocabulary()
+        self.categories = categories or _Vocabulary()
+        self.brand_codes = _Growable(np.int32, arrays.get("brand_codes"))
+        self.prices = _Growable(np.float64, arrays.get("prices"))
+        self.category_codes = _Growable(np.int32, arrays.get("category_codes"))
+        self.category_owners = _Growable(np.int64, arrays.get("category_owners"))
+
+    def append(self, first_slot: int, products: Sequence[Product]) -> None:
+        """Add the metadata of ``products``, which take slots from ``first_slot`` on."""
+        self.brand_codes.extend([self.brands.code(p.brand.casefold()) for p in products])
+        self.prices.extend([math.nan if p.price is None else p.price for p in products])
+        codes: list[int] = []
+        owners: list[int] = []
+        for offset, product in enumerate(products):
+            for name in sorted({c.casefold() for c in product.category}):
+                codes.append(self.categories.code(name))
+                owners.append(first_slot + offset)
+        self.category_codes.extend(codes)
+        self.category_owners.extend(owners)
+
+    def mask(self, search_filter: SearchFilter) -> BoolArray:
+        """Slots whose metadata passes ``search_filter`` (dead slots included)."""
+        slots = len(self.brand_codes)
+        mask = np.ones(slots, dtype=np.bool_)
+        if search_filter.brands:
+            wanted = self.brands.known({b.casefold() for b in search_filter.brands})
+            mask &= np.isin(self.brand_codes.values, wanted)
+        if search_filter.categories:
+            wanted = self.categories.known({c.casefold() for c in search_filter.categories})
+            hit = np.isin(self.category_codes.values, wanted)
+            in_category = np.zeros(slots, dtype=np.bool_)
+            in_category[self.category_owners.values[hit]] = True
+            mask &= in_category
+        if search_filter.price_min is not None or search_filter.price_max is not None:
+            prices = self.prices.values
+            priced = ~np.isnan(prices)
+            if search_filter.price_min is not None:
+                priced &= prices >= search_filter.price_min
+            if search_filter.price_max is not None:
+                priced &= prices <= search_filter.price_max
+            mask &= priced
+        return mask
+
+    def keep(self, live: BoolArray) -> _FilterColumns:
+        """The columns of the ``live`` slots only, renumbered from 0."""
+        new_slot = np.cumsum(live, dtype=np.int64) - 1
+        owners = self.category_owners.values
+        kept = live[owners]
+        return _FilterColumns(
+            brands=self.brands,
+            categories=self.categories,
+            arrays={
+                "brand_codes": self.brand_codes.values[live],
+                "prices": self.prices.values[live],
+                "category_codes": self.category_codes.values[kept],
+                "category_owners": new_slot[owners[kept]],
+            },
+        )
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """The numeric columns, for saving."""
+        return {
+            "brand_codes": self.brand_codes.values,
+            "prices": self.prices.values,
+            "category_codes": self.category_codes.values,
+            "category_owners": self.category_owners.values,
+        }
+
+
+def _short(sha256: str) -> str:
+    return f"{sha256[:12]}…" if len(sha256) > 12 else sha256
+
+
+class FaissStore:
+    """A :class:`~indexer.stores.base.VectorStore` on FAISS, saved to a directory of its own."""
+
+    def __init__(
+        self,
+        identity: ModelIdentity,
+        *,
+        hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD,
+        hnsw_m: int = DEFAULT_HNSW_M,
+        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+        ef_search: int = DEFAULT_EF_SEARCH,
+        exact_filter_max_ids: int = DEFAULT_EXACT_FILTER_MAX_IDS,
+        exact_filter_fraction: float = DEFAULT_EXACT_FILTER_FRACTION,
+    ) -> None:
+        if identity.dimension < 1:
+            raise ValueError(f"dimension must be positive, got {identity.dimension}")
+        if hnsw_threshold < 0:
+            raise ValueError(f"hnsw_threshold must be >= 0, got {hnsw_threshold}")
+        if hnsw_m < 2:
+            raise ValueError(f"hnsw_m must be >= 2, got {hnsw_m}")
+        if ef_construction < 1 or ef_search < 1:
+            raise ValueError(
+                f"ef_construction and ef_search must be positive, got {ef_construction}, "
+                f"{ef_search}"
+            )
+        if exact_filter_max_ids < 0 or not 0.0 <= exact_filter_fraction <= 1.0:
+            raise ValueError(
+                "exact_filter_max_ids must be >= 0 and exact_filter_fraction within [0, 1]"
+            )
+        self.identity = identity
+        self.hnsw_threshold = hnsw_threshold
+        self.hnsw_m = hnsw_m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.exact_filter_max_ids = exact_filter_max_ids
+        self.exact_filter_fraction = exact_filter_fraction
+        self._lock = threading.RLock()
+        self._kind = IndexKind.FLAT
+        self._index: Any = self._new_index(IndexKind.FLAT)
+        self._slot_ids: list[str | None] = []
+        self._slot_of: dict[str, int] = {}
+        self._live = _Growable(np.bool_)
+        self._filters = _FilterColumns()
+
+    # ----------------------------------------------------------------- properties
+
+    def __len__(self) -> int:
+        return len(self._slot_of)
+
+    def __contains__(self, product_id: object) -> bool:
+        return product_id in self._slot_of
+
+    @property
+    def kind(self) -> IndexKind:
+        """Flat (exact) or HNSW."""
+        return self._kind
+
+    @property
+    def description(self) -> str:
+        """The FAISS factory string of the current index, e.g. ``IDMap2,HNSW32,Flat``."""
+        return self._describe(self._kind)
+
+    @property
+    def tombstones(self) -> int:
+        """Dead slots whose vectors are still in the index (HNSW only)."""
+        return self._dead_slots() if self._kind is IndexKind.HNSW else 0
+
+    # ----------------------------------------------------------------- building
+
+    def _describe(self, kind: IndexKind) -> str:
+        return "IDMap2,Flat" if kind is IndexKind.FLAT else f"IDMap2,HNSW{self.hnsw_m},Flat"
+
+    def _kind_for(self, count: int) -> IndexKind:
+        return IndexKind.HNSW if count >= self.hnsw_threshold else IndexKind.FLAT
+
+    def _new_index(self, kind: IndexKind) -> Any:
+        index = faiss.index_factory(
+            self.identity.dimension, self._describe(kind), faiss.METRIC_INNER_PRODUCT
+        )
+        if kind is IndexKind.HNSW:
+            hnsw = faiss.downcast_index(index.index).hnsw
+            hnsw.efConstruction = self.ef_construction
+            hnsw.efSearch = self.ef_search
+        return index
+
+    @classmethod
+    def build(
+        cls,
+        identity: ModelIdentity,
+        products: Sequence[Product],
+        vectors: FloatMatrix,
+        *,
+        hnsw_threshold: int = DEFAULT_HNSW_THRESHOLD,
+        hnsw_m: int = DEFAULT_HNSW_M,
+        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+        ef_search: int = DEFAULT_EF_SEARCH,
+    ) -> Self:
+        """A fresh store over ``products``; HNSW when there are ``hnsw_threshold`` or more."""
+        store = cls(
+            identity,
+            hnsw_threshold=hnsw_threshold,
+            hnsw_m=hnsw_m,
+            ef_construction=ef_construction,
+            ef_search=ef_search,
+        )
+        products, matrix = store._prepare(products, vectors)
+        kind = store._kind_for(len(products))
+        store._log_build(kind, len(products))
+        store._kind = kind
+        store._index = store._new_index(kind)
+        store._append(products, matrix)
+        return store
+
+    def _log_build(self, kind: IndexKind, count: int) -> None:
+        vector_bytes = count * self.identity.dimension * 4
+        link_bytes = count * self.hnsw_m * 2 * 4 if kind is IndexKind.HNSW else 0
+        logger.info(
+            "building FAISS %s over %d vectors of dimension %d (~%.1f MiB)",
+            self._describe(kind),
+            count,
+            self.identity.dimension,
+            (vector_bytes + link_bytes + count * 16) / 2**20,
+        )
+
+    # ----------------------------------------------------------------- validation
+
+    def _as_unit_rows(self, vectors: Any, rows: int, name: Callable[[int], str]) -> FloatMatrix:
+        """Check shape and values, then L2-normalize into a new float32 matrix.
+
+        Works in chunks of rows, so a large build needs little memory beyond its output.
+        """
+        dim = self.identity.dimension
+        try:
+            matrix = np.asarray(vectors)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"vectors are not a numeric array: {exc}") from exc
+        if matrix.dtype.kind not in "fiu":
+            raise StoreError(f"vectors must be real numbers, got dtype {matrix.dtype}")
+        if matrix.ndim != 2 or matrix.shape[0] != rows:
+            raise StoreError(f"expected vectors of shape ({rows}, {dim}), got {matrix.shape}")
+        if matrix.shape[1] != dim:
+            raise StoreError(
+                f"vectors have dimension {matrix.shape[1]}, but this index "
+                f"(model {self.identity.model_id!r}) expects dimension {dim}"
+            )
+        out = np.empty((rows, dim), dtype=np.float32)
+        for start in range(0, rows, NORMALIZE_CHUNK):
+            part = matrix[start : start + NORMALIZE_CHUNK].astype(np.float64)
+            finite = np.isfinite(part).all(axis=1)
+            if not finite.all():
+                bad = start + int(np.argmin(finite))
+                raise StoreError(f"vector for {name(bad)} has non-finite values (NaN or inf)")
+            norms = np.linalg.norm(part, axis=1)
+            usable = (norms > 0) & np.isfinite(norms)
+            if not usable.all():
+                bad = start + int(np.argmin(usable))
+                raise StoreError(
+                    f"vector for {name(bad)} has norm {norms[bad - start]} and cannot be normalized"
+                )
+            out[start : start + len(part)] = part / norms[:, None]
+        return out
+
+    def _prepare(
+        self, products: Sequence[Product], vectors: FloatMatrix
+    ) -> tuple[list[Product], FloatMatrix]:
+        """Validate and normalize; a product id given twice keeps its last vector."""
+        matrix = self._as_unit_rows(
+            vectors, len(products), lambda row: f"product {products[row].id!r}"
+        )
+        last = {product.id: row for row, product in enumerate(products)}
+        if len(last) == len(products):
+            return list(products), matrix
+        rows = sorted(last.values())
+        return [products[row] for row in rows], matrix[rows]
+
+    def _query_row(self, vector: FloatMatrix) -> FloatMatrix:
+        query = np.asarray(vector)
+        if query.ndim == 2 and query.shape[0] == 1:
+            query = query[0]
+        if query.ndim != 1:
+            raise StoreError(
+                f"expected one query vector of shape ({self.identity.dimension},), "
+                f"got {query.shape}"
+            )
+        return self._as_unit_rows(query[None, :], 1, lambda _: "the query")
+
+    # ----------------------------------------------------------------- updates
+
+    def _dead_slots(self) -> int:
+        return len(self._slot_ids) - len(self._slot_of)
+
+    def _retire(self, product_ids: Iterable[str]) -> int:
+        slots = [
+            self._slot_of.pop(pid) for pid in dict.fromkeys(product_ids) if pid in self._slot_of
+        ]
+        if not slots:
+            return 0
+        slot_array = np.asarray(slots, dtype=np.int64)
+        if self._kind is IndexKind.FLAT:
+            removed = int(self._index.remove_ids(slot_array))
+            if removed != len(slots):
+                raise StoreError(f"FAISS removed {removed} of {len(slots)} vectors; index corrupt")
+        self._live.values[slot_array] = False
+        for slot in slots:
+            self._slot_ids[slot] = None
+        return len(slots)
+
+    def _append(self, products: Sequence[Product], matrix: FloatMatrix) -> None:
+        first = len(self._slot_ids)
+        ids = np.arange(first, first + len(products), dtype=np.int64)
+        self._index.add_with_ids(matrix, ids)
+        for offset, product in enumerate(products):
+            self._slot_ids.append(product.id)
+            self._slot_of[product.id] = first + offset
+        self._live.extend(np.ones(len(products), dtype=np.bool_))
+        self._filters.append(first, products)
+
+    def upsert(self, products: Sequence[Product], vectors: FloatMatrix) -> None:
+        """Insert or replace ``products``; vectors of shape ``(len(products), dim)``."""
+        if not products and np.asarray(vectors).size == 0:
+            return
+        unique, matrix = self._prepare(products, vectors)
+        with self._lock:
+            self._retire(p.id for p in unique)
+            self._append(unique, matrix)
+
+    def delete(self, product_ids: Sequence[str]) -> int:
+        """Remove products; returns how many were present."""
+        with self._lock:
+            return self._retire(product_ids)
+
+    def _live_vectors(self, slots: IdArray) -> FloatMatrix:
+        dim = self.identity.dimension
+        out = np.empty((len(slots), dim), dtype=np.float32)
+        for start in range(0, len(slots), RECONSTRUCT_CHUNK):
+            part = slots[start : start + RECONSTRUCT_CHUNK]
+            out[start : start + len(part)] = self._index.reconstruct_batch(part)
+        return out
+
+    def compact(self) -> None:
+        """Rebuild the index from the live products: drops dead slots, renumbers, re-picks kind."""
+        with self._lock:
+            live = self._live.values.copy()
+            slots = np.flatnonzero(live).astype(np.int64)
+            vectors = self._live_vectors(slots)
+            kind = self._kind_for(len(slots))
+            self._log_build(kind, len(slots))
+            index = self._new_index(kind)
+            index.add_with_ids(vectors, np.arange(len(slots), dtype=np.int64))
+            self._filters = self._filters.keep(live)
+            self._slot_ids = [self._slot_ids[int(s)] for s in slots]
+            self._slot_of = {
+                pid: slot for slot, pid in enumerate(self._slot_ids) if pid is not None
+            }
+            self._live = _Growable(np.bool_, np.ones(len(slots), dtype=np.bool_))
+            self._index = index
+            self._kind = kind
+
+    def _needs_compaction(self) -> bool:
+        if self._kind is IndexKind.FLAT and len(self) >= self.hnsw_threshold:
+            return True
+        slots = len(self._slot_ids)
+        return slots > 0 and self._dead_slots() / slots > COMPACT_DEAD_FRACTION
+
+    # ----------------------------------------------------------------- search
+
+    def _slot_mask(self, product_ids: Iterable[str]) -> BoolArray:
+        """Slots of the given live products."""
+        mask = np.zeros(len(self._slot_ids), dtype=np.bool_)
+        slots = [self._slot_of[pid] for pid in product_ids if pid in self._slot_of]
+        mask[slots] = True
+        return mask
+
+    def search(
+        self, vector: FloatMatrix, k: int, search_filter: SearchFilter | None = None
+    ) -> list[Hit]:
+        """The ``k`` best hits (cosine similarity, best first) for one query vector."""
+        if k < 1:
+            raise ValueError(f"k must be positive, got {k}")
+        query = self._query_row(vector)
+        with self._lock:
+            if not self._slot_of:
+                return []
+            mask: BoolArray | None = None
+            if search_filter is not None and not search_filter.is_empty:
+                mask = self._filters.mask(search_filter) & self._live.values
+                if search_filter.product_ids is not None:
+                    mask &= self._slot_mask(search_filter.product_ids)
+                allowed = int(mask.sum())
+            else:
+                allowed = len(self)
+                if self.tombstones:
+                    mask = self._live.values.copy()
+            if allowed == 0:
+                return []
+            wanted = min(k, allowed)
+            if self._kind is IndexKind.FLAT:
+                return self._faiss_search(query, wanted, mask, ef=0)
+            return self._hnsw_search(query, wanted, mask, allowed)
+
+    def _hnsw_search(
+        self, query: FloatMatrix, wanted: int, mask: BoolArray | None, allowed: int
+    ) -> list[Hit]:
+        filtered = mask is not None and allowed < len(self)
+        if filtered and (
+            allowed < self.exact_filter_max_ids or allowed < self.exact_filter_fraction * len(self)
+        ):
+            return self._exact_search(query, wanted, mask)
+        scale = min(math.ceil(len(self._slot_ids) / allowed), MAX_EF_SCALE)
+        ef = max(self.ef_search, wanted) * scale
+        hits = self._faiss_search(query, wanted, mask, ef=ef)
+        if len(hits) < wanted:
+            logger.debug(
+                "HNSW returned %d of %d hits (%d allowed); falling back to exact search",
+                len(hits),
+                wanted,
+                allowed,
+            )
+            return self._exact_search(query, wanted, mask)
+        return hits
+
+    def _faiss_search(
+        self, query: FloatMatrix, wanted: int, mask: BoolArray | None, *, ef: int
+    ) -> list[Hit]:
+        bitmap = None if mask is None else np.packbits(mask, bitorder="little")
+        selector = None if bitmap is None else faiss.IDSelectorBitmap(bitmap)
+        params: Any
+        if self._kind is IndexKind.HNSW:
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = ef
+            if selector is not None:
+                params.sel = selector
+        else:
+            params = None if selector is None else faiss.SearchParameters(sel=selector)
+        scores, slots = self._index.search(query, wanted, params=params)
+        return self._hits(slots[0], scores[0])
+
+    def _exact_search(self, query: FloatMatrix, wanted: int, mask: BoolArray | None) -> list[Hit]:
+        allowed = np.flatnonzero(self._live.values if mask is None else mask).astype(np.int64)
+        best_slots = np.empty(0, dtype=np.int64)
+        best_scores = np.empty(0, dtype=np.float32)
+        for start in range(0, len(allowed), RECONSTRUCT_CHUNK):
+            part = allowed[start : start + RECONSTRUCT_CHUNK]
+            scores = self._index.reconstruct_batch(part) @ query[0]
+            best_slots = np.concatenate([best_slots, part])
+            best_scores = np.concatenate([best_scores, scores.astype(np.float32)])
+            if len(best_slots) > wanted:
+                top = np.argpartition(-best_scores, wanted - 1)[:wanted]
+                best_slots, best_scores = best_slots[top], best_scores[top]
+        order = np.lexsort((best_slots, -best_scores))
+        return self._hits(best_slots[order], best_scores[order])
+
+    def _hits(self, slots: Iterable[Any], scores: Iterable[Any]) -> list[Hit]:
+        hits = []
+        for slot, score in zip(slots, scores, strict=True):
+            product_id = self._slot_ids[int(slot)] if slot >= 0 else None
+            if product_id is not None:
+                hits.append(Hit(product_id=product_id, score=float(score)))
+        return hits
+
+    # ----------------------------------------------------------------- persistence
+
+    def save(self, path: Path) -> None:
+        """Write the store to directory ``path`` atomically; compacts first when due."""
+        path = Path(path)
+        with self._lock:
+            if self._needs_compaction():
+                self.compact()
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "model_id": self.identity.model_id,
+                "weights_sha256": self.identity.weights_sha256,
+                "dimension": self.identity.dimension,
+                "count": len(self),
+                "slots": len(self._slot_ids),
+                "tombstones": self.tombstones,
+                "index_kind": self._kind.value,
+                "index_description": self.description,
+                "metric": METRIC,
+                "normalized": True,
+                "hnsw_threshold": self.hnsw_threshold,
+                "hnsw": {
+                    "m": self.hnsw_m,
+                    "ef_construction": self.ef_construction,
+                    "ef_search": self.ef_search,
+                },
+                "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "faiss_version": faiss.__version__,
+                "files": {"index": INDEX_NAME, "id_map": ID_MAP_NAME, "filters": FILTERS_NAME},
+            }
+            id_map = {
+                "slots": self._slot_ids,
+                "brands": self._filters.brands.names,
+                "categories": self._filters.categories.names,
+            }
+            try:
+                with atomic_directory(path) as temp:
+                    faiss.write_index(self._index, str(temp / INDEX_NAME))
+                    (temp / ID_MAP_NAME).write_text(json.dumps(id_map), encoding="utf-8")
+                    with (temp / FILTERS_NAME).open("wb") as handle:
+                        columns = self._filters.arrays()
+                        np.savez(
+                            handle,
+                            brand_codes=columns["brand_codes"],
+                            prices=columns["prices"],
+                            category_codes=columns["category_codes"],
+                            category_owners=columns["category_owners"],
+                        )
+                    (temp / MANIFEST_NAME).write_text(
+                        json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+                    )
+            except (OSError, RuntimeError) as exc:
+                if isinstance(exc, StoreError):
+                    raise
+                raise StoreError(f"could not save FAISS index to {path}: {exc}") from exc
+        logger.info("saved FAISS %s with %d products to %s", self.description, len(self), path)
+
+    @staticmethod
+    def read_manifest(path: Path) -> dict[str, Any]:
+        """The manifest of the index saved at ``path``."""
+        manifest_path = Path(path) / MANIFEST_NAME
+        if not Path(path).is_dir():
+            raise StoreError(f"no FAISS index at {path}: not a directory")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise StoreError(f"no FAISS index at {path}: {MANIFEST_NAME} is missing") from exc
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot read {manifest_path}: {exc}") from exc
+        if not isinstance(manifest, dict):
+            raise StoreError(f"{manifest_path} is not a JSON object")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise StoreError(
+                f"{manifest_path} has format version {manifest.get('format_version')!r}; "
+                f"this version reads {FORMAT_VERSION}; {REBUILD_HINT}"
+            )
+        return manifest
+
+    @staticmethod
+    def _check_identity(path: Path, built: ModelIdentity, expected: ModelIdentity) -> None:
+        if (
+            built.model_id != expected.model_id
+            or built.weights_sha256.lower() != expected.weights_sha256.lower()
+        ):
+            raise StoreMismatchError(
+                f"index at {path} was built with model {built.model_id!r} (weights sha256 "
+                f"{_short(built.weights_sha256)}), not {expected.model_id!r} (weights sha256 "
+                f"{_short(expected.weights_sha256)}); {REBUILD_HINT}"
+            )
+        if built.dimension != expected.dimension:
+            raise StoreMismatchError(
+                f"index at {path} has dimension {built.dimension}, but model "
+                f"{expected.model_id!r} produces dimension {expected.dimension}; {REBUILD_HINT}"
+            )
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        *,
+        expected: ModelIdentity | None = None,
+        ef_search: int | None = None,
+    ) -> Self:
+        """Open a store :meth:`save` wrote; refuses one built with another model or dimension."""
+        path = Path(path)
+        manifest = cls.read_manifest(path)
+        try:
+            built = ModelIdentity(
+                model_id=str(manifest["model_id"]),
+                weights_sha256=str(manifest["weights_sha256"]),
+                dimension=int(manifest["dimension"]),
+            )
+            kind = IndexKind(manifest["index_kind"])
+            hnsw = manifest["hnsw"]
+            store = cls(
+                built,
+                hnsw_threshold=int(manifest["hnsw_threshold"]),
+                hnsw_m=int(hnsw["m"]),
+                ef_construction=int(hnsw["ef_construction"]),
+                ef_search=int(ef_search if ef_search is not None else hnsw["ef_search"]),
+            )
+            files = {name: str(manifest["files"][name]) for name in ("index", "id_map", "filters")}
+            count = int(manifest["count"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"{path / MANIFEST_NAME} is malformed: {exc!r}") from exc
+        if expected is not None:
+            cls._check_identity(path, built, expected)
+        for name in files.values():
+            if Path(name).name != name:
+                raise StoreError(f"{path / MANIFEST_NAME} names a file outside the index: {name}")
+        store._restore(path, kind=kind, files=files, count=count)
+        logger.info(
+            "loaded FAISS %s from %s: %d products, dimension %d, model %s (weights sha256 %s)",
+            store.description,
+            path,
+            len(store),
+            built.dimension,
+            built.model_id,
+            _short(built.weights_sha256),
+        )
+        return store
+
+    def _restore(self, path: Path, *, kind: IndexKind, files: dict[str, str], count: int) -> None:
+        index_path = path / files["index"]
+        try:
+            index = faiss.read_index(str(index_path))
+        except RuntimeError as exc:
+            raise StoreError(f"cannot read FAISS index {index_path}: {exc}") from exc
+        id_path = path / files["id_map"]
+        try:
+            id_map = json.loads(id_path.read_text(encoding="utf-8"))
+            slot_ids: list[str | None] = list(id_map["slots"])
+            if not all(pid is None or isinstance(pid, str) for pid in slot_ids):
+                raise ValueError("slots must be product ids or null")
+            brands = _Vocabulary(str(name) for name in id_map["brands"])
+            categories = _Vocabulary(str(name) for name in id_map["categories"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"cannot read id map {id_path}: {exc!r}") from exc
+        filters_path = path / files["filters"]
+        try:
+            with np.load(filters_path, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in _FilterColumns().arrays()}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise StoreError(f"cannot read filter metadata {filters_path}: {exc!r}") from exc
+
+        live = np.array([pid is not None for pid in slot_ids], dtype=np.bool_)
+        live_count = int(live.sum())
+        expected_ntotal = live_count if kind is IndexKind.FLAT else len(slot_ids)
+        problems = []
+        if index.d != self.identity.dimension:
+            problems.append(f"index dimension {index.d} != manifest {self.identity.dimension}")
+        if index.ntotal != expected_ntotal:
+            problems.append(f"index holds {index.ntotal} vectors, expected {expected_ntotal}")
+        if live_count != count:
+            problems.append(f"id map has {live_count} products, manifest says {count}")
+        if not len(arrays["brand_codes"]) == len(arrays["prices"]) == len(slot_ids):
+            problems.append("filter metadata and id map disagree on the number of slots")
+        if problems:
+            raise StoreError(f"FAISS index at {path} is inconsistent: {'; '.join(problems)}")
+
+        if kind is IndexKind.HNSW:
+            faiss.downcast_index(index.index).hnsw.efSearch = self.ef_search
+        self._index = index
+        self._kind = kind
+        self._slot_ids = slot_ids
+        self._slot_of = {pid: slot for slot, pid in enumerate(slot_ids) if pid is not None}
+        self._live = _Growable(np.bool_, live)
+        self._filters = _FilterColumns(brands=brands, categories=categories, arrays=arrays)

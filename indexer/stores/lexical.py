@@ -1,0 +1,349 @@
+"""BM25 over product text with SQLite FTS5.
+
+Why FTS5: it ships with Python's standard library (no extra dependency or service); its ACID
+transactions give incremental upsert and delete without a rebuild; it scores with Okapi
+BM25 and per-column weights; and the filter tables sit in the same database, so brand,
+category and price filters run in the same SQL statement as the match and apply inside
+retrieval (a filtered query still returns k hits when k products match).
+
+Schema: ``products`` (rowid, product_id, casefolded brand, price), ``product_categories``
+(one casefolded category per row, any level of the path) and the FTS5 table
+``product_text`` sharing the products' rowids, tokenized with
+``porter unicode61 remove_diacritics 2``. Column weights live in the ``meta`` table.
+
+User text never reaches FTS5 syntax: a query is cut into word tokens, each is quoted, and
+the tokens are OR-ed.
+
+Thread safety: one connection per index (``check_same_thread=False``) behind a lock.
+Readers of a database that :meth:`SqliteBm25Index.build` replaced keep the old file until
+they reopen it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from indexer.catalog import Product
+from indexer.stores.atomic import atomic_file
+from indexer.stores.base import Hit, SearchFilter, StoreError
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+TEXT_COLUMNS = ("title", "brand", "color", "bullet_points", "description", "category")
+DEFAULT_COLUMN_WEIGHTS: Mapping[str, float] = {
+    "title": 3.0,
+    "brand": 2.0,
+    "color": 1.0,
+    "bullet_points": 1.0,
+    "description": 0.5,
+    "category": 0.5,
+}
+TOKENIZER = "porter unicode61 remove_diacritics 2"
+MAX_QUERY_TOKENS = 64
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS products (
+    rowid INTEGER PRIMARY KEY,
+    product_id TEXT NOT NULL UNIQUE,
+    brand_cf TEXT NOT NULL,
+    price REAL
+);
+CREATE INDEX IF NOT EXISTS products_brand ON products (brand_cf);
+CREATE INDEX IF NOT EXISTS products_price ON products (price);
+CREATE TABLE IF NOT EXISTS product_categories (
+    product_rowid INTEGER NOT NULL,
+    category_cf TEXT NOT NULL,
+    PRIMARY KEY (product_rowid, category_cf)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS product_categories_by_category
+    ON product_categories (category_cf, product_rowid);
+CREATE VIRTUAL TABLE IF NOT EXISTS product_text USING fts5(
+    {", ".join(TEXT_COLUMNS)}, tokenize='{TOKENIZER}'
+);
+"""
+
+
+def query_tokens(query: str) -> list[str]:
+    """The distinct lowercase word tokens of ``query``, in order (at most 64)."""
+    tokens = list(dict.fromkeys(_TOKEN.findall(query.lower())))
+    if len(tokens) > MAX_QUERY_TOKENS:
+        logger.debug("query has %d tokens; keeping the first %d", len(tokens), MAX_QUERY_TOKENS)
+    return tokens[:MAX_QUERY_TOKENS]
+
+
+def fts5_match_expression(query: str) -> str | None:
+    """An FTS5 MATCH expression OR-ing every quoted token of ``query``; None when it has none."""
+    tokens = query_tokens(query)
+    if not tokens:
+        return None
+    return " OR ".join('"' + token.replace('"', '""') + '"' for token in tokens)
+
+
+def _filter_sql(search_filter: SearchFilter | None) -> tuple[str, list[object]]:
+    """A ``WHERE`` fragment over ``p`` (products) and its parameters."""
+    if search_filter is None or search_filter.is_empty:
+        return "", []
+    clauses: list[str] = []
+    params: list[object] = []
+    if search_filter.brands:
+        brands = sorted({b.casefold() for b in search_filter.brands})
+        clauses.append(f"p.brand_cf IN ({', '.join('?' * len(brands))})")
+        params.extend(brands)
+    if search_filter.categories:
+        categories = sorted({c.casefold() for c in search_filter.categories})
+        clauses.append(
+            "EXISTS (SELECT 1 FROM product_categories c WHERE c.product_rowid = p.rowid "
+            f"AND c.category_cf IN ({', '.join('?' * len(categories))}))"
+        )
+        params.extend(categories)
+    if search_filter.price_min is not None:
+        clauses.append("p.price >= ?")
+        params.append(search_filter.price_min)
+    if search_filter.price_max is not None:
+        clauses.append("p.price <= ?")
+        params.append(search_filter.price_max)
+    if search_filter.product_ids is not None:
+        ids = sorted(search_filter.product_ids)
+        clauses.append(f"p.product_id IN ({', '.join('?' * len(ids))})" if ids else "0")
+        params.extend(ids)
+    return "".join(f" AND {clause}" for clause in clauses), params
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        connection.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open SQLite database {path}: {exc}") from exc
+    return connection
+
+
+class SqliteBm25Index:
+    """A :class:`~indexer.stores.base.LexicalIndex` in one SQLite file."""
+
+    def __init__(self, path: Path, *, column_weights: Mapping[str, float] | None = None) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._connection = _connect(self.path)
+        try:
+            self._create_schema()
+            self.column_weights = self._settle_weights(column_weights)
+        except sqlite3.DatabaseError as exc:
+            self._connection.close()
+            raise StoreError(f"cannot use {self.path} as a BM25 index: {exc}") from exc
+        except BaseException:
+            self._connection.close()
+            raise
+
+    @classmethod
+    def open(cls, path: Path, *, column_weights: Mapping[str, float] | None = None) -> Self:
+        """Open the index at ``path``, creating an empty one if the file is missing.
+
+        ``column_weights`` (title, brand, color, bullet_points, description, category; missing
+        ones default) replace the stored weights; without them the stored ones are used.
+        """
+        return cls(path, column_weights=column_weights)
+
+    @classmethod
+    def build(
+        cls,
+        path: Path,
+        products: Sequence[Product],
+        *,
+        column_weights: Mapping[str, float] | None = None,
+    ) -> Self:
+        """Write a fresh index of ``products`` to a temp file, then move it onto ``path``."""
+        path = Path(path)
+        with atomic_file(path) as temp:
+            index = cls(temp, column_weights=column_weights)
+            try:
+                index._connection.execute("PRAGMA journal_mode = OFF")
+                index._connection.execute("PRAGMA synchronous = OFF")
+                index.upsert(products)
+                with index._lock:
+                    index._connection.execute(
+                        "INSERT INTO product_text (product_text) VALUES ('optimize')"
+                    )
+            finally:
+                index.close()
+        logger.info("built BM25 index of %d products at %s", len(products), path)
+        return cls(path)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _create_schema(self) -> None:
+        with self._lock:
+            try:
+                self._connection.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nCOMMIT;")
+            except BaseException:
+                if self._connection.in_transaction:
+                    self._connection.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._connection
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            self._connection.execute("COMMIT")
+
+    def _settle_weights(self, given: Mapping[str, float] | None) -> dict[str, float]:
+        with self._lock:
+            row = self._connection.execute(
+                "SELECT value FROM meta WHERE key = 'column_weights'"
+            ).fetchone()
+        stored: dict[str, float] | None = None
+        if row is not None:
+            try:
+                stored = {name: float(json.loads(row[0])[name]) for name in TEXT_COLUMNS}
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StoreError(f"{self.path}: stored column weights are unreadable") from exc
+        if given is None and stored is not None:
+            return stored
+        unknown = sorted(set(given or {}) - set(TEXT_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown column(s) {unknown}; columns: {list(TEXT_COLUMNS)}")
+        weights = {**DEFAULT_COLUMN_WEIGHTS, **(given or {})}
+        weights = {name: float(weights[name]) for name in TEXT_COLUMNS}
+        if any(not weight >= 0 for weight in weights.values()):
+            raise ValueError(f"column weights must be >= 0, got {weights}")
+        if weights != stored:
+            if stored is not None:
+                logger.info("%s: column weights %s replace %s", self.path, weights, stored)
+            with self._write() as connection:
+                connection.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('column_weights', ?), "
+                    "('schema_version', ?)",
+                    (json.dumps(weights), str(SCHEMA_VERSION)),
+                )
+        return weights
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ contract
+
+    def __len__(self) -> int:
+        with self._lock:
+            (count,) = self._connection.execute("SELECT count(*) FROM products").fetchone()
+        return int(count)
+
+    def upsert(self, products: Sequence[Product]) -> None:
+        """Insert or replace products, in one transaction."""
+        try:
+            with self._write() as connection:
+                for product in products:
+                    self._upsert_one(connection, product)
+        except sqlite3.Error as exc:
+            raise StoreError(f"BM25 upsert into {self.path} failed: {exc}") from exc
+
+    @staticmethod
+    def _upsert_one(connection: sqlite3.Connection, product: Product) -> None:
+        brand_cf = product.brand.casefold()
+        row = connection.execute(
+            "SELECT rowid FROM products WHERE product_id = ?", (product.id,)
+        ).fetchone()
+        if row is None:
+            cursor = connection.execute(
+                "INSERT INTO products (product_id, brand_cf, price) VALUES (?, ?, ?)",
+                (product.id, brand_cf, product.price),
+            )
+            rowid = cursor.lastrowid
+        else:
+            rowid = row[0]
+            connection.execute(
+                "UPDATE products SET brand_cf = ?, price = ? WHERE rowid = ?",
+                (brand_cf, product.price, rowid),
+            )
+            connection.execute("DELETE FROM product_text WHERE rowid = ?", (rowid,))
+            connection.execute("DELETE FROM product_categories WHERE product_rowid = ?", (rowid,))
+        connection.execute(
+            f"INSERT INTO product_text (rowid, {', '.join(TEXT_COLUMNS)}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                rowid,
+                product.title,
+                product.brand,
+                product.color,
+                "\n".join(product.bullet_points),
+                product.description,
+                " > ".join(product.category),
+            ),
+        )
+        connection.executemany(
+            "INSERT OR IGNORE INTO product_categories (product_rowid, category_cf) VALUES (?, ?)",
+            [(rowid, category.casefold()) for category in product.category],
+        )
+
+    def delete(self, product_ids: Sequence[str]) -> int:
+        """Remove products, in one transaction; returns how many were present."""
+        removed = 0
+        try:
+            with self._write() as connection:
+                for product_id in dict.fromkeys(product_ids):
+                    row = connection.execute(
+                        "SELECT rowid FROM products WHERE product_id = ?", (product_id,)
+                    ).fetchone()
+                    if row is None:
+                        continue
+                    connection.execute("DELETE FROM product_text WHERE rowid = ?", row)
+                    connection.execute(
+                        "DELETE FROM product_categories WHERE product_rowid = ?", row
+                    )
+                    connection.execute("DELETE FROM products WHERE rowid = ?", row)
+                    removed += 1
+        except sqlite3.Error as exc:
+            raise StoreError(f"BM25 delete from {self.path} failed: {exc}") from exc
+        return removed
+
+    def search(self, query: str, k: int, search_filter: SearchFilter | None = None) -> list[Hit]:
+        """The ``k`` best BM25 hits (higher is better), ties broken by product id."""
+        if k < 1:
+            raise ValueError(f"k must be positive, got {k}")
+        expression = fts5_match_expression(query)
+        if expression is None:
+            return []
+        where, filter_params = _filter_sql(search_filter)
+        weights = [self.column_weights[name] for name in TEXT_COLUMNS]
+        sql = (
+            "SELECT p.product_id, -bm25(product_text, ?, ?, ?, ?, ?, ?) AS score "
+            "FROM product_text JOIN products p ON p.rowid = product_text.rowid "
+            f"WHERE product_text MATCH ?{where} "
+            "ORDER BY score DESC, p.product_id LIMIT ?"
+        )
+        params = [*weights, expression, *filter_params, k]
+        try:
+            with self._lock:
+                rows = self._connection.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"BM25 search in {self.path} failed: {exc}") from exc
+        return [Hit(product_id=product_id, score=float(score)) for product_id, score in rows]

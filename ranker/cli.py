@@ -1,0 +1,289 @@
+"""The ``shoprank`` command line: index, search, serve, train, eval, run, demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ranker.settings import Settings, get_settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+app = typer.Typer(
+    name="shoprank",
+    help="E-commerce product search: dense + BM25 retrieval and a trained reranker.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+IndexDirOption = Annotated[
+    Path | None, typer.Option("--index-dir", help="Index directory (default: var/index).")
+]
+RerankerOption = Annotated[
+    Path | None,
+    typer.Option("--reranker", help="Reranker model directory (default: trained, else shipped)."),
+]
+CatalogOption = Annotated[
+    Path | None,
+    typer.Option("--catalog", help="Catalog file (.jsonl[.gz], .csv[.gz], .parquet)."),
+]
+JudgmentsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--judgments", help="Judgments CSV: query_id,query,product_id,esci_label (default: sample)."
+    ),
+]
+
+
+def _settings(index_dir: Path | None = None, reranker: Path | None = None) -> Settings:
+    """Settings from the environment, with command-line flags on top."""
+    settings = get_settings()
+    updates: dict[str, object] = {}
+    if index_dir is not None:
+        updates["index_dir"] = index_dir
+    if reranker is not None:
+        updates["rerank"] = settings.rerank.model_copy(update={"model": str(reranker)})
+    return settings.model_copy(update=updates) if updates else settings
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=2)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False,
+) -> None:
+    """Configure logging once for every command."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "transformers", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def index(
+    catalog: CatalogOption = None,
+    index_dir: IndexDirOption = None,
+    upsert: Annotated[
+        bool, typer.Option("--upsert", help="Add or replace the catalog's products in place.")
+    ] = False,
+    delete: Annotated[
+        Path | None, typer.Option("--delete", help="A file of product ids to remove, one a line.")
+    ] = None,
+) -> None:
+    """Build the FAISS and BM25 indexes of a catalog (the sample catalog by default)."""
+    from indexer.catalog import CatalogError, load_products, sample_catalog_path
+    from indexer.jobs import delete_products, upsert_products
+    from indexer.stores.base import StoreError
+    from ranker.loading import build_default_index, load_embedder
+
+    settings = _settings(index_dir)
+    try:
+        if delete is not None:
+            ids = [line.strip() for line in delete.read_text().splitlines() if line.strip()]
+            removed = delete_products(settings.index_path, ids)
+            typer.echo(f"deleted {removed} of {len(ids)} products from {settings.index_path}")
+            return
+        source = catalog or sample_catalog_path()
+        if upsert:
+            products = load_products(source)
+            count = upsert_products(
+                settings.index_path, products, embedder=load_embedder(settings)
+            )
+            typer.echo(f"upserted {count} products into {settings.index_path}")
+            return
+        manifest = build_default_index(settings, source)
+    except (CatalogError, StoreError, OSError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(
+        f"indexed {manifest['count']} products into {settings.index_path} "
+        f"({manifest['dense_index']} + BM25)"
+    )
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to search for.")],
+    k: Annotated[int, typer.Option("--k", min=1)] = 10,
+    mode: Annotated[str | None, typer.Option(help="dense, lexical or hybrid.")] = None,
+    rerank: Annotated[bool, typer.Option("--rerank/--no-rerank")] = True,
+    brand: Annotated[list[str] | None, typer.Option(help="Keep only these brands.")] = None,
+    category: Annotated[list[str] | None, typer.Option(help="Keep only these categories.")] = None,
+    price_min: Annotated[float | None, typer.Option()] = None,
+    price_max: Annotated[float | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    index_dir: IndexDirOption = None,
+    reranker: RerankerOption = None,
+) -> None:
+    """Search the index from the command line."""
+    from indexer.stores.base import SearchFilter
+    from ranker.loading import open_serving_pipeline
+
+    if mode not in (None, "dense", "lexical", "hybrid"):
+        raise _fail(f"unknown mode {mode!r}; use dense, lexical or hybrid")
+    settings = _settings(index_dir, reranker)
+    try:
+        pipeline = open_serving_pipeline(settings, with_reranker=rerank)
+        search_filter = SearchFilter(
+            brands=tuple(brand or ()),
+            categories=tuple(category or ()),
+            price_min=price_min,
+            price_max=price_max,
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from exc
+    outcome = pipeline.search(
+        query, k=k, mode=mode, search_filter=search_filter, rerank=rerank  # type: ignore[arg-type]
+    )
+    if as_json:
+        rows = [
+            {"id": r.product.id, "title": r.product.title, "score": r.score}
+            for r in outcome.results
+        ]
+        typer.echo(json.dumps({"results": rows, "timings_ms": outcome.timings_ms}, indent=2))
+        return
+    for rank, result in enumerate(outcome.results, start=1):
+        typer.echo(f"{rank:3d}. {result.score:8.3f}  {result.product.id}  {result.product.title}")
+    timings = ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in outcome.timings_ms.items())
+    typer.echo(f"({timings})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: settings (127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: settings (8000).")] = None,
+    index_dir: IndexDirOption = None,
+    reranker: RerankerOption = None,
+) -> None:
+    """Serve the HTTP API; models and indexes load once, at start-up."""
+    import uvicorn
+
+    from ranker.api.app import create_app
+
+    settings = _settings(index_dir, reranker)
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api.host,
+        port=port if port is not None else settings.api.port,
+        log_level="info",
+    )
+
+
+@app.command()
+def train(
+    judgments: JudgmentsOption = None,
+    catalog: CatalogOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Model directory (default: var/models/reranker).")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(min=0.01)] = None,
+    bi_encoder: Annotated[
+        bool, typer.Option("--bi-encoder", help="Fine-tune the bi-encoder instead.")
+    ] = False,
+) -> None:
+    """Fine-tune the cross-encoder (or the bi-encoder) on judgments."""
+    from ranker.training.jobs import train_bi_encoder_job, train_reranker_job
+
+    settings = _settings()
+    overrides = {"epochs": epochs} if epochs is not None else {}
+    try:
+        if bi_encoder:
+            path, summary = train_bi_encoder_job(
+                settings, judgments=judgments, catalog=catalog, out=out, overrides=overrides
+            )
+        else:
+            path, summary = train_reranker_job(
+                settings, judgments=judgments, catalog=catalog, out=out, overrides=overrides
+            )
+    except (OSError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"saved {path}")
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("eval")
+def evaluate(
+    judgments: JudgmentsOption = None,
+    folds: Annotated[
+        int, typer.Option(help="Cross-validation folds for trained models (0: no CV).")
+    ] = 5,
+    out: Annotated[Path, typer.Option("--out", help="Report directory.")] = Path("var/report"),
+    index_dir: IndexDirOption = None,
+    reranker: RerankerOption = None,
+) -> None:
+    """NDCG@10, Recall@100 and MRR of BM25, dense, hybrid and hybrid + rerank."""
+    from ranker.evaluation.report import text_table
+    from ranker.evaluation.suite import run_evaluation
+
+    settings = _settings(index_dir, reranker)
+    try:
+        results, paths = run_evaluation(settings, judgments_path=judgments, folds=folds, out=out)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(text_table(results))
+    typer.echo(f"report: {paths[0]}  chart: {paths[1]}")
+
+
+@app.command()
+def run(
+    queries: Annotated[Path, typer.Option("--queries", help="CSV with query_id,query.")],
+    out: Annotated[Path, typer.Option("--out", help="TREC run file to write.")],
+    candidates: Annotated[
+        Path | None,
+        typer.Option("--candidates", help="CSV with query_id,product_id: the rerank task."),
+    ] = None,
+    depth: Annotated[int, typer.Option(min=1, help="Results per query (retrieval task).")] = 100,
+    tag: Annotated[str, typer.Option(help="Run tag, the TREC file's last column.")] = "shoprank",
+    index_dir: IndexDirOption = None,
+    reranker: RerankerOption = None,
+) -> None:
+    """Write a TREC run (qid Q0 docid rank score tag) with the served defaults."""
+    from ranker.evaluation.judgments import load_candidates, load_queries
+    from ranker.evaluation.systems import System, system_run
+    from ranker.evaluation.trec import write_trec_run
+    from ranker.loading import open_serving_pipeline
+
+    settings = _settings(index_dir, reranker)
+    try:
+        query_texts = load_queries(queries)
+        candidate_lists = load_candidates(candidates) if candidates else None
+        pipeline = open_serving_pipeline(settings, with_reranker=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from exc
+    served = System("served", settings.retrieval.mode, rerank=pipeline.reranker is not None)
+    result = system_run(
+        pipeline,
+        served,
+        query_texts,
+        task="rerank" if candidate_lists is not None else "retrieval",
+        candidates=candidate_lists,
+        depth=depth,
+        progress=True,
+    )
+    write_trec_run(result, out, tag=tag)
+    typer.echo(f"wrote {out}: {len(result)} queries")
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0,
+    folds: Annotated[int, typer.Option(help="CV folds for the trained reranker.")] = 0,
+) -> None:
+    """The main job: index the sample catalog, serve it, query it over HTTP, evaluate."""
+    from ranker.demo import run_demo
+
+    try:
+        run_demo(_settings(), port=port, folds=folds)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from exc

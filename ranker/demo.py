@@ -1,0 +1,159 @@
+"""The main job: index the sample catalog, serve it, query it over HTTP, show the evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from indexer.catalog import sample_catalog_path
+from indexer.jobs import read_index_manifest
+from indexer.stores.base import StoreError
+from ranker.evaluation.report import text_table
+from ranker.evaluation.suite import run_evaluation
+from ranker.loading import build_default_index, reranker_dir
+from ranker.model_files import read_manifest
+from ranker.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+EXAMPLE_QUERIES = ("wireless mouse for laptop", "%100 silicone not clear", "kindle paperwhite")
+STARTUP_TIMEOUT_SECONDS = 300.0
+
+
+def _say(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_server(settings: Settings, *, port: int) -> Iterator[str]:
+    """Start ``shoprank serve`` in a child process; stop it (by its PID) on exit."""
+    host = "127.0.0.1"
+    port = port or free_port(host)
+    command = [
+        sys.executable, "-m", "ranker", "serve", "--host", host, "--port", str(port),
+        "--index-dir", str(settings.index_path),
+    ]
+    if settings.rerank.model is not None:
+        command += ["--reranker", str(settings.rerank.model)]
+    child = subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
+    base_url = f"http://{host}:{port}"
+    try:
+        _wait_healthy(base_url, child)
+        yield base_url
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _wait_healthy(base_url: str, child: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise RuntimeError(f"the server exited with code {child.returncode} while starting")
+        try:
+            health = httpx.get(f"{base_url}/healthz", timeout=2.0).json()
+        except (httpx.HTTPError, ValueError):
+            time.sleep(0.5)
+            continue
+        if health.get("status") == "ok":
+            return
+        raise RuntimeError(f"the server started without everything it needs: {health}")
+    raise RuntimeError(f"the server did not answer within {STARTUP_TIMEOUT_SECONDS:.0f} s")
+
+
+def _ensure_index(settings: Settings) -> None:
+    try:
+        manifest = read_index_manifest(settings.index_path)
+        _say(f"index: {settings.index_path} ({manifest['count']} products, built {manifest['built_at']})")
+        return
+    except StoreError:
+        pass
+    _say(f"index: building {settings.index_path} from the sample catalog ...")
+    start = time.perf_counter()
+    manifest = build_default_index(settings, sample_catalog_path())
+    _say(
+        f"index: {manifest['count']} products, {manifest['dense_index']} + BM25, "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+
+
+def _describe_reranker(settings: Settings) -> None:
+    path = reranker_dir(settings)
+    manifest = read_manifest(path) or {}
+    size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 2**20
+    _say(f"reranker: {path} ({manifest.get('model_id', 'untracked')}, {size:.0f} MiB)")
+
+
+def _print_search(base_url: str, query: str, *, filters: dict[str, Any] | None = None) -> None:
+    body: dict[str, Any] = {"query": query, "k": 5}
+    if filters:
+        body["filters"] = filters
+    response = httpx.post(f"{base_url}/search", json=body, timeout=60.0)
+    response.raise_for_status()
+    payload = response.json()
+    label = f"{query!r}" + (f" with {filters}" if filters else "")
+    _say(f"\nPOST /search {label}")
+    for rank, hit in enumerate(payload["results"], start=1):
+        _say(f"  {rank}. {hit['score']:7.3f}  {hit['id']}  {hit['title'][:90]}")
+    timings = ", ".join(f"{k} {v:.0f}" for k, v in payload["timings_ms"].items())
+    _say(f"  ms: {timings}")
+
+
+def _print_rerank(base_url: str) -> None:
+    body = {
+        "query": "usb c charger",
+        "documents": [
+            "Anker 65W USB C Charger, foldable GaN wall charger for laptops and phones",
+            "Wooden cutting board with juice groove, large",
+            {"text": "USB-A to Micro USB cable, 6 ft, braided"},
+        ],
+        "top_n": 3,
+    }
+    response = httpx.post(f"{base_url}/v1/rerank", json=body, timeout=60.0)
+    response.raise_for_status()
+    _say(f"\nPOST /v1/rerank {body['query']!r}")
+    for result in response.json()["results"]:
+        _say(f"  index {result['index']}: {result['relevance_score']:.3f}")
+
+
+def run_demo(settings: Settings, *, port: int = 0, folds: int = 0) -> None:
+    """Index, serve, query over HTTP, evaluate, stop; prints as it goes."""
+    started = time.perf_counter()
+    _ensure_index(settings)
+    _describe_reranker(settings)
+    _say("server: starting on 127.0.0.1 ...")
+    with running_server(settings, port=port) as base_url:
+        _say(f"server: {base_url} is healthy")
+        for query in EXAMPLE_QUERIES:
+            _print_search(base_url, query)
+        _print_search(base_url, "laptop backpack", filters={"price_max": 40.0})
+        _print_rerank(base_url)
+    _say("\nserver: stopped")
+    _say("\nevaluation on the 100 example queries:")
+    results, (report, chart) = run_evaluation(
+        settings, judgments_path=None, folds=folds, out=settings.home / "report"
+    )
+    _say(text_table(results))
+    _say(f"report: {report}  chart: {chart}")
+    _say(f"\nmain job wall time: {time.perf_counter() - started:.0f} s")
+

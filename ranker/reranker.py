@@ -1,0 +1,81 @@
+"""The cross-encoder reranker: scores (query, product text) pairs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ranker.backends import Backend, ModelTask, load_backend
+from ranker.backends.base import FloatArray
+from ranker.model_files import model_id, resolve_model_dir, weights_sha256
+from ranker.tokenization import PairTokenizer, length_sorted_batches, pad_batch
+
+logger = logging.getLogger(__name__)
+
+
+class Reranker:
+    """Scores pairs in length-sorted, dynamically padded micro-batches.
+
+    The query is cut to ``max_query_tokens`` word pieces; the product text fills the rest of
+    ``max_length``.
+    """
+
+    def __init__(
+        self,
+        *,
+        tokenizer: PairTokenizer,
+        backend: Backend,
+        model_id: str,
+        weights_sha256: str,
+        batch_size: int = 32,
+        max_query_tokens: int = 48,
+    ) -> None:
+        if backend.task is not ModelTask.SCORE:
+            raise ValueError(f"a Reranker needs a scoring backend, got {backend.task}")
+        if max_query_tokens >= tokenizer.max_length - 3:
+            raise ValueError(
+                f"max_query_tokens {max_query_tokens} leaves no room for the document in "
+                f"max_length {tokenizer.max_length}"
+            )
+        self.tokenizer = tokenizer
+        self.backend = backend
+        self.model_id = model_id
+        self.weights_sha256 = weights_sha256
+        self.batch_size = batch_size
+        self.max_query_tokens = max_query_tokens
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path,
+        *,
+        backend: str = "auto",
+        max_length: int = 96,
+        batch_size: int = 32,
+        max_query_tokens: int = 48,
+    ) -> Reranker:
+        """Load a trained cross-encoder directory on a backend."""
+        model_dir = resolve_model_dir(model)
+        return cls(
+            tokenizer=PairTokenizer.from_model_dir(model_dir, max_length=max_length),
+            backend=load_backend(backend, model_dir, task=ModelTask.SCORE),
+            model_id=model_id(model_dir),
+            weights_sha256=weights_sha256(model_dir),
+            batch_size=batch_size,
+            max_query_tokens=max_query_tokens,
+        )
+
+    def score(self, query: str, documents: Sequence[str]) -> FloatArray:
+        """Relevance logits, one per document, in the documents' order."""
+        scores = np.zeros(len(documents), dtype=np.float32)
+        if not documents:
+            return scores
+        query = self.tokenizer.truncate_text(query, self.max_query_tokens)
+        encodings = self.tokenizer.encode_pairs(query, documents)
+        for indices in length_sorted_batches([len(e.ids) for e in encodings], self.batch_size):
+            batch = pad_batch([encodings[i] for i in indices], pad_id=self.tokenizer.pad_id)
+            scores[indices] = self.backend.infer(batch)
+        return scores

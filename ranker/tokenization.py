@@ -1,0 +1,94 @@
+"""Tokenization for both encoders: truncation, length-sorted micro-batches, dynamic padding."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from tokenizers import Encoding, Tokenizer
+
+from ranker.backends.base import TokenBatch
+
+
+class TextTooLongError(ValueError):
+    """A text over its token limit when the caller asked for no truncation."""
+
+
+class PairTokenizer:
+    """A fast HF tokenizer set up for single texts and for (query, document) pairs.
+
+    Pairs keep the whole query and trim only the document ("only_second").
+    """
+
+    def __init__(self, tokenizer: Tokenizer, *, max_length: int) -> None:
+        self._single = tokenizer
+        self.max_length = max_length
+        self._single.no_padding()
+        self._single.enable_truncation(max_length)
+        # A second instance so single and pair truncation settings never race across threads.
+        self._pair = Tokenizer.from_str(tokenizer.to_str())
+        self._pair.no_padding()
+        self._pair.enable_truncation(max_length, strategy="only_second")
+        self._counter = Tokenizer.from_str(tokenizer.to_str())
+        self._counter.no_padding()
+        self._counter.no_truncation()
+        self.pad_id = tokenizer.token_to_id("[PAD]") or 0
+
+    @classmethod
+    def from_model_dir(cls, model_dir: Path, *, max_length: int) -> PairTokenizer:
+        """Load ``tokenizer.json`` from a model directory."""
+        path = model_dir / "tokenizer.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{model_dir}: no tokenizer.json")
+        return cls(Tokenizer.from_file(str(path)), max_length=max_length)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Token counts without truncation, special tokens included."""
+        return [len(encoding.ids) for encoding in self._counter.encode_batch(list(texts))]
+
+    def truncate_text(self, text: str, max_tokens: int) -> str:
+        """``text`` cut to at most ``max_tokens`` word pieces (special tokens excluded)."""
+        encoding = self._counter.encode(text, add_special_tokens=False)
+        if len(encoding.ids) <= max_tokens:
+            return text
+        end = encoding.offsets[max_tokens - 1][1]
+        return text[:end]
+
+    def encode_texts(self, texts: Sequence[str]) -> list[Encoding]:
+        """Single texts, truncated to ``max_length``."""
+        return list(self._single.encode_batch(list(texts)))
+
+    def encode_pairs(self, query: str, documents: Sequence[str]) -> list[Encoding]:
+        """``(query, document)`` pairs; the query is kept whole, documents are trimmed.
+
+        The caller bounds the query length (see :meth:`truncate_text`), so that a document
+        always keeps some room.
+        """
+        return list(self._pair.encode_batch([(query, document) for document in documents]))
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[npt.NDArray[np.intp]]:
+    """Index batches of similar length (longest first), so padding stays small."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def pad_batch(encodings: Sequence[Encoding], *, pad_id: int) -> TokenBatch:
+    """Pad a micro-batch to its own longest member (dynamic padding)."""
+    width = max(len(encoding.ids) for encoding in encodings)
+    shape = (len(encodings), width)
+    input_ids = np.full(shape, pad_id, dtype=np.int64)
+    attention_mask = np.zeros(shape, dtype=np.int64)
+    token_type_ids = np.zeros(shape, dtype=np.int64)
+    for row, encoding in enumerate(encodings):
+        length = len(encoding.ids)
+        input_ids[row, :length] = encoding.ids
+        attention_mask[row, :length] = 1
+        token_type_ids[row, :length] = encoding.type_ids
+    return TokenBatch(
+        input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+    )

@@ -1,0 +1,262 @@
+"""Fine-tunes the bi-encoder on judgments with a contrastive loss and mined hard negatives.
+
+Loss: multiple-negatives ranking (InfoNCE) with in-batch negatives plus one hard negative
+per pair (Henderson et al. 2017, "Efficient Natural Language Response Suggestion";
+Karpukhin et al. 2020, DPR). Positives are products with the top label gain (ESCI: E).
+Hard negatives come from retrieval: the base model ranks each query's judged products and
+the best-ranked ones judged irrelevant (gain 0) are taken. A batch never holds one query
+twice, so no positive is used as another pair's negative.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from ranker.evaluation.judgments import Judgments
+from ranker.model_files import base_model_dir, resolve_model_dir
+from ranker.tokenization import PairTokenizer, pad_batch
+from ranker.training.artifacts import save_model_dir
+from ranker.training.cross_encoder import TrainingResult, rerank_ndcg, split_validation
+
+logger = logging.getLogger(__name__)
+
+
+class BiEncoderConfig(BaseModel):
+    """Hyperparameters of one bi-encoder training run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str = "minilm"
+    max_length: int = Field(default=128, ge=8, le=512)
+    batch_size: int = Field(default=32, ge=2)
+    epochs: float = Field(default=2.0, gt=0)
+    learning_rate: float = Field(default=2e-5, gt=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, le=1)
+    scale: float = Field(default=20.0, gt=0, description="Inverse temperature of the softmax.")
+    hard_negative_depth: int = Field(default=20, ge=1)
+    evals_per_epoch: int = Field(default=2, ge=1)
+    patience: int = Field(default=2, ge=1)
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 13
+    save_dtype: str = Field(default="float16", pattern="^(float16|float32)$")
+
+
+@dataclass(frozen=True)
+class _Triple:
+    qid: str
+    query: str
+    positive: str
+    negative: str
+
+
+def _mean_pool(model: torch.nn.Module, tokenizer: PairTokenizer, texts: Sequence[str]) -> torch.Tensor:
+    batch = pad_batch(tokenizer.encode_texts(texts), pad_id=tokenizer.pad_id)
+    mask = torch.from_numpy(batch.attention_mask)
+    hidden = model(
+        input_ids=torch.from_numpy(batch.input_ids),
+        attention_mask=mask,
+        token_type_ids=torch.from_numpy(batch.token_type_ids),
+    ).last_hidden_state
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def _encode(model: torch.nn.Module, tokenizer: PairTokenizer, texts: Sequence[str]) -> np.ndarray:
+    model.eval()
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), 64):
+            chunks.append(_mean_pool(model, tokenizer, texts[start : start + 64]).numpy())
+    return np.concatenate(chunks) if chunks else np.zeros((0, 1), dtype=np.float32)
+
+
+def mine_triples(
+    model: torch.nn.Module,
+    tokenizer: PairTokenizer,
+    judgments: Judgments,
+    qids: Sequence[str],
+    product_texts: Mapping[str, str],
+    *,
+    depth: int,
+    seed: int,
+) -> list[_Triple]:
+    """(query, positive, hard negative) triples; negatives are retrieved, judged irrelevant."""
+    generator = random.Random(seed)
+    triples = []
+    for qid in qids:
+        gains = {pid: g for pid, g in judgments.qrels[qid].items() if pid in product_texts}
+        if not gains:
+            continue
+        top_gain = max(gains.values())
+        positives = [pid for pid, gain in gains.items() if gain == top_gain and gain > 0]
+        negatives = [pid for pid, gain in gains.items() if gain == 0]
+        if not positives or not negatives:
+            continue
+        query = judgments.queries[qid]
+        vectors = _encode(model, tokenizer, [query] + [product_texts[p] for p in negatives])
+        similarity = vectors[1:] @ vectors[0]
+        hardest = [negatives[i] for i in np.argsort(-similarity)[:depth]]
+        for positive in positives:
+            negative = generator.choice(hardest)
+            triples.append(_Triple(qid, query, product_texts[positive], product_texts[negative]))
+    return triples
+
+
+def _batches_without_repeated_queries(
+    triples: Sequence[_Triple], batch_size: int, generator: random.Random
+) -> list[list[_Triple]]:
+    order = list(triples)
+    generator.shuffle(order)
+    batches: list[list[_Triple]] = []
+    pending = order
+    while pending:
+        batch: list[_Triple] = []
+        seen: set[str] = set()
+        rest = []
+        for triple in pending:
+            if len(batch) < batch_size and triple.qid not in seen:
+                batch.append(triple)
+                seen.add(triple.qid)
+            else:
+                rest.append(triple)
+        if len(batch) < 2:
+            break
+        batches.append(batch)
+        pending = rest
+    return batches
+
+
+def train_bi_encoder(
+    judgments: Judgments,
+    product_texts: Mapping[str, str],
+    config: BiEncoderConfig,
+    *,
+    train_qids: Sequence[str] | None = None,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> TrainingResult:
+    """Fine-tune the bi-encoder; returns the best model by validation NDCG@10 (rerank task)."""
+    from transformers import AutoModel
+
+    started = time.perf_counter()
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    model_dir = base_model_dir() if config.base_model == "minilm" else resolve_model_dir(
+        config.base_model
+    )
+    tokenizer = PairTokenizer.from_model_dir(model_dir, max_length=config.max_length)
+    model = AutoModel.from_pretrained(str(model_dir), dtype=torch.float32)
+    qids = list(train_qids) if train_qids is not None else list(judgments.queries)
+    fit_qids, validation_qids = split_validation(qids, config.validation_fraction, config.seed)
+    triples = mine_triples(
+        model, tokenizer, judgments, fit_qids, product_texts,
+        depth=config.hard_negative_depth, seed=config.seed,
+    )
+    if not triples:
+        raise ValueError("no training triples: no query has both a positive and a negative")
+    generator = random.Random(config.seed)
+    steps_per_epoch = len(_batches_without_repeated_queries(triples, config.batch_size, generator))
+    total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+    warmup = int(total_steps * config.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min(
+            (step + 1) / max(1, warmup), max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        ),
+    )
+
+    def cosine_scores(query: str, texts: Sequence[str]) -> np.ndarray:
+        vectors = _encode(model, tokenizer, [query, *texts])
+        return vectors[1:] @ vectors[0]
+
+    def validation_ndcg() -> float:
+        return rerank_ndcg(cosine_scores, judgments, validation_qids, product_texts)
+
+    result = TrainingResult(
+        model=model, tokenizer=tokenizer, train_queries=fit_qids, validation_queries=validation_qids
+    )
+    best_ndcg = validation_ndcg()
+    best_state: dict[str, torch.Tensor] | None = None
+    result.history.append({"step": 0, "validation_ndcg@10": best_ndcg})
+    evals_without_gain = 0
+    step = 0
+    bar = tqdm(total=total_steps, desc="training bi-encoder", unit="step", disable=not progress)
+    while step < total_steps and evals_without_gain < config.patience:
+        for batch in _batches_without_repeated_queries(triples, config.batch_size, generator):
+            if step >= total_steps or evals_without_gain >= config.patience:
+                break
+            model.train()
+            queries = _mean_pool(model, tokenizer, [t.query for t in batch])
+            documents = _mean_pool(
+                model, tokenizer, [t.positive for t in batch] + [t.negative for t in batch]
+            )
+            logits = config.scale * queries @ documents.T
+            loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(batch)))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best_ndcg:.4f}")
+            if step % eval_every == 0 or step == total_steps:
+                ndcg = validation_ndcg()
+                result.history.append(
+                    {"step": step, "train_loss": loss.item(), "validation_ndcg@10": ndcg}
+                )
+                logger.info("step %d: loss %.4f, validation NDCG@10 %.4f", step, loss.item(), ndcg)
+                if ndcg > best_ndcg:
+                    best_ndcg, best_state, evals_without_gain = ndcg, copy.deepcopy(model.state_dict()), 0
+                else:
+                    evals_without_gain += 1
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.best_validation_ndcg = best_ndcg
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def save_bi_encoder(
+    result: TrainingResult, output_dir: Path, *, config: BiEncoderConfig, data_sha256: str
+) -> Path:
+    """Write the bi-encoder directory with its ``shoprank.json`` manifest, atomically."""
+    model_dir = base_model_dir() if config.base_model == "minilm" else resolve_model_dir(
+        config.base_model
+    )
+    save_model_dir(
+        result.model,
+        output_dir,
+        tokenizer_source=model_dir,
+        manifest={
+            "kind": "bi-encoder",
+            "base_model": config.base_model,
+            "data_sha256": data_sha256,
+            "hyperparameters": config.model_dump(),
+            "history": result.history,
+            "metrics": {"validation_ndcg@10": result.best_validation_ndcg},
+            "training_seconds": round(result.seconds, 1),
+        },
+        dtype=config.save_dtype,
+    )
+    result.output_dir = output_dir
+    return output_dir

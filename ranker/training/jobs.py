@@ -1,0 +1,110 @@
+"""Training jobs with plain inputs, for the CLI now and Celery tasks later."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from indexer.catalog import TextTemplate, load_products, sample_catalog_path, sample_judgments_path
+from ranker.evaluation.judgments import Judgments, load_judgments
+from ranker.loading import TRAINED_RERANKER_DIR
+from ranker.settings import Settings
+from ranker.training.artifacts import data_sha256
+from ranker.training.cross_encoder import (
+    CrossEncoderConfig,
+    save_cross_encoder,
+    train_cross_encoder,
+)
+
+logger = logging.getLogger(__name__)
+
+TRAINED_EMBEDDER_DIR = "embedder"
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Judgments, the text of every judged product, and their hash."""
+
+    judgments: Judgments
+    product_texts: dict[str, str]
+    sha256: str
+
+
+def load_training_data(
+    settings: Settings, *, judgments: Path | None = None, catalog: Path | None = None
+) -> TrainingData:
+    """Judgments (the sample by default) and product texts rendered with the settings' template."""
+    loaded = load_judgments(judgments or sample_judgments_path(), gains=settings.label_gains)
+    template = TextTemplate(settings.index.text_template)
+    texts = {p.id: template.render(p) for p in load_products(catalog or sample_catalog_path())}
+    missing = sum(1 for q in loaded.qrels.values() for pid in q if pid not in texts)
+    if missing:
+        logger.warning("%d judged products are not in the catalog; they are skipped", missing)
+    rows = [
+        (qid, loaded.queries[qid], pid, label)
+        for qid, labels in loaded.labels.items()
+        for pid, label in labels.items()
+    ]
+    return TrainingData(loaded, texts, data_sha256(rows, texts))
+
+
+def reranker_config(settings: Settings, overrides: Mapping[str, Any]) -> CrossEncoderConfig:
+    """Training hyperparameters: defaults aligned with serving settings, then overrides."""
+    return CrossEncoderConfig(
+        max_length=settings.rerank.max_length,
+        max_query_tokens=settings.api.max_query_tokens,
+        seed=settings.seed,
+        **dict(overrides),
+    )
+
+
+def train_reranker_job(
+    settings: Settings,
+    *,
+    judgments: Path | None = None,
+    catalog: Path | None = None,
+    out: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Train the cross-encoder on all judged queries and save it with its manifest."""
+    data = load_training_data(settings, judgments=judgments, catalog=catalog)
+    config = reranker_config(settings, overrides or {})
+    result = train_cross_encoder(data.judgments, data.product_texts, config)
+    path = out or settings.models_path / TRAINED_RERANKER_DIR
+    metrics = {"validation_ndcg@10": result.best_validation_ndcg}
+    save_cross_encoder(result, path, config=config, data_sha256=data.sha256, metrics=metrics)
+    summary = {
+        "validation_ndcg@10": result.best_validation_ndcg,
+        "train_queries": len(result.train_queries),
+        "validation_queries": len(result.validation_queries),
+        "seconds": round(result.seconds, 1),
+    }
+    return path, summary
+
+
+def train_bi_encoder_job(
+    settings: Settings,
+    *,
+    judgments: Path | None = None,
+    catalog: Path | None = None,
+    out: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Fine-tune the bi-encoder with hard negatives from the built index."""
+    from ranker.training.bi_encoder import BiEncoderConfig, save_bi_encoder, train_bi_encoder
+
+    data = load_training_data(settings, judgments=judgments, catalog=catalog)
+    config = BiEncoderConfig(
+        max_length=settings.embedder.max_length, seed=settings.seed, **dict(overrides or {})
+    )
+    result = train_bi_encoder(data.judgments, data.product_texts, config)
+    path = out or settings.models_path / TRAINED_EMBEDDER_DIR
+    save_bi_encoder(result, path, config=config, data_sha256=data.sha256)
+    summary = {
+        "validation_ndcg@10": result.best_validation_ndcg,
+        "seconds": round(result.seconds, 1),
+    }
+    return path, summary

@@ -1,0 +1,78 @@
+"""Comparison tables and the written report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ranker.evaluation.metrics import MRR, NDCG_AT_10, RECALL_AT_100
+from ranker.evaluation.report import SystemResult, markdown_table, text_table, write_report
+
+RESULTS = [
+    SystemResult("bm25", "retrieval", {NDCG_AT_10: 0.3125, RECALL_AT_100: 0.6, MRR: 0.55}),
+    SystemResult("cross-encoder", "rerank", {NDCG_AT_10: 0.81234}, note="5-fold CV"),
+    SystemResult(
+        "cross-encoder",
+        "retrieval",
+        {NDCG_AT_10: 0.4, RECALL_AT_100: 0.7, MRR: 0.66},
+        note="hybrid first stage",
+    ),
+]
+
+
+def test_markdown_table_merges_tasks_per_system() -> None:
+    lines = markdown_table(RESULTS).splitlines()
+    assert lines[0] == (
+        "| system | rerank NDCG@10 | retrieval NDCG@10 | retrieval Recall@100 | "
+        "retrieval MRR | note |"
+    )
+    assert lines[2] == "| bm25 | – | 0.3125 | 0.6000 | 0.5500 |  |"
+    assert lines[3] == (
+        "| cross-encoder | 0.8123 | 0.4000 | 0.7000 | 0.6600 | 5-fold CV; hybrid first stage |"
+    )
+    assert len(lines) == 4
+
+
+def test_markdown_escapes_pipes() -> None:
+    table = markdown_table([SystemResult("a|b", "rerank", {})])
+    assert "| a\\|b | – |" in table
+
+
+def test_text_table_is_aligned() -> None:
+    lines = text_table(RESULTS).splitlines()
+    assert lines[0].startswith("system ")
+    assert set(lines[1]) <= {"-", " "}
+    # Numbers are right-aligned: every row's rerank cell ends at the same column.
+    end = lines[0].index("rerank NDCG@10") + len("rerank NDCG@10")
+    assert lines[2][end - 1] == "–"
+    assert lines[3][end - 6 : end] == "0.8123"
+
+
+def test_bad_task_and_duplicates() -> None:
+    with pytest.raises(ValueError, match="task"):
+        SystemResult("x", "ranking", {})
+    with pytest.raises(ValueError, match="two rerank results"):
+        markdown_table([SystemResult("x", "rerank", {}), SystemResult("x", "rerank", {})])
+
+
+def test_write_report(tmp_path: Path) -> None:
+    md_path, png_path = write_report(
+        RESULTS, tmp_path / "report", title="ESCI subset", preamble="Judged on 100 queries."
+    )
+    assert md_path == tmp_path / "report" / "report.md"
+    assert png_path == tmp_path / "report" / "ndcg.png"
+    assert png_path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    markdown = md_path.read_text(encoding="utf-8")
+    assert markdown.startswith("# ESCI subset\n\nJudged on 100 queries.\n")
+    for name in ("bm25", "cross-encoder"):
+        assert name in markdown
+    for number in ("0.3125", "0.8123", "0.7000", "0.6600"):
+        assert number in markdown
+    assert "ndcg.png" in markdown
+    assert sorted(p.name for p in md_path.parent.iterdir()) == ["ndcg.png", "report.md"]
+
+
+def test_write_report_needs_results(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no results"):
+        write_report([], tmp_path, title="t")
