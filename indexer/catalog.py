@@ -36,9 +36,7 @@ class Product(BaseModel):
     bullet_points: tuple[str, ...] = ()
     brand: str = ""
     color: str = ""
-    category: tuple[str, ...] = Field(
-        default=(), description="The category path, broadest first."
-    )
+    category: tuple[str, ...] = Field(default=(), description="The category path, broadest first.")
     price: float | None = Field(default=None, ge=0)
     attributes: dict[str, str | float | int | bool | None] = Field(default_factory=dict)
 
@@ -145,7 +143,8 @@ def product_from_record(record: Mapping[str, Any], mapping: FieldMapping | None 
         except (TypeError, ValueError) as exc:
             raise CatalogError(f"field {field!r} (column {source!r}): {exc}") from exc
     if not values.get("id"):
-        raise CatalogError("record has no product id (looked for: id, asin, product_id, _id)")
+        looked_for = mapping.fields.get("id") or ", ".join(DEFAULT_SOURCE_NAMES["id"])
+        raise CatalogError(f"record has no product id (looked for: {looked_for})")
     extra_columns = mapping.attributes
     if extra_columns is None:
         extra_columns = tuple(name for name in record if name not in used)
@@ -162,9 +161,10 @@ def product_from_record(record: Mapping[str, Any], mapping: FieldMapping | None 
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return io.TextIOWrapper(open(path, "rb"), encoding="utf-8")  # noqa: SIM115
+    # utf-8-sig: spreadsheet exports start with a BOM, which would hide the first column.
+    if path.suffix.lower() == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
+    return io.TextIOWrapper(open(path, "rb"), encoding="utf-8-sig")
 
 
 def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -192,8 +192,7 @@ def _parquet_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
-    for row_number, row in enumerate(table.to_pylist(), start=1):
-        yield row_number, row
+    yield from enumerate(table.to_pylist(), start=1)
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -211,24 +210,34 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def iter_products(path: str | Path, mapping: FieldMapping | None = None) -> Iterator[Product]:
     """Stream products from a JSONL (optionally gzipped), CSV or Parquet file."""
-    path = Path(path)
+    for _, product in _positioned_products(Path(path), mapping):
+        yield product
+
+
+def _positioned_products(path: Path, mapping: FieldMapping | None) -> Iterator[tuple[int, Product]]:
+    """Products with their line (JSONL, CSV) or row (Parquet) number."""
     if not path.is_file():
         raise CatalogError(f"{path}: no such catalog file")
     for position, record in _records(path):
         try:
-            yield product_from_record(record, mapping)
+            yield position, product_from_record(record, mapping)
         except CatalogError as exc:
             raise CatalogError(f"{path}:{position}: {exc}") from exc
 
 
 def load_products(path: str | Path, mapping: FieldMapping | None = None) -> list[Product]:
     """Load a whole catalog; duplicate ids are an error, since they would silently overwrite."""
-    products = list(iter_products(path, mapping))
-    seen: set[str] = set()
-    for product in products:
-        if product.id in seen:
-            raise CatalogError(f"{path}: duplicate product id {product.id!r}")
-        seen.add(product.id)
+    path = Path(path)
+    products: list[Product] = []
+    first_seen: dict[str, int] = {}
+    for position, product in _positioned_products(path, mapping):
+        if product.id in first_seen:
+            raise CatalogError(
+                f"{path}:{position}: duplicate product id {product.id!r} "
+                f"(first seen at {path}:{first_seen[product.id]})"
+            )
+        first_seen[product.id] = position
+        products.append(product)
     return products
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+class RetrievalModeChoice(StrEnum):
+    """Retrieval modes the CLI offers."""
+
+    DENSE = "dense"
+    LEXICAL = "lexical"
+    HYBRID = "hybrid"
+
 
 IndexDirOption = Annotated[
     Path | None, typer.Option("--index-dir", help="Index directory (default: var/index).")
@@ -98,9 +108,7 @@ def index(
         source = catalog or sample_catalog_path()
         if upsert:
             products = load_products(source)
-            count = upsert_products(
-                settings.index_path, products, embedder=load_embedder(settings)
-            )
+            count = upsert_products(settings.index_path, products, embedder=load_embedder(settings))
             typer.echo(f"upserted {count} products into {settings.index_path}")
             return
         manifest = build_default_index(settings, source)
@@ -116,7 +124,7 @@ def index(
 def search(
     query: Annotated[str, typer.Argument(help="What to search for.")],
     k: Annotated[int, typer.Option("--k", min=1)] = 10,
-    mode: Annotated[str | None, typer.Option(help="dense, lexical or hybrid.")] = None,
+    mode: Annotated[RetrievalModeChoice | None, typer.Option(help="Retrieval mode.")] = None,
     rerank: Annotated[bool, typer.Option("--rerank/--no-rerank")] = True,
     brand: Annotated[list[str] | None, typer.Option(help="Keep only these brands.")] = None,
     category: Annotated[list[str] | None, typer.Option(help="Keep only these categories.")] = None,
@@ -130,8 +138,6 @@ def search(
     from indexer.stores.base import SearchFilter
     from ranker.loading import open_serving_pipeline
 
-    if mode not in (None, "dense", "lexical", "hybrid"):
-        raise _fail(f"unknown mode {mode!r}; use dense, lexical or hybrid")
     settings = _settings(index_dir, reranker)
     try:
         pipeline = open_serving_pipeline(settings, with_reranker=rerank)
@@ -144,7 +150,11 @@ def search(
     except (OSError, ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from exc
     outcome = pipeline.search(
-        query, k=k, mode=mode, search_filter=search_filter, rerank=rerank  # type: ignore[arg-type]
+        query,
+        k=k,
+        mode=mode.value if mode is not None else None,
+        search_filter=search_filter,
+        rerank=rerank,
     )
     if as_json:
         rows = [
@@ -191,6 +201,10 @@ def train(
     bi_encoder: Annotated[
         bool, typer.Option("--bi-encoder", help="Fine-tune the bi-encoder instead.")
     ] = False,
+    folds: Annotated[
+        int,
+        typer.Option(help="Cross-validate the recipe first (needs `shoprank index`); 0: skip."),
+    ] = 0,
 ) -> None:
     """Fine-tune the cross-encoder (or the bi-encoder) on judgments."""
     from ranker.training.jobs import train_bi_encoder_job, train_reranker_job
@@ -204,7 +218,12 @@ def train(
             )
         else:
             path, summary = train_reranker_job(
-                settings, judgments=judgments, catalog=catalog, out=out, overrides=overrides
+                settings,
+                judgments=judgments,
+                catalog=catalog,
+                out=out,
+                overrides=overrides,
+                folds=folds,
             )
     except (OSError, ValueError) as exc:
         raise _fail(str(exc)) from exc

@@ -46,12 +46,20 @@ def running_server(settings: Settings, *, port: int) -> Iterator[str]:
     host = "127.0.0.1"
     port = port or free_port(host)
     command = [
-        sys.executable, "-m", "ranker", "serve", "--host", host, "--port", str(port),
-        "--index-dir", str(settings.index_path),
+        sys.executable,
+        "-m",
+        "ranker",
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--index-dir",
+        str(settings.index_path),
     ]
     if settings.rerank.model is not None:
         command += ["--reranker", str(settings.rerank.model)]
-    child = subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
+    child = subprocess.Popen(command)
     base_url = f"http://{host}:{port}"
     try:
         _wait_healthy(base_url, child)
@@ -84,7 +92,10 @@ def _wait_healthy(base_url: str, child: subprocess.Popen[bytes]) -> None:
 def _ensure_index(settings: Settings) -> None:
     try:
         manifest = read_index_manifest(settings.index_path)
-        _say(f"index: {settings.index_path} ({manifest['count']} products, built {manifest['built_at']})")
+        _say(
+            f"index: {settings.index_path} "
+            f"({manifest['count']} products, built {manifest['built_at']})"
+        )
         return
     except StoreError:
         pass
@@ -156,4 +167,3 @@ def run_demo(settings: Settings, *, port: int = 0, folds: int = 0) -> None:
     _say(text_table(results))
     _say(f"report: {report}  chart: {chart}")
     _say(f"\nmain job wall time: {time.perf_counter() - started:.0f} s")
-

@@ -37,7 +37,11 @@ class Embedder:
 
     @classmethod
     def load(
-        cls, model: str | Path, *, backend: str = "auto", max_length: int = 128,
+        cls,
+        model: str | Path,
+        *,
+        backend: str = "auto",
+        max_length: int = 128,
         batch_size: int = 64,
     ) -> Embedder:
         """Load a bi-encoder (``minilm`` or a directory) on a backend."""
@@ -71,14 +75,14 @@ class Embedder:
                 batch = pad_batch([encodings[i] for i in indices], pad_id=self.tokenizer.pad_id)
                 output[indices] = self.backend.infer(batch)
                 bar.update(len(indices))
-        if not normalize:
-            return output
-        norms = np.linalg.norm(output, axis=1, keepdims=True)
-        return output / np.maximum(norms, 1e-12)
+        if normalize:
+            output /= np.maximum(np.linalg.norm(output, axis=1, keepdims=True), 1e-12)
+        return output
 
     def embed_query(self, query: str) -> FloatMatrix:
         """One query's unit vector, shape ``(dim,)``."""
-        return self.embed([query])[0]
+        vector: FloatMatrix = self.embed([query])[0]
+        return vector
 
 
 def _probe_dimension(backend: Backend) -> int:

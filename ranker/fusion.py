@@ -20,13 +20,13 @@ def reciprocal_rank_fusion(
     individual rank learning methods", SIGIR 2009. Ties break by product id, so the result
     is deterministic. A product missing from a list gets nothing from it.
     """
-    if k <= 0:
+    if not k > 0:  # NaN too
         raise ValueError(f"the RRF constant must be positive, got {k}")
     if weights is None:
         weights = [1.0] * len(ranked_lists)
     if len(weights) != len(ranked_lists):
         raise ValueError(f"{len(weights)} weights for {len(ranked_lists)} ranked lists")
-    if any(weight < 0 for weight in weights):
+    if any(not weight >= 0 for weight in weights):  # NaN too
         raise ValueError(f"RRF weights must not be negative, got {list(weights)}")
     fused: dict[str, float] = {}
     for hits, weight in zip(ranked_lists, weights, strict=True):

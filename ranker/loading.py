@@ -46,8 +46,8 @@ def reranker_dir(settings: Settings) -> Path:
     )
 
 
-def load_reranker(settings: Settings) -> Reranker:
-    """The cross-encoder that :func:`reranker_dir` picks."""
+def load_reranker(settings: Settings, *, embedder: Embedder | None = None) -> Reranker:
+    """The cross-encoder that :func:`reranker_dir` picks (``embedder`` feeds a dense prior)."""
     path = reranker_dir(settings)
     reranker = Reranker.load(
         path,
@@ -55,6 +55,7 @@ def load_reranker(settings: Settings) -> Reranker:
         max_length=settings.rerank.max_length,
         batch_size=settings.rerank.batch_size,
         max_query_tokens=settings.api.max_query_tokens,
+        embedder=embedder,
     )
     logger.info("reranker %s from %s", reranker.model_id, path)
     return reranker
@@ -85,7 +86,7 @@ def open_pipeline(
 def open_serving_pipeline(settings: Settings, *, with_reranker: bool = True) -> SearchPipeline:
     """Load the models settings name and open the index around them."""
     embedder = load_embedder(settings)
-    reranker = load_reranker(settings) if with_reranker else None
+    reranker = load_reranker(settings, embedder=embedder) if with_reranker else None
     return open_pipeline(settings, embedder=embedder, reranker=reranker)
 
 

@@ -43,10 +43,7 @@ def resolve_model_dir(spec: str | Path) -> Path:
     """Turn ``minilm``, a shipped model's name or a directory into a model directory."""
     if str(spec) == BASE_MODEL_NAME:
         return base_model_dir()
-    if str(spec) == SHIPPED_RERANKER:
-        path = shipped_model_dir(SHIPPED_RERANKER)
-    else:
-        path = Path(spec)
+    path = shipped_model_dir(SHIPPED_RERANKER) if str(spec) == SHIPPED_RERANKER else Path(spec)
     if not (path / "config.json").is_file():
         raise ModelNotFoundError(
             f"{spec}: not a model directory (no config.json); give a directory that "

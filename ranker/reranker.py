@@ -4,23 +4,39 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ranker.backends import Backend, ModelTask, load_backend
 from ranker.backends.base import FloatArray
-from ranker.model_files import model_id, resolve_model_dir, weights_sha256
+from ranker.embedder import Embedder
+from ranker.model_files import model_id, read_manifest, resolve_model_dir, weights_sha256
 from ranker.tokenization import PairTokenizer, length_sorted_batches, pad_batch
 
 logger = logging.getLogger(__name__)
+
+
+class RerankerError(ValueError):
+    """A reranker that cannot be served as configured."""
+
+
+@dataclass(frozen=True)
+class DensePrior:
+    """``w * cos(E(q), E(d)) + b`` added to the cross-encoder's logit (see training)."""
+
+    weight: float
+    bias: float
+    embedder: Embedder
 
 
 class Reranker:
     """Scores pairs in length-sorted, dynamically padded micro-batches.
 
     The query is cut to ``max_query_tokens`` word pieces; the product text fills the rest of
-    ``max_length``.
+    ``max_length``. A model trained with a dense prior adds the bi-encoder's cosine, so it
+    needs the same bi-encoder it was trained with.
     """
 
     def __init__(
@@ -32,6 +48,7 @@ class Reranker:
         weights_sha256: str,
         batch_size: int = 32,
         max_query_tokens: int = 48,
+        prior: DensePrior | None = None,
     ) -> None:
         if backend.task is not ModelTask.SCORE:
             raise ValueError(f"a Reranker needs a scoring backend, got {backend.task}")
@@ -46,6 +63,7 @@ class Reranker:
         self.weights_sha256 = weights_sha256
         self.batch_size = batch_size
         self.max_query_tokens = max_query_tokens
+        self.prior = prior
 
     @classmethod
     def load(
@@ -56,8 +74,13 @@ class Reranker:
         max_length: int = 96,
         batch_size: int = 32,
         max_query_tokens: int = 48,
+        embedder: Embedder | None = None,
     ) -> Reranker:
-        """Load a trained cross-encoder directory on a backend."""
+        """Load a trained cross-encoder directory on a backend.
+
+        ``embedder`` is required for a model trained with a dense prior, and must be the
+        bi-encoder named in its manifest.
+        """
         model_dir = resolve_model_dir(model)
         return cls(
             tokenizer=PairTokenizer.from_model_dir(model_dir, max_length=max_length),
@@ -66,6 +89,7 @@ class Reranker:
             weights_sha256=weights_sha256(model_dir),
             batch_size=batch_size,
             max_query_tokens=max_query_tokens,
+            prior=_dense_prior(model_dir, embedder),
         )
 
     def score(self, query: str, documents: Sequence[str]) -> FloatArray:
@@ -78,4 +102,30 @@ class Reranker:
         for indices in length_sorted_batches([len(e.ids) for e in encodings], self.batch_size):
             batch = pad_batch([encodings[i] for i in indices], pad_id=self.tokenizer.pad_id)
             scores[indices] = self.backend.infer(batch)
+        if self.prior is not None:
+            vectors = self.prior.embedder.embed([query, *documents])
+            scores += self.prior.weight * (vectors[1:] @ vectors[0]) + self.prior.bias
         return scores
+
+
+def _dense_prior(model_dir: Path, embedder: Embedder | None) -> DensePrior | None:
+    """The prior a model's manifest declares, checked against the serving bi-encoder."""
+    declared = (read_manifest(model_dir) or {}).get("prior")
+    if not declared:
+        return None
+    trained_with = declared.get("embedder", {})
+    if embedder is None:
+        raise RerankerError(
+            f"{model_dir} adds a bi-encoder prior ({trained_with.get('model_id')}); "
+            "load it with that embedder"
+        )
+    if trained_with.get("weights_sha256") != embedder.identity.weights_sha256:
+        raise RerankerError(
+            f"{model_dir} was trained with the bi-encoder {trained_with.get('model_id')} "
+            f"(weights sha256 {str(trained_with.get('weights_sha256'))[:12]}), but the serving "
+            f"embedder is {embedder.identity.model_id} "
+            f"({embedder.identity.weights_sha256[:12]}); retrain the reranker or serve that one"
+        )
+    return DensePrior(
+        weight=float(declared["weight"]), bias=float(declared["bias"]), embedder=embedder
+    )

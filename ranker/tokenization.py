@@ -50,10 +50,12 @@ class PairTokenizer:
 
     def truncate_text(self, text: str, max_tokens: int) -> str:
         """``text`` cut to at most ``max_tokens`` word pieces (special tokens excluded)."""
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
         encoding = self._counter.encode(text, add_special_tokens=False)
         if len(encoding.ids) <= max_tokens:
             return text
-        end = encoding.offsets[max_tokens - 1][1]
+        end = encoding.offsets[max_tokens - 1][1] if max_tokens else 0
         return text[:end]
 
     def encode_texts(self, texts: Sequence[str]) -> list[Encoding]:

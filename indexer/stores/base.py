@@ -128,9 +128,7 @@ class LexicalIndex(Protocol):
     def delete(self, product_ids: Sequence[str]) -> int:
         """Remove products; returns how many were present."""
 
-    def search(
-        self, query: str, k: int, search_filter: SearchFilter | None = None
-    ) -> list[Hit]:
+    def search(self, query: str, k: int, search_filter: SearchFilter | None = None) -> list[Hit]:
         """The ``k`` best BM25 hits for ``query``, best first."""
 
 

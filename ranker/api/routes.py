@@ -97,9 +97,7 @@ def _score_documents(
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Validate, then score; returns logits and stage timings."""
     start = time.perf_counter()
-    query = check_query(
-        query, limits=settings.api, tokenizer=reranker.tokenizer, truncate=truncate
-    )
+    query = check_query(query, limits=settings.api, tokenizer=reranker.tokenizer, truncate=truncate)
     query_tokens = reranker.tokenizer.count_tokens([query])[0] - 2
     documents = check_documents(
         documents,
@@ -249,7 +247,11 @@ def healthz(request: Request) -> HealthResponse:
     service: Service | None = request.app.state.service
     if service is None:
         return HealthResponse(
-            status="unavailable", products=None, embedder=None, reranker=None, backend={},
+            status="unavailable",
+            products=None,
+            embedder=None,
+            reranker=None,
+            backend={},
             detail="loading",
         )
     backends = {}

@@ -44,7 +44,7 @@ def load_service(settings: Settings) -> Service:
     except (OSError, ValueError, RuntimeError) as exc:
         problems.append(f"embedder: {exc}")
     try:
-        reranker = load_reranker(settings)
+        reranker = load_reranker(settings, embedder=embedder)
     except (OSError, ValueError, RuntimeError) as exc:
         problems.append(f"reranker: {exc}")
     if embedder is not None:

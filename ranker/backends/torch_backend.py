@@ -36,7 +36,11 @@ class TorchBackend:
 
         self.task = task
         self.device = device
-        torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+        torch_dtype = {
+            "float32": torch.float32,
+            "float16": torch.float16,
+            "bfloat16": torch.bfloat16,
+        }
         if dtype not in torch_dtype:
             raise BackendError(f"unknown dtype {dtype!r}; use one of {sorted(torch_dtype)}")
         if device == "cpu" and dtype != "float32":
@@ -85,7 +89,9 @@ class TorchBackend:
         start = time.perf_counter()
         self.infer(batch)
         elapsed = time.perf_counter() - start
-        logger.info("torch %s warm-up %s on %s: %.1f ms", self.task, shape, self.device, 1e3 * elapsed)
+        logger.info(
+            "torch %s warm-up %s on %s: %.1f ms", self.task, shape, self.device, 1e3 * elapsed
+        )
         return elapsed
 
     def health(self) -> bool:

@@ -3,24 +3,29 @@
 Untrained systems (BM25, dense, hybrid) are scored on every judged query. The trained
 reranker is reported two ways:
 
-- cross-validated (``folds >= 2``): k models, each trained without the queries it scores,
-  which estimates quality on unseen queries;
-- the served model: if it was trained on these very judgments, its figure is in-sample and
-  labelled so; the cross-validated figures stored in its manifest are shown beside it.
+- cross-validated: k models, each trained without the queries it scores, which estimates
+  quality on unseen queries. Computed here with ``folds >= 2``, else taken from the served
+  model's manifest, where `shoprank train --folds` recorded it;
+- the served model itself: if it was trained on these very judgments its figure is
+  in-sample, and the table says so.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
 from indexer.catalog import sample_judgments_path
-from ranker.evaluation.judgments import load_judgments
+from ranker.evaluation.judgments import Judgments, load_judgments
 from ranker.evaluation.metrics import EvalResult, evaluate_run
 from ranker.evaluation.report import SystemResult, write_report
-from ranker.evaluation.systems import BASELINE_SYSTEMS, RERANKED_SYSTEM, System, system_run
+from ranker.evaluation.systems import (
+    BASELINE_SYSTEMS,
+    RERANKED_SYSTEM,
+    System,
+    Task,
+    system_run,
+)
 from ranker.loading import open_serving_pipeline, reranker_dir
 from ranker.model_files import read_manifest
 from ranker.pipeline import SearchPipeline
@@ -28,34 +33,53 @@ from ranker.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-CV_RESULTS_FILE = "cv.json"
+TASKS: tuple[Task, ...] = ("rerank", "retrieval")
 
 
-def _evaluate_system(
-    pipeline: SearchPipeline, system: System, judgments_path: Path, settings: Settings
+def evaluate_system(
+    pipeline: SearchPipeline, system: System, judgments: Judgments
 ) -> dict[str, EvalResult]:
-    judgments = load_judgments(judgments_path, gains=settings.label_gains)
+    """Both tasks for one system over every judged query."""
     candidates = {qid: list(judged) for qid, judged in judgments.qrels.items()}
     return {
         task: evaluate_run(
-            system_run(
-                pipeline,
-                system,
-                judgments.queries,
-                task=task,
-                candidates=candidates,
-                depth=100,
-            ),
+            system_run(pipeline, system, judgments.queries, task=task, candidates=candidates),
             judgments.qrels,
         )
-        for task in ("rerank", "retrieval")
+        for task in TASKS
     }
 
 
-def _system_results(name: str, results: dict[str, EvalResult], note: str) -> list[SystemResult]:
+def _rows(name: str, results: dict[str, EvalResult], note: str) -> list[SystemResult]:
+    return [SystemResult(name, task, r.means, note) for task, r in results.items()]
+
+
+def _cross_validated(
+    settings: Settings, pipeline: SearchPipeline, judgments_path: Path, folds: int
+) -> list[SystemResult]:
+    from ranker.training.cross_validation import cross_validate_reranker
+    from ranker.training.jobs import load_training_data, prior_scores, reranker_config
+
+    data = load_training_data(settings, judgments=judgments_path)
+    config = reranker_config(settings, {})
+    priors, _ = prior_scores(settings, data, config)
+    cv = cross_validate_reranker(
+        pipeline, data, config, priors=priors, folds=folds, seed=settings.seed
+    )
+    return _rows(RERANKED_SYSTEM.name, cv, f"{folds}-fold CV by query, trained here")
+
+
+def _from_manifest(manifest: dict[str, object]) -> list[SystemResult]:
+    stored = manifest.get("cross_validation")
+    if not isinstance(stored, dict):
+        return []
+    note = f"{stored.get('folds', '?')}-fold CV by query (from the model's manifest)"
     return [
-        SystemResult(name=name, task=task, means=result.means, note=note)  # type: ignore[arg-type]
-        for task, result in results.items()
+        SystemResult(
+            RERANKED_SYSTEM.name, task, {k: float(v) for k, v in stored[task].items()}, note
+        )
+        for task in TASKS
+        if isinstance(stored.get(task), dict)
     ]
 
 
@@ -68,57 +92,31 @@ def run_evaluation(
 ) -> tuple[list[SystemResult], tuple[Path, Path]]:
     """Evaluate every system; writes ``report.md`` and ``ndcg.png`` into ``out``."""
     judgments_path = judgments_path or sample_judgments_path()
+    judgments = load_judgments(judgments_path, gains=settings.label_gains)
     pipeline = open_serving_pipeline(settings, with_reranker=True)
     results: list[SystemResult] = []
     for system in BASELINE_SYSTEMS:
         logger.info("evaluating %s", system.name)
-        results += _system_results(
-            system.name, _evaluate_system(pipeline, system, judgments_path, settings), "no training"
-        )
+        results += _rows(system.name, evaluate_system(pipeline, system, judgments), "no training")
     served_dir = reranker_dir(settings)
     manifest = read_manifest(served_dir) or {}
     if folds >= 2:
-        from ranker.training.cross_validation import cross_validate_reranker
-        from ranker.training.jobs import load_training_data, reranker_config
-
-        data = load_training_data(settings, judgments=judgments_path)
-        config = reranker_config(settings, {})
-        cv = cross_validate_reranker(pipeline, data, config, folds=folds, seed=settings.seed)
-        results += _system_results(
-            RERANKED_SYSTEM.name, cv, f"{folds}-fold CV by query (models trained here)"
-        )
-        out.mkdir(parents=True, exist_ok=True)
-        (out / CV_RESULTS_FILE).write_text(
-            json.dumps({task: r.means for task, r in cv.items()}, indent=2) + "\n"
-        )
-    elif isinstance(manifest.get("cross_validation"), dict):
-        stored: dict[str, Any] = manifest["cross_validation"]
-        results += [
-            SystemResult(
-                name=RERANKED_SYSTEM.name,
-                task=task,  # type: ignore[arg-type]
-                means={k: float(v) for k, v in stored[task].items()},
-                note=f"{stored.get('folds', '?')}-fold CV by query, from the model's manifest",
-            )
-            for task in ("rerank", "retrieval")
-            if task in stored
-        ]
-    served = _evaluate_system(pipeline, RERANKED_SYSTEM, judgments_path, settings)
-    from ranker.training.jobs import load_training_data
-
-    in_sample = manifest.get("data_sha256") == load_training_data(
-        settings, judgments=judgments_path
-    ).sha256
+        results += _cross_validated(settings, pipeline, judgments_path, folds)
+    else:
+        results += _from_manifest(manifest)
+    trained_on = {str(q) for q in manifest.get("train_query_ids", [])}
+    seen = sorted(trained_on & set(judgments.queries))
     note = (
-        "served model, in-sample: trained on these queries"
-        if in_sample
+        f"served model; in-sample: it was trained on {len(seen)} of these queries"
+        if seen
         else "served model"
     )
-    results += _system_results(f"{RERANKED_SYSTEM.name} (served)", served, note)
+    served = evaluate_system(pipeline, RERANKED_SYSTEM, judgments)
+    results += _rows(f"{RERANKED_SYSTEM.name} (served)", served, note)
     preamble = (
-        f"Judgments: `{judgments_path}`. Reranker: `{served_dir}` "
-        f"({manifest.get('model_id', 'untracked')}). NDCG@10 with ESCI gains E 1, S 0.1, "
-        "C 0.01, I 0; Recall@100 and MRR count E, S and C as relevant."
+        f"{len(judgments.queries)} judged queries from `{judgments_path}`. Reranker: "
+        f"`{served_dir}` ({manifest.get('model_id', 'untracked')}). NDCG@10 uses ESCI gains "
+        "E 1, S 0.1, C 0.01, I 0; Recall@100 and MRR count E, S and C as relevant."
     )
     paths = write_report(results, out, title="shoprank evaluation", preamble=preamble)
     return results, paths

@@ -15,7 +15,12 @@ import torch
 from indexer.stores.atomic import atomic_directory
 from ranker.model_files import MANIFEST_NAME, weights_sha256
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+)
 
 
 def data_sha256(judgments_rows: list[tuple[str, str, str, str]], texts: Mapping[str, str]) -> str:

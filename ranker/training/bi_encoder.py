@@ -61,7 +61,9 @@ class _Triple:
     negative: str
 
 
-def _mean_pool(model: torch.nn.Module, tokenizer: PairTokenizer, texts: Sequence[str]) -> torch.Tensor:
+def _mean_pool(
+    model: torch.nn.Module, tokenizer: PairTokenizer, texts: Sequence[str]
+) -> torch.Tensor:
     batch = pad_batch(tokenizer.encode_texts(texts), pad_id=tokenizer.pad_id)
     mask = torch.from_numpy(batch.attention_mask)
     hidden = model(
@@ -154,16 +156,21 @@ def train_bi_encoder(
     started = time.perf_counter()
     random.seed(config.seed)
     torch.manual_seed(config.seed)
-    model_dir = base_model_dir() if config.base_model == "minilm" else resolve_model_dir(
-        config.base_model
+    model_dir = (
+        base_model_dir() if config.base_model == "minilm" else resolve_model_dir(config.base_model)
     )
     tokenizer = PairTokenizer.from_model_dir(model_dir, max_length=config.max_length)
     model = AutoModel.from_pretrained(str(model_dir), dtype=torch.float32)
     qids = list(train_qids) if train_qids is not None else list(judgments.queries)
     fit_qids, validation_qids = split_validation(qids, config.validation_fraction, config.seed)
     triples = mine_triples(
-        model, tokenizer, judgments, fit_qids, product_texts,
-        depth=config.hard_negative_depth, seed=config.seed,
+        model,
+        tokenizer,
+        judgments,
+        fit_qids,
+        product_texts,
+        depth=config.hard_negative_depth,
+        seed=config.seed,
     )
     if not triples:
         raise ValueError("no training triples: no query has both a positive and a negative")
@@ -178,13 +185,16 @@ def train_bi_encoder(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda step: min(
-            (step + 1) / max(1, warmup), max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+            (step + 1) / max(1, warmup),
+            max(0.0, (total_steps - step) / max(1, total_steps - warmup)),
         ),
     )
 
-    def cosine_scores(query: str, texts: Sequence[str]) -> np.ndarray:
-        vectors = _encode(model, tokenizer, [query, *texts])
-        return vectors[1:] @ vectors[0]
+    def cosine_scores(qid: str, product_ids: Sequence[str]) -> np.ndarray:
+        texts = [product_texts[pid] for pid in product_ids]
+        vectors = _encode(model, tokenizer, [judgments.queries[qid], *texts])
+        scores: np.ndarray = vectors[1:] @ vectors[0]
+        return scores
 
     def validation_ndcg() -> float:
         return rerank_ndcg(cosine_scores, judgments, validation_qids, product_texts)
@@ -209,7 +219,7 @@ def train_bi_encoder(
             )
             logits = config.scale * queries @ documents.T
             loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(batch)))
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
@@ -224,7 +234,11 @@ def train_bi_encoder(
                 )
                 logger.info("step %d: loss %.4f, validation NDCG@10 %.4f", step, loss.item(), ndcg)
                 if ndcg > best_ndcg:
-                    best_ndcg, best_state, evals_without_gain = ndcg, copy.deepcopy(model.state_dict()), 0
+                    best_ndcg, best_state, evals_without_gain = (
+                        ndcg,
+                        copy.deepcopy(model.state_dict()),
+                        0,
+                    )
                 else:
                     evals_without_gain += 1
     bar.close()
@@ -240,8 +254,8 @@ def save_bi_encoder(
     result: TrainingResult, output_dir: Path, *, config: BiEncoderConfig, data_sha256: str
 ) -> Path:
     """Write the bi-encoder directory with its ``shoprank.json`` manifest, atomically."""
-    model_dir = base_model_dir() if config.base_model == "minilm" else resolve_model_dir(
-        config.base_model
+    model_dir = (
+        base_model_dir() if config.base_model == "minilm" else resolve_model_dir(config.base_model)
     )
     save_model_dir(
         result.model,
@@ -251,6 +265,7 @@ def save_bi_encoder(
             "kind": "bi-encoder",
             "base_model": config.base_model,
             "data_sha256": data_sha256,
+            "train_query_ids": sorted(result.train_queries + result.validation_queries),
             "hyperparameters": config.model_dump(),
             "history": result.history,
             "metrics": {"validation_ndcg@10": result.best_validation_ndcg},

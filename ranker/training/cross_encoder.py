@@ -60,6 +60,11 @@ class CrossEncoderConfig(BaseModel):
     )
     seed: int = 13
     save_dtype: str = Field(default="float16", pattern="^(float16|float32)$")
+    loss: Literal["pointwise", "listwise"] = Field(
+        default="pointwise",
+        description="pointwise: BCE on graded targets over mixed batches; listwise: softmax "
+        "cross-entropy within one query's products, targets proportional to their gains.",
+    )
     prior: Literal["none", "dense"] = "dense"
     prior_weight: float = Field(default=10.0, gt=0, description="Initial weight of the prior.")
     prior_learning_rate: float = Field(default=1e-3, gt=0)
@@ -87,6 +92,7 @@ class TrainingResult:
 
 @dataclass(frozen=True)
 class _Pair:
+    qid: str
     query: str
     text: str
     target: float
@@ -113,7 +119,9 @@ def _pairs(
                 continue
             target = targets[label] if label in targets else float(label)
             prior = priors[(qid, product_id)] if priors is not None else 0.0
-            pairs.append(_Pair(judgments.queries[qid], product_texts[product_id], target, prior))
+            pairs.append(
+                _Pair(qid, judgments.queries[qid], product_texts[product_id], target, prior)
+            )
     return pairs
 
 
@@ -135,7 +143,9 @@ def dense_priors(
     }
 
 
-def split_validation(qids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+def split_validation(
+    qids: Sequence[str], fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
     """Split query ids into (train, validation), by query, deterministically."""
     shuffled = sorted(qids)
     random.Random(seed).shuffle(shuffled)
@@ -214,8 +224,8 @@ def train_cross_encoder(
 
     started = time.perf_counter()
     _set_seed(config.seed)
-    model_dir = base_model_dir() if config.base_model == "minilm" else resolve_model_dir(
-        config.base_model
+    model_dir = (
+        base_model_dir() if config.base_model == "minilm" else resolve_model_dir(config.base_model)
     )
     tokenizer = PairTokenizer.from_model_dir(model_dir, max_length=config.max_length)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -228,8 +238,11 @@ def train_cross_encoder(
         raise ValueError("no training pairs: no judged product has a text")
     mean_prior = float(np.mean([pair.prior for pair in pairs]))
     prior_weight = torch.nn.Parameter(torch.tensor(config.prior_weight if priors else 0.0))
-    prior_bias = torch.nn.Parameter(torch.tensor(-config.prior_weight * mean_prior if priors else 0.0))
-    steps_per_epoch = math.ceil(len(pairs) / config.batch_size)
+    prior_bias = torch.nn.Parameter(
+        torch.tensor(-config.prior_weight * mean_prior if priors else 0.0)
+    )
+    generator = random.Random(config.seed)
+    steps_per_epoch = len(_batches(pairs, config, random.Random(config.seed)))
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
@@ -237,11 +250,13 @@ def train_cross_encoder(
     groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
     if priors is not None:
         groups.append(
-            {"params": [prior_weight, prior_bias], "lr": config.prior_learning_rate, "weight_decay": 0.0}
+            {
+                "params": [prior_weight, prior_bias],
+                "lr": config.prior_learning_rate,
+                "weight_decay": 0.0,
+            }
         )
-    optimizer = torch.optim.AdamW(
-        groups, lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
     warmup_steps = int(total_steps * config.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -250,8 +265,6 @@ def train_cross_encoder(
             max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps)),
         ),
     )
-    loss_function = torch.nn.BCEWithLogitsLoss()
-    generator = random.Random(config.seed)
 
     def validation_score(qid: str, product_ids: Sequence[str]) -> np.ndarray:
         scores = score_pairs(
@@ -263,7 +276,7 @@ def train_cross_encoder(
         )
         if priors is not None:
             prior = np.array([priors[(qid, pid)] for pid in product_ids], dtype=np.float32)
-            scores = scores + float(prior_weight) * prior + float(prior_bias)
+            scores = scores + prior_weight.item() * prior + prior_bias.item()
         return scores
 
     def validation_ndcg() -> float:
@@ -276,7 +289,7 @@ def train_cross_encoder(
         validation_queries=validation_qids,
     )
     best_state: dict[str, torch.Tensor] | None = None
-    best_prior = (float(prior_weight), float(prior_bias))
+    best_prior = (prior_weight.item(), prior_bias.item())
     best_ndcg = validation_ndcg()
     result.history.append({"step": 0, "validation_ndcg@10": best_ndcg})
     logger.info("validation NDCG@10 before training: %.4f", best_ndcg)
@@ -285,20 +298,17 @@ def train_cross_encoder(
     running_loss = 0.0
     bar = tqdm(total=total_steps, desc="training reranker", unit="step", disable=not progress)
     while step < total_steps and evals_without_gain < config.patience:
-        order = list(range(len(pairs)))
-        generator.shuffle(order)
-        for start in range(0, len(order), config.batch_size):
+        for chunk in _batches(pairs, config, generator):
             if step >= total_steps or evals_without_gain >= config.patience:
                 break
-            chunk = [pairs[i] for i in order[start : start + config.batch_size]]
             model.train()
             logits = _batch_logits(model, tokenizer, chunk, config.max_query_tokens)
             if priors is not None:
                 prior = torch.tensor([pair.prior for pair in chunk], dtype=torch.float32)
                 logits = logits + prior_weight * prior + prior_bias
             targets = torch.tensor([pair.target for pair in chunk], dtype=torch.float32)
-            loss = loss_function(logits, targets)
-            loss.backward()
+            loss = _loss(logits, targets, config.loss)
+            loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
@@ -309,7 +319,9 @@ def train_cross_encoder(
             bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best_ndcg:.4f}")
             if step % eval_every == 0 or step == total_steps:
                 ndcg = validation_ndcg()
-                mean_loss = running_loss / (eval_every if step % eval_every == 0 else step % eval_every)
+                mean_loss = running_loss / (
+                    eval_every if step % eval_every == 0 else step % eval_every
+                )
                 running_loss = 0.0
                 result.history.append(
                     {"step": step, "train_loss": mean_loss, "validation_ndcg@10": ndcg}
@@ -318,7 +330,7 @@ def train_cross_encoder(
                 if ndcg > best_ndcg:
                     best_ndcg = ndcg
                     best_state = copy.deepcopy(model.state_dict())
-                    best_prior = (float(prior_weight), float(prior_bias))
+                    best_prior = (prior_weight.item(), prior_bias.item())
                     evals_without_gain = 0
                 else:
                     evals_without_gain += 1
@@ -333,11 +345,48 @@ def train_cross_encoder(
     return result
 
 
+def _batches(
+    pairs: Sequence[_Pair], config: CrossEncoderConfig, generator: random.Random
+) -> list[list[_Pair]]:
+    """One epoch's batches: mixed pairs (pointwise), or one query's pairs each (listwise)."""
+    if config.loss == "pointwise":
+        order = list(pairs)
+        generator.shuffle(order)
+        return [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    by_query: dict[str, list[_Pair]] = {}
+    for pair in pairs:
+        by_query.setdefault(pair.qid, []).append(pair)
+    batches = []
+    for group in by_query.values():
+        generator.shuffle(group)
+        for start in range(0, len(group), config.batch_size):
+            chunk = group[start : start + config.batch_size]
+            if len(chunk) > 1 and any(pair.target > 0 for pair in chunk):
+                batches.append(chunk)
+    generator.shuffle(batches)
+    return batches
+
+
+def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
+    """Pointwise BCE, or softmax cross-entropy against gain-proportional targets.
+
+    The listwise form is the softmax cross-entropy of Bruch et al., "An Analysis of the
+    Softmax Cross Entropy Loss for Learning-to-Rank with Binary Relevance" (ICTIR 2019),
+    which bounds NDCG.
+    """
+    if kind == "pointwise":
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+    distribution = targets / targets.sum()
+    return -(distribution * torch.log_softmax(logits, dim=0)).sum()
+
+
 def _batch_logits(
     model: Any, tokenizer: PairTokenizer, chunk: Sequence[_Pair], max_query_tokens: int
 ) -> torch.Tensor:
     encodings = [
-        tokenizer.encode_pairs(tokenizer.truncate_text(pair.query, max_query_tokens), [pair.text])[0]
+        tokenizer.encode_pairs(tokenizer.truncate_text(pair.query, max_query_tokens), [pair.text])[
+            0
+        ]
         for pair in chunk
     ]
     batch = pad_batch(encodings, pad_id=tokenizer.pad_id)
@@ -357,6 +406,7 @@ def save_cross_encoder(
     data_sha256: str,
     metrics: Mapping[str, Any],
     prior_embedder: Mapping[str, Any] | None = None,
+    cross_validation: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the model directory with its ``shoprank.json`` manifest, atomically.
 
@@ -365,8 +415,8 @@ def save_cross_encoder(
     """
     if result.prior is not None and prior_embedder is None:
         raise ValueError("a model trained with a dense prior needs prior_embedder to be saved")
-    model_dir = base_model_dir() if config.base_model == "minilm" else resolve_model_dir(
-        config.base_model
+    model_dir = (
+        base_model_dir() if config.base_model == "minilm" else resolve_model_dir(config.base_model)
     )
     manifest = {
         "kind": "cross-encoder",
@@ -375,8 +425,10 @@ def save_cross_encoder(
         "hyperparameters": config.model_dump(),
         "train_queries": len(result.train_queries),
         "validation_queries": len(result.validation_queries),
+        "train_query_ids": sorted(result.train_queries + result.validation_queries),
         "history": result.history,
         "metrics": dict(metrics),
+        "cross_validation": dict(cross_validation) if cross_validation else None,
         "prior": (
             {"kind": "dense-cosine", **result.prior, "embedder": dict(prior_embedder)}
             if result.prior is not None and prior_embedder is not None

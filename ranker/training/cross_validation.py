@@ -8,29 +8,42 @@ query is scored by a model that never saw it.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from ranker.backends import ModelTask
 from ranker.backends.torch_backend import TorchBackend
+from ranker.embedder import Embedder
 from ranker.evaluation.judgments import kfold_query_splits
 from ranker.evaluation.metrics import EvalResult, Run, evaluate_run
 from ranker.evaluation.systems import RERANKED_SYSTEM, system_run
 from ranker.pipeline import SearchPipeline
-from ranker.reranker import Reranker
-from ranker.training.cross_encoder import CrossEncoderConfig, train_cross_encoder
+from ranker.reranker import DensePrior, Reranker
+from ranker.training.cross_encoder import (
+    CrossEncoderConfig,
+    PriorScores,
+    TrainingResult,
+    train_cross_encoder,
+)
 from ranker.training.jobs import TrainingData
 
 logger = logging.getLogger(__name__)
 
 
-def fold_reranker(result_model: Any, tokenizer: Any, config: CrossEncoderConfig) -> Reranker:
+def fold_reranker(
+    trained: TrainingResult, config: CrossEncoderConfig, embedder: Embedder
+) -> Reranker:
     """A serving Reranker around a model still in memory."""
+    prior = None
+    if trained.prior is not None:
+        prior = DensePrior(
+            weight=trained.prior["weight"], bias=trained.prior["bias"], embedder=embedder
+        )
     return Reranker(
-        tokenizer=tokenizer,
-        backend=TorchBackend.from_model(result_model, task=ModelTask.SCORE),
+        tokenizer=trained.tokenizer,
+        backend=TorchBackend.from_model(trained.model, task=ModelTask.SCORE),
         model_id="cv-fold",
         weights_sha256="",
         max_query_tokens=config.max_query_tokens,
+        prior=prior,
     )
 
 
@@ -39,6 +52,7 @@ def cross_validate_reranker(
     data: TrainingData,
     config: CrossEncoderConfig,
     *,
+    priors: PriorScores | None,
     folds: int,
     seed: int,
     retrieval_depth: int = 100,
@@ -48,19 +62,28 @@ def cross_validate_reranker(
     splits = kfold_query_splits(list(judgments.queries), folds=folds, seed=seed)
     runs: dict[str, Run] = {"rerank": {}, "retrieval": {}}
     for number, (train_qids, test_qids) in enumerate(splits, start=1):
-        logger.info("fold %d/%d: %d train, %d test queries", number, folds, len(train_qids), len(test_qids))
+        logger.info(
+            "fold %d/%d: %d train, %d test queries", number, folds, len(train_qids), len(test_qids)
+        )
         trained = train_cross_encoder(
-            judgments, data.product_texts, config, train_qids=train_qids, progress=False
+            judgments,
+            data.product_texts,
+            config,
+            priors=priors,
+            train_qids=train_qids,
+            progress=False,
         )
-        fold_pipeline = pipeline.with_reranker(
-            fold_reranker(trained.model, trained.tokenizer, config)
-        )
+        fold_pipeline = pipeline.with_reranker(fold_reranker(trained, config, pipeline.embedder))
         queries = {qid: judgments.queries[qid] for qid in test_qids}
         candidates = {qid: list(judgments.qrels[qid]) for qid in test_qids}
         runs["rerank"].update(
-            system_run(fold_pipeline, RERANKED_SYSTEM, queries, task="rerank", candidates=candidates)
+            system_run(
+                fold_pipeline, RERANKED_SYSTEM, queries, task="rerank", candidates=candidates
+            )
         )
         runs["retrieval"].update(
-            system_run(fold_pipeline, RERANKED_SYSTEM, queries, task="retrieval", depth=retrieval_depth)
+            system_run(
+                fold_pipeline, RERANKED_SYSTEM, queries, task="retrieval", depth=retrieval_depth
+            )
         )
     return {task: evaluate_run(run, judgments.qrels) for task, run in runs.items()}

@@ -15,6 +15,8 @@ from ranker.settings import Settings
 from ranker.training.artifacts import data_sha256
 from ranker.training.cross_encoder import (
     CrossEncoderConfig,
+    PriorScores,
+    dense_priors,
     save_cross_encoder,
     train_cross_encoder,
 )
@@ -61,6 +63,23 @@ def reranker_config(settings: Settings, overrides: Mapping[str, Any]) -> CrossEn
     )
 
 
+def prior_scores(
+    settings: Settings, data: TrainingData, config: CrossEncoderConfig
+) -> tuple[PriorScores | None, dict[str, Any] | None]:
+    """The serving bi-encoder's cosine for every judged pair, and that bi-encoder's identity."""
+    if config.prior == "none":
+        return None, None
+    from ranker.loading import load_embedder
+
+    embedder = load_embedder(settings)
+    identity = {
+        "model_id": embedder.identity.model_id,
+        "weights_sha256": embedder.identity.weights_sha256,
+        "dimension": embedder.identity.dimension,
+    }
+    return dense_priors(embedder, data.judgments, data.product_texts), identity
+
+
 def train_reranker_job(
     settings: Settings,
     *,
@@ -68,18 +87,45 @@ def train_reranker_job(
     catalog: Path | None = None,
     out: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    folds: int = 0,
 ) -> tuple[Path, dict[str, Any]]:
-    """Train the cross-encoder on all judged queries and save it with its manifest."""
+    """Train the cross-encoder on all judged queries and save it with its manifest.
+
+    With ``folds >= 2`` it first cross-validates the same recipe by query (both ESCI tasks,
+    through the pipeline over the built index) and records the figures in the manifest.
+    """
     data = load_training_data(settings, judgments=judgments, catalog=catalog)
     config = reranker_config(settings, overrides or {})
-    result = train_cross_encoder(data.judgments, data.product_texts, config)
+    priors, prior_embedder = prior_scores(settings, data, config)
+    metrics: dict[str, Any] = {}
+    cross_validation: dict[str, Any] | None = None
+    if folds >= 2:
+        from ranker.loading import open_serving_pipeline
+        from ranker.training.cross_validation import cross_validate_reranker
+
+        pipeline = open_serving_pipeline(settings, with_reranker=False)
+        cv = cross_validate_reranker(
+            pipeline, data, config, priors=priors, folds=folds, seed=settings.seed
+        )
+        cross_validation = {"folds": folds, **{task: r.means for task, r in cv.items()}}
+    result = train_cross_encoder(data.judgments, data.product_texts, config, priors=priors)
     path = out or settings.models_path / TRAINED_RERANKER_DIR
-    metrics = {"validation_ndcg@10": result.best_validation_ndcg}
-    save_cross_encoder(result, path, config=config, data_sha256=data.sha256, metrics=metrics)
+    metrics["validation_ndcg@10"] = result.best_validation_ndcg
+    save_cross_encoder(
+        result,
+        path,
+        config=config,
+        data_sha256=data.sha256,
+        metrics=metrics,
+        prior_embedder=prior_embedder,
+        cross_validation=cross_validation,
+    )
     summary = {
         "validation_ndcg@10": result.best_validation_ndcg,
         "train_queries": len(result.train_queries),
         "validation_queries": len(result.validation_queries),
+        "prior": result.prior,
+        "cross_validation": cross_validation,
         "seconds": round(result.seconds, 1),
     }
     return path, summary
