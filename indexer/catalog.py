@@ -7,8 +7,6 @@ pass a :class:`FieldMapping` from our field names to theirs.
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import json
 import math
 import re
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from indexer.fileio import open_text
 
 
 class CatalogError(ValueError):
@@ -160,15 +160,8 @@ def product_from_record(record: Mapping[str, Any], mapping: FieldMapping | None 
         raise CatalogError(str(exc)) from exc
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    # utf-8-sig: spreadsheet exports start with a BOM, which would hide the first column.
-    if path.suffix.lower() == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig")
-    return io.TextIOWrapper(open(path, "rb"), encoding="utf-8-sig")
-
-
 def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with _open_text(path) as lines:
+    with open_text(path) as lines:
         for line_number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -182,7 +175,7 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         reader = csv.DictReader(handle)
         for row in reader:
             yield reader.line_num, dict(row)

@@ -28,6 +28,8 @@ def reciprocal_rank_fusion(
         raise ValueError(f"{len(weights)} weights for {len(ranked_lists)} ranked lists")
     if any(not weight >= 0 for weight in weights):  # NaN too
         raise ValueError(f"RRF weights must not be negative, got {list(weights)}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must not be negative, got {limit}")
     fused: dict[str, float] = {}
     for hits, weight in zip(ranked_lists, weights, strict=True):
         for rank, hit in enumerate(hits, start=1):

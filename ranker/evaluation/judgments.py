@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ranker.evaluation._io import read_csv
+from indexer.fileio import read_csv
 from ranker.settings import ESCI_GAINS
 
 logger = logging.getLogger(__name__)

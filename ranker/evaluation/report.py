@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ranker.evaluation._io import atomic_write_bytes
+from indexer.stores.atomic import atomic_write_bytes
 from ranker.evaluation.metrics import MRR, NDCG_AT_10, RECALL_AT_100
 
 logger = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
 
-from ranker.evaluation._io import atomic_write, open_text
+from indexer.fileio import open_text
+from indexer.stores.atomic import atomic_write_text
 from ranker.evaluation.metrics import Run, ranked_ids
 
 logger = logging.getLogger(__name__)
@@ -43,15 +43,12 @@ def write_trec_run(
         order = ranked_ids(scores)
         rankings.append((qid, order if depth is None else order[:depth], scores))
 
-    def write(handle: IO[bytes]) -> None:
-        for qid, order, scores in rankings:
-            lines = (
-                f"{qid} Q0 {doc_id} {rank} {float(scores[doc_id])!r} {tag}\n"
-                for rank, doc_id in enumerate(order, start=1)
-            )
-            handle.write("".join(lines).encode("utf-8"))
-
-    atomic_write(Path(path), write)
+    text = "".join(
+        f"{qid} Q0 {doc_id} {rank} {float(scores[doc_id])!r} {tag}\n"
+        for qid, order, scores in rankings
+        for rank, doc_id in enumerate(order, start=1)
+    )
+    atomic_write_text(Path(path), text)
     logger.info(
         "wrote %d lines for %d queries to %s",
         sum(len(order) for _, order, _ in rankings),
