@@ -112,6 +112,15 @@ class Settings(BaseSettings):
     seed: int = 13
 
     @model_validator(mode="after")
+    def _check_limits(self) -> Settings:
+        if self.rerank.depth > self.api.max_documents:
+            raise ValueError(
+                f"rerank.depth {self.rerank.depth} is above api.max_documents "
+                f"{self.api.max_documents}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _fill_paths(self) -> Settings:
         if self.index_dir is None:
             self.index_dir = self.home / "index"

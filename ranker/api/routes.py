@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from indexer.stores.base import SearchFilter
@@ -94,6 +94,7 @@ def _score_documents(
     query: str,
     documents: list[str],
     truncate: bool,
+    field: str,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Validate, then score; returns logits and stage timings."""
     start = time.perf_counter()
@@ -106,6 +107,7 @@ def _score_documents(
         # A pair is [CLS] query [SEP] document [SEP]; counts include [CLS] and [SEP].
         max_tokens=reranker.tokenizer.max_length - query_tokens - 1,
         truncate=truncate,
+        what=field,
     )
     validated = time.perf_counter()
     logits = reranker.score(query, documents)
@@ -182,7 +184,12 @@ def cohere_rerank(
     """Cohere-style rerank: results carry ``index`` and ``relevance_score`` in [0, 1]."""
     texts = [d.text if isinstance(d, RerankDocument) else d for d in body.documents]
     logits, timings = _score_documents(
-        reranker, settings, query=body.query, documents=texts, truncate=body.truncate
+        reranker,
+        settings,
+        query=body.query,
+        documents=texts,
+        truncate=body.truncate,
+        field="documents",
     )
     metrics.observe_stages(timings)
     scores = _sigmoid(logits)
@@ -207,7 +214,12 @@ def tei_rerank(
 ) -> list[TeiRank]:
     """text-embeddings-inference-style rerank: ``[{index, score}]``, best first."""
     logits, timings = _score_documents(
-        reranker, settings, query=body.query, documents=body.texts, truncate=body.truncate
+        reranker,
+        settings,
+        query=body.query,
+        documents=body.texts,
+        truncate=body.truncate,
+        field="texts",
     )
     metrics.observe_stages(timings)
     scores = logits.astype(np.float64) if body.raw_scores else _sigmoid(logits)
@@ -241,10 +253,17 @@ def tei_embed(
     return [[float(value) for value in vector] for vector in vectors]
 
 
-@router.get("/healthz", response_model=HealthResponse, tags=["health"])
-def healthz(request: Request) -> HealthResponse:
-    """Which components are loaded, on which backend."""
+@router.get(
+    "/healthz",
+    response_model=HealthResponse,
+    tags=["health"],
+    responses={503: {"model": HealthResponse, "description": "Not everything is loaded."}},
+)
+def healthz(request: Request, response: Response) -> HealthResponse:
+    """Which components are loaded, on which backend; 503 unless all of them are."""
     service: Service | None = request.app.state.service
+    if service is None or service.status != "ok":
+        response.status_code = 503
     if service is None:
         return HealthResponse(
             status="unavailable",

@@ -203,7 +203,7 @@ def train_bi_encoder(
         model=model, tokenizer=tokenizer, train_queries=fit_qids, validation_queries=validation_qids
     )
     best_ndcg = validation_ndcg()
-    best_state: dict[str, torch.Tensor] | None = None
+    best_state = copy.deepcopy(model.state_dict())
     result.history.append({"step": 0, "validation_ndcg@10": best_ndcg})
     evals_without_gain = 0
     step = 0
@@ -242,8 +242,7 @@ def train_bi_encoder(
                 else:
                     evals_without_gain += 1
     bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    model.load_state_dict(best_state)
     model.eval()
     result.best_validation_ndcg = best_ndcg
     result.seconds = time.perf_counter() - started

@@ -288,7 +288,8 @@ def train_cross_encoder(
         train_queries=fit_qids,
         validation_queries=validation_qids,
     )
-    best_state: dict[str, torch.Tensor] | None = None
+    # The starting point counts as a candidate: if no step beats it, it is what comes back.
+    best_state = copy.deepcopy(model.state_dict())
     best_prior = (prior_weight.item(), prior_bias.item())
     best_ndcg = validation_ndcg()
     result.history.append({"step": 0, "validation_ndcg@10": best_ndcg})
@@ -335,8 +336,7 @@ def train_cross_encoder(
                 else:
                     evals_without_gain += 1
     bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    model.load_state_dict(best_state)
     model.eval()
     if priors is not None:
         result.prior = {"weight": best_prior[0], "bias": best_prior[1]}

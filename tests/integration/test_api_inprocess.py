@@ -1,0 +1,106 @@
+"""The app in-process (FastAPI TestClient) with the real loader: fast checks and 503 paths."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from indexer.catalog import Product
+from ranker.api.app import create_app
+from ranker.api.service import load_service
+from ranker.settings import Settings
+
+QUERY = "adidas gym bag for women"
+
+
+@pytest.fixture(scope="module")
+def client(built_index: dict[str, Any], integration_settings: Settings) -> Iterator[TestClient]:
+    """The app over the shared index; entering the client runs the loader (lifespan)."""
+    with TestClient(create_app(integration_settings, loader=load_service)) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def client_without_index(
+    integration_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """The app with models but an index directory that does not exist."""
+    missing = tmp_path_factory.mktemp("no-index") / "index"
+    settings = integration_settings.model_copy(update={"index_dir": missing})
+    with TestClient(create_app(settings, loader=load_service)) as test_client:
+        yield test_client
+
+
+def test_healthz_is_ok_after_loading(client: TestClient, catalog_subset: list[Product]) -> None:
+    health = client.get("/healthz").json()
+
+    assert health["status"] == "ok"
+    assert health["products"] == len(catalog_subset)
+
+
+def test_search_answers_k_results(client: TestClient) -> None:
+    response = client.post("/search", json={"query": QUERY, "k": 4})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["results"]) == 4
+    assert body["reranked"] > 0
+    assert body["timings_ms"].keys() >= {"embed_query", "dense", "lexical", "fusion", "rerank"}
+
+
+def test_empty_query_is_400(client: TestClient) -> None:
+    response = client.post("/search", json={"query": "  "})
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "query is empty", "error_type": "empty"}
+
+
+def test_unknown_field_is_422(client: TestClient) -> None:
+    response = client.post("/v1/rerank", json={"query": "bag", "documents": ["a"], "topn": 1})
+
+    assert response.status_code == 422
+    assert response.json()["error_type"] == "validation"
+    assert "unknown field 'topn'" in response.json()["error"]
+
+
+def test_missing_index_degrades_only_search(client_without_index: TestClient) -> None:
+    health_response = client_without_index.get("/healthz")
+    health = health_response.json()
+    search = client_without_index.post("/search", json={"query": QUERY})
+    rerank = client_without_index.post(
+        "/v1/rerank", json={"query": QUERY, "documents": ["adidas bag", "binder"]}
+    )
+    embed = client_without_index.post("/embed", json={"inputs": ["adidas bag"]})
+
+    assert health_response.status_code == 503
+    assert health["status"] == "degraded"
+    assert health["products"] is None
+    assert "index:" in health["detail"]
+    assert search.status_code == 503
+    assert search.json()["error_type"] == "unhealthy"
+    assert "no search index is loaded" in search.json()["error"]
+    assert "shoprank index" in search.json()["error"]
+    assert rerank.status_code == 200, rerank.text
+    assert len(rerank.json()["results"]) == 2
+    assert embed.status_code == 200, embed.text
+
+
+def test_routes_answer_503_until_the_service_is_loaded(integration_settings: Settings) -> None:
+    def never_called(_: Settings) -> Any:
+        raise AssertionError("the loader runs only in the lifespan")
+
+    # Without entering the client the lifespan does not run: the app is still "loading".
+    client = TestClient(create_app(integration_settings, loader=never_called))
+
+    health_response = client.get("/healthz")
+    health = health_response.json()
+    search = client.post("/search", json={"query": QUERY})
+
+    assert health_response.status_code == 503
+    assert health["status"] == "unavailable"
+    assert health["detail"] == "loading"
+    assert search.status_code == 503
+    assert search.json() == {"error": "the service is still loading", "error_type": "unhealthy"}
