@@ -21,36 +21,35 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from tqdm import tqdm
 
 from ranker.evaluation.judgments import Judgments
-from ranker.model_files import base_model_dir, resolve_model_dir
+from ranker.model_files import resolve_model_dir
 from ranker.tokenization import PairTokenizer, pad_batch
 from ranker.training.artifacts import save_model_dir
-from ranker.training.cross_encoder import TrainingResult, rerank_ndcg, split_validation
+from ranker.training.common import (
+    TrainingConfig,
+    TrainingResult,
+    linear_schedule,
+    rerank_ndcg,
+    set_seed,
+    split_validation,
+)
 
 logger = logging.getLogger(__name__)
 
 
-class BiEncoderConfig(BaseModel):
+class BiEncoderConfig(TrainingConfig):
     """Hyperparameters of one bi-encoder training run."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    base_model: str = "minilm"
     max_length: int = Field(default=128, ge=8, le=512)
     batch_size: int = Field(default=32, ge=2)
     epochs: float = Field(default=2.0, gt=0)
     learning_rate: float = Field(default=2e-5, gt=0)
-    warmup_ratio: float = Field(default=0.1, ge=0, le=1)
     scale: float = Field(default=20.0, gt=0, description="Inverse temperature of the softmax.")
     hard_negative_depth: int = Field(default=20, ge=1)
-    evals_per_epoch: int = Field(default=2, ge=1)
     patience: int = Field(default=2, ge=1)
-    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
-    seed: int = 13
-    save_dtype: str = Field(default="float16", pattern="^(float16|float32)$")
 
 
 @dataclass(frozen=True)
@@ -154,11 +153,8 @@ def train_bi_encoder(
     from transformers import AutoModel
 
     started = time.perf_counter()
-    random.seed(config.seed)
-    torch.manual_seed(config.seed)
-    model_dir = (
-        base_model_dir() if config.base_model == "minilm" else resolve_model_dir(config.base_model)
-    )
+    set_seed(config.seed)
+    model_dir = resolve_model_dir(config.base_model)
     tokenizer = PairTokenizer.from_model_dir(model_dir, max_length=config.max_length)
     model = AutoModel.from_pretrained(str(model_dir), dtype=torch.float32)
     qids = list(train_qids) if train_qids is not None else list(judgments.queries)
@@ -181,13 +177,8 @@ def train_bi_encoder(
         total_steps = min(total_steps, max_steps)
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    warmup = int(total_steps * config.warmup_ratio)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min(
-            (step + 1) / max(1, warmup),
-            max(0.0, (total_steps - step) / max(1, total_steps - warmup)),
-        ),
+    scheduler = linear_schedule(
+        optimizer, total_steps=total_steps, warmup_ratio=config.warmup_ratio
     )
 
     def cosine_scores(qid: str, product_ids: Sequence[str]) -> np.ndarray:
@@ -253,9 +244,7 @@ def save_bi_encoder(
     result: TrainingResult, output_dir: Path, *, config: BiEncoderConfig, data_sha256: str
 ) -> Path:
     """Write the bi-encoder directory with its ``shoprank.json`` manifest, atomically."""
-    model_dir = (
-        base_model_dir() if config.base_model == "minilm" else resolve_model_dir(config.base_model)
-    )
+    model_dir = resolve_model_dir(config.base_model)
     save_model_dir(
         result.model,
         output_dir,

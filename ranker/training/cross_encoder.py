@@ -19,47 +19,42 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from tqdm import tqdm
 
 from ranker.evaluation.judgments import Judgments
-from ranker.evaluation.metrics import ndcg_at_k, ranked_ids
-from ranker.model_files import base_model_dir, resolve_model_dir
+from ranker.model_files import resolve_model_dir
 from ranker.tokenization import PairTokenizer, pad_batch
 from ranker.training.artifacts import save_model_dir
+from ranker.training.common import (
+    TrainingConfig,
+    TrainingResult,
+    linear_schedule,
+    rerank_ndcg,
+    set_seed,
+    split_validation,
+)
 
 logger = logging.getLogger(__name__)
 
 
-class CrossEncoderConfig(BaseModel):
+class CrossEncoderConfig(TrainingConfig):
     """Hyperparameters of one cross-encoder training run."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    base_model: str = "minilm"
     max_length: int = Field(default=96, ge=16, le=512)
     max_query_tokens: int = Field(default=48, ge=1)
-    batch_size: int = Field(default=16, ge=1)
-    epochs: float = Field(default=4.0, gt=0)
-    learning_rate: float = Field(default=4e-5, gt=0)
     weight_decay: float = Field(default=0.01, ge=0)
-    warmup_ratio: float = Field(default=0.1, ge=0, le=1)
-    evals_per_epoch: int = Field(default=2, ge=1)
-    patience: int = Field(default=3, ge=1, description="Evaluations without gain before stopping.")
-    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     targets: dict[str, float] = Field(
         default_factory=lambda: {"E": 1.0, "S": 0.1, "C": 0.01, "I": 0.0},
         description="Training target per label; numeric labels are used as they are.",
     )
-    seed: int = 13
-    save_dtype: str = Field(default="float16", pattern="^(float16|float32)$")
     loss: Literal["pointwise", "listwise"] = Field(
         default="pointwise",
         description="pointwise: BCE on graded targets over mixed batches; listwise: softmax "
@@ -74,22 +69,6 @@ PriorScores = Mapping[tuple[str, str], float]
 """(qid, product id) -> bi-encoder cosine."""
 
 
-@dataclass
-class TrainingResult:
-    """What a run produced: the model, its history and where it went."""
-
-    model: Any
-    tokenizer: PairTokenizer
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_validation_ndcg: float | None = None
-    train_queries: list[str] = field(default_factory=list)
-    validation_queries: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    output_dir: Path | None = None
-    prior: dict[str, float] | None = None
-    """Learned ``{"weight": w, "bias": b}`` of the dense prior, if one was used."""
-
-
 @dataclass(frozen=True)
 class _Pair:
     qid: str
@@ -97,12 +76,6 @@ class _Pair:
     text: str
     target: float
     prior: float
-
-
-def _set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _pairs(
@@ -143,18 +116,6 @@ def dense_priors(
     }
 
 
-def split_validation(
-    qids: Sequence[str], fraction: float, seed: int
-) -> tuple[list[str], list[str]]:
-    """Split query ids into (train, validation), by query, deterministically."""
-    shuffled = sorted(qids)
-    random.Random(seed).shuffle(shuffled)
-    count = max(1, round(len(shuffled) * fraction))
-    if count >= len(shuffled):
-        raise ValueError(f"{len(shuffled)} queries are too few to hold {count} out for validation")
-    return sorted(shuffled[count:]), sorted(shuffled[:count])
-
-
 def score_pairs(
     model: Any,
     tokenizer: PairTokenizer,
@@ -181,25 +142,6 @@ def score_pairs(
     return scores
 
 
-def rerank_ndcg(
-    score: Callable[[str, Sequence[str]], np.ndarray],
-    judgments: Judgments,
-    qids: Sequence[str],
-    product_texts: Mapping[str, str],
-) -> float:
-    """Mean NDCG@10 of the rerank task (order each query's judged products) over ``qids``.
-
-    ``score(qid, product_ids)`` returns one score per product.
-    """
-    values = []
-    for qid in qids:
-        products = [pid for pid in judgments.qrels[qid] if pid in product_texts]
-        scores = score(qid, products)
-        ranking = ranked_ids(dict(zip(products, scores.tolist(), strict=True)))
-        values.append(ndcg_at_k(ranking, judgments.qrels[qid], k=10))
-    return float(np.mean(values)) if values else 0.0
-
-
 def train_cross_encoder(
     judgments: Judgments,
     product_texts: Mapping[str, str],
@@ -223,10 +165,8 @@ def train_cross_encoder(
     from transformers import AutoModelForSequenceClassification
 
     started = time.perf_counter()
-    _set_seed(config.seed)
-    model_dir = (
-        base_model_dir() if config.base_model == "minilm" else resolve_model_dir(config.base_model)
-    )
+    set_seed(config.seed)
+    model_dir = resolve_model_dir(config.base_model)
     tokenizer = PairTokenizer.from_model_dir(model_dir, max_length=config.max_length)
     model = AutoModelForSequenceClassification.from_pretrained(
         str(model_dir), num_labels=1, dtype=torch.float32
@@ -257,13 +197,8 @@ def train_cross_encoder(
             }
         )
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
-    warmup_steps = int(total_steps * config.warmup_ratio)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min(
-            (step + 1) / max(1, warmup_steps),
-            max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps)),
-        ),
+    scheduler = linear_schedule(
+        optimizer, total_steps=total_steps, warmup_ratio=config.warmup_ratio
     )
 
     def validation_score(qid: str, product_ids: Sequence[str]) -> np.ndarray:
@@ -415,9 +350,7 @@ def save_cross_encoder(
     """
     if result.prior is not None and prior_embedder is None:
         raise ValueError("a model trained with a dense prior needs prior_embedder to be saved")
-    model_dir = (
-        base_model_dir() if config.base_model == "minilm" else resolve_model_dir(config.base_model)
-    )
+    model_dir = resolve_model_dir(config.base_model)
     manifest = {
         "kind": "cross-encoder",
         "base_model": config.base_model,

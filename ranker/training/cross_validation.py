@@ -8,6 +8,7 @@ query is scored by a model that never saw it.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ranker.backends import ModelTask
 from ranker.backends.torch_backend import TorchBackend
@@ -15,12 +16,13 @@ from ranker.embedder import Embedder
 from ranker.evaluation.judgments import kfold_query_splits
 from ranker.evaluation.metrics import EvalResult, Run, evaluate_run
 from ranker.evaluation.systems import RERANKED_SYSTEM, system_run
+from ranker.evaluation.trec import write_trec_run
 from ranker.pipeline import SearchPipeline
 from ranker.reranker import DensePrior, Reranker
+from ranker.training.common import TrainingResult
 from ranker.training.cross_encoder import (
     CrossEncoderConfig,
     PriorScores,
-    TrainingResult,
     train_cross_encoder,
 )
 from ranker.training.jobs import TrainingData
@@ -56,8 +58,12 @@ def cross_validate_reranker(
     folds: int,
     seed: int,
     retrieval_depth: int = 100,
+    runs_out: Path | None = None,
 ) -> dict[str, EvalResult]:
-    """Cross-validated hybrid + rerank results: ``{"rerank": ..., "retrieval": ...}``."""
+    """Cross-validated hybrid + rerank results: ``{"rerank": ..., "retrieval": ...}``.
+
+    With ``runs_out`` the merged runs are also written there as TREC files.
+    """
     judgments = data.judgments
     splits = kfold_query_splits(list(judgments.queries), folds=folds, seed=seed)
     runs: dict[str, Run] = {"rerank": {}, "retrieval": {}}
@@ -86,4 +92,7 @@ def cross_validate_reranker(
                 fold_pipeline, RERANKED_SYSTEM, queries, task="retrieval", depth=retrieval_depth
             )
         )
+    if runs_out is not None:
+        for task, run in runs.items():
+            write_trec_run(run, runs_out / f"cv-{task}.trec", tag=f"cv{folds}")
     return {task: evaluate_run(run, judgments.qrels) for task, run in runs.items()}

@@ -105,7 +105,13 @@ def train_reranker_job(
 
         pipeline = open_serving_pipeline(settings, with_reranker=False)
         cv = cross_validate_reranker(
-            pipeline, data, config, priors=priors, folds=folds, seed=settings.seed
+            pipeline,
+            data,
+            config,
+            priors=priors,
+            folds=folds,
+            seed=settings.seed,
+            runs_out=settings.home / "cv-runs",
         )
         cross_validation = {"folds": folds, **{task: r.means for task, r in cv.items()}}
     result = train_cross_encoder(data.judgments, data.product_texts, config, priors=priors)

@@ -22,9 +22,9 @@ from ranker.model_files import MANIFEST_NAME, weights_sha256
 from ranker.reranker import Reranker, RerankerError
 from ranker.settings import Settings
 from ranker.training.artifacts import data_sha256
+from ranker.training.common import TrainingResult
 from ranker.training.cross_encoder import (
     CrossEncoderConfig,
-    TrainingResult,
     dense_priors,
     save_cross_encoder,
     score_pairs,

@@ -1,0 +1,100 @@
+"""What both trainers share: base hyperparameters, the result, the split and the schedule."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from ranker.evaluation.judgments import Judgments
+from ranker.evaluation.metrics import ndcg_at_k, ranked_ids
+from ranker.tokenization import PairTokenizer
+
+
+class TrainingConfig(BaseModel):
+    """Hyperparameters every fine-tuning run has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str = Field(default="minilm", description="'minilm' or a model directory.")
+    batch_size: int = Field(default=16, ge=2)
+    epochs: float = Field(default=4.0, gt=0)
+    learning_rate: float = Field(default=4e-5, gt=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, le=1)
+    evals_per_epoch: int = Field(default=2, ge=1)
+    patience: int = Field(default=3, ge=1, description="Evaluations without gain before stopping.")
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 13
+    save_dtype: str = Field(default="float16", pattern="^(float16|float32)$")
+
+
+@dataclass
+class TrainingResult:
+    """What a run produced: the model, its history and where it went."""
+
+    model: Any
+    tokenizer: PairTokenizer
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_validation_ndcg: float | None = None
+    train_queries: list[str] = field(default_factory=list)
+    validation_queries: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    output_dir: Path | None = None
+    prior: dict[str, float] | None = None
+    """Learned ``{"weight": w, "bias": b}`` of the dense prior, if one was used."""
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def split_validation(
+    qids: Sequence[str], fraction: float, seed: int
+) -> tuple[list[str], list[str]]:
+    """Split query ids into (train, validation), by query, deterministically."""
+    shuffled = sorted(qids)
+    random.Random(seed).shuffle(shuffled)
+    count = max(1, round(len(shuffled) * fraction))
+    if count >= len(shuffled):
+        raise ValueError(f"{len(shuffled)} queries are too few to hold {count} out for validation")
+    return sorted(shuffled[count:]), sorted(shuffled[:count])
+
+
+def rerank_ndcg(
+    score: Callable[[str, Sequence[str]], np.ndarray],
+    judgments: Judgments,
+    qids: Sequence[str],
+    product_texts: Mapping[str, str],
+) -> float:
+    """Mean NDCG@10 of the rerank task (order each query's judged products) over ``qids``.
+
+    ``score(qid, product_ids)`` returns one score per product.
+    """
+    values = []
+    for qid in qids:
+        products = [pid for pid in judgments.qrels[qid] if pid in product_texts]
+        scores = score(qid, products)
+        ranking = ranked_ids(dict(zip(products, scores.tolist(), strict=True)))
+        values.append(ndcg_at_k(ranking, judgments.qrels[qid], k=10))
+    return float(np.mean(values)) if values else 0.0
+
+
+def linear_schedule(
+    optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_ratio: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then linear decay to zero (transformers' schedule)."""
+    from transformers import get_linear_schedule_with_warmup
+
+    schedule: torch.optim.lr_scheduler.LambdaLR = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
+        optimizer, int(total_steps * warmup_ratio), total_steps
+    )
+    return schedule
