@@ -21,20 +21,17 @@ they reopen it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
 import sqlite3
-import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from indexer.catalog import Product
-from indexer.stores.atomic import atomic_file
 from indexer.stores.base import Hit, SearchFilter, StoreError
+from indexer.stores.sqlite_file import SqliteFile, building
 
 logger = logging.getLogger(__name__)
 
@@ -121,31 +118,13 @@ def _filter_sql(search_filter: SearchFilter | None) -> tuple[str, list[object]]:
     return "".join(f" AND {clause}" for clause in clauses), params
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    try:
-        connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        connection.execute("PRAGMA foreign_keys = ON")
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open SQLite database {path}: {exc}") from exc
-    return connection
-
-
-class SqliteBm25Index:
+class SqliteBm25Index(SqliteFile):
     """A :class:`~indexer.stores.base.LexicalIndex` in one SQLite file."""
 
     def __init__(self, path: Path, *, column_weights: Mapping[str, float] | None = None) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._connection = _connect(self.path)
-        try:
-            self._create_schema()
+        super().__init__(path, schema=_SCHEMA, what="a BM25 index", foreign_keys=True)
+        with self._opening():
             self.column_weights = self._settle_weights(column_weights)
-        except sqlite3.DatabaseError as exc:
-            self._connection.close()
-            raise StoreError(f"cannot use {self.path} as a BM25 index: {exc}") from exc
-        except BaseException:
-            self._connection.close()
-            raise
 
     @classmethod
     def open(cls, path: Path, *, column_weights: Mapping[str, float] | None = None) -> Self:
@@ -165,43 +144,26 @@ class SqliteBm25Index:
         column_weights: Mapping[str, float] | None = None,
     ) -> Self:
         """Write a fresh index of ``products`` to a temp file, then move it onto ``path``."""
-        path = Path(path)
-        with atomic_file(path) as temp:
-            index = cls(temp, column_weights=column_weights)
-            try:
-                index._connection.execute("PRAGMA journal_mode = OFF")
-                index._connection.execute("PRAGMA synchronous = OFF")
-                index.upsert(products)
-                with index._lock:
-                    index._connection.execute(
-                        "INSERT INTO product_text (product_text) VALUES ('optimize')"
-                    )
-            finally:
-                index.close()
+        with building(path, lambda temp: cls(temp, column_weights=column_weights)) as index:
+            index.upsert(products)
+            with index._lock:
+                index._connection.execute(
+                    "INSERT INTO product_text (product_text) VALUES ('optimize')"
+                )
         logger.info("built BM25 index of %d products at %s", len(products), path)
         return cls(path)
 
     # ------------------------------------------------------------------ plumbing
 
-    def _create_schema(self) -> None:
+    def _create_schema(self, schema: str) -> None:
+        """Create the schema in one ``BEGIN IMMEDIATE`` transaction."""
         with self._lock:
             try:
-                self._connection.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nCOMMIT;")
+                self._connection.executescript(f"BEGIN IMMEDIATE;\n{schema}\nCOMMIT;")
             except BaseException:
                 if self._connection.in_transaction:
                     self._connection.execute("ROLLBACK")
                 raise
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._connection
-            except BaseException:
-                self._connection.execute("ROLLBACK")
-                raise
-            self._connection.execute("COMMIT")
 
     def _settle_weights(self, given: Mapping[str, float] | None) -> dict[str, float]:
         with self._lock:
@@ -234,28 +196,7 @@ class SqliteBm25Index:
                 )
         return weights
 
-    def close(self) -> None:
-        """Close the database connection."""
-        with self._lock:
-            self._connection.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ contract
-
-    def __len__(self) -> int:
-        with self._lock:
-            (count,) = self._connection.execute("SELECT count(*) FROM products").fetchone()
-        return int(count)
 
     def upsert(self, products: Sequence[Product]) -> None:
         """Insert or replace products, in one transaction."""

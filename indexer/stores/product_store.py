@@ -7,20 +7,17 @@ and moves it into place; readers keep the old file until they reopen.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from pydantic import ValidationError
 
 from indexer.catalog import Product
-from indexer.stores.atomic import atomic_file
 from indexer.stores.base import StoreError
+from indexer.stores.sqlite_file import SqliteFile, building
 
 logger = logging.getLogger(__name__)
 
@@ -35,23 +32,11 @@ _CHUNK = 500  # stays under SQLite's oldest limit of 999 bound parameters
 _PAGE = 1_000
 
 
-class SqliteProductStore:
+class SqliteProductStore(SqliteFile):
     """A :class:`~indexer.stores.base.ProductStore` in one SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        try:
-            self._connection = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
-        try:
-            self._connection.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            self._connection.close()
-            raise StoreError(f"cannot use {self.path} as a product store: {exc}") from exc
+        super().__init__(path, schema=_SCHEMA, what="a product store")
 
     @classmethod
     def open(cls, path: Path) -> Self:
@@ -61,49 +46,10 @@ class SqliteProductStore:
     @classmethod
     def build(cls, path: Path, products: Sequence[Product]) -> Self:
         """Write a fresh store of ``products`` to a temp file, then move it onto ``path``."""
-        path = Path(path)
-        with atomic_file(path) as temp:
-            store = cls(temp)
-            try:
-                store._connection.execute("PRAGMA journal_mode = OFF")
-                store._connection.execute("PRAGMA synchronous = OFF")
-                store.upsert(products)
-            finally:
-                store.close()
+        with building(path, cls) as store:
+            store.upsert(products)
         logger.info("built product store of %d products at %s", len(products), path)
         return cls(path)
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._connection
-            except BaseException:
-                self._connection.execute("ROLLBACK")
-                raise
-            self._connection.execute("COMMIT")
-
-    def close(self) -> None:
-        """Close the database connection."""
-        with self._lock:
-            self._connection.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __len__(self) -> int:
-        with self._lock:
-            (count,) = self._connection.execute("SELECT count(*) FROM products").fetchone()
-        return int(count)
 
     def upsert(self, products: Sequence[Product]) -> None:
         """Insert or replace products, in one transaction."""
