@@ -125,7 +125,8 @@ def _print_search(base_url: str, query: str, *, filters: dict[str, Any] | None =
     label = f"{query!r}" + (f" with {filters}" if filters else "")
     _say(f"\nPOST /search {label}")
     for rank, hit in enumerate(payload["results"], start=1):
-        _say(f"  {rank}. {hit['score']:7.3f}  {hit['id']}  {hit['title'][:90]}")
+        price = f"  ${hit['price']:.2f}" if hit["price"] is not None else ""
+        _say(f"  {rank}. {hit['score']:7.3f}  {hit['id']}  {hit['title'][:80]}{price}")
     timings = ", ".join(f"{k} {v:.0f}" for k, v in payload["timings_ms"].items())
     _say(f"  ms: {timings}")
 

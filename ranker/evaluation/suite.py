@@ -95,9 +95,11 @@ def run_evaluation(
     judgments = load_judgments(judgments_path, gains=settings.label_gains)
     pipeline = open_serving_pipeline(settings, with_reranker=True)
     results: list[SystemResult] = []
+    embedder_note = f"embedder {pipeline.embedder.identity.model_id}"
     for system in BASELINE_SYSTEMS:
         logger.info("evaluating %s", system.name)
-        results += _rows(system.name, evaluate_system(pipeline, system, judgments), "no training")
+        note = "no training" if system.mode == "lexical" else embedder_note
+        results += _rows(system.name, evaluate_system(pipeline, system, judgments), note)
     served_dir = reranker_dir(settings)
     manifest = read_manifest(served_dir) or {}
     if folds >= 2:

@@ -35,7 +35,7 @@ class System:
 
 BASELINE_SYSTEMS = (
     System("BM25", "lexical", rerank=False),
-    System("dense (zero-shot MiniLM)", "dense", rerank=False),
+    System("dense", "dense", rerank=False),
     System("hybrid (RRF)", "hybrid", rerank=False),
 )
 RERANKED_SYSTEM = System("hybrid + rerank", "hybrid", rerank=True)
