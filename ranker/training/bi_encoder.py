@@ -198,6 +198,7 @@ def train_bi_encoder(
     result.history.append({"step": 0, "validation_ndcg@10": best_ndcg})
     evals_without_gain = 0
     step = 0
+    interval_losses: list[float] = []
     bar = tqdm(total=total_steps, desc="training bi-encoder", unit="step", disable=not progress)
     while step < total_steps and evals_without_gain < config.patience:
         for batch in _batches_without_repeated_queries(triples, config.batch_size, generator):
@@ -216,14 +217,17 @@ def train_bi_encoder(
             scheduler.step()
             optimizer.zero_grad()
             step += 1
+            interval_losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best_ndcg:.4f}")
             if step % eval_every == 0 or step == total_steps:
                 ndcg = validation_ndcg()
+                mean_loss = float(np.mean(interval_losses))
+                interval_losses.clear()
                 result.history.append(
-                    {"step": step, "train_loss": loss.item(), "validation_ndcg@10": ndcg}
+                    {"step": step, "train_loss": mean_loss, "validation_ndcg@10": ndcg}
                 )
-                logger.info("step %d: loss %.4f, validation NDCG@10 %.4f", step, loss.item(), ndcg)
+                logger.info("step %d: loss %.4f, validation NDCG@10 %.4f", step, mean_loss, ndcg)
                 if ndcg > best_ndcg:
                     best_ndcg, best_state, evals_without_gain = (
                         ndcg,

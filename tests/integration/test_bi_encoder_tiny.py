@@ -1,0 +1,94 @@
+"""Fine-tune a tiny bi-encoder for a few steps, save it, and serve it as the Embedder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.catalog import Product, TextTemplate
+from ranker.embedder import Embedder
+from ranker.evaluation.judgments import Judgments
+from ranker.model_files import MANIFEST_NAME
+from ranker.settings import Settings
+from ranker.training.bi_encoder import (
+    BiEncoderConfig,
+    mine_triples,
+    save_bi_encoder,
+    train_bi_encoder,
+)
+
+pytestmark = pytest.mark.slow
+
+STEPS = 30
+
+
+@pytest.fixture(scope="module")
+def texts(sample_products: list[Product]) -> dict[str, str]:
+    template = TextTemplate(Settings().index.text_template)
+    return {product.id: template.render(product) for product in sample_products}
+
+
+@pytest.fixture(scope="module")
+def judgments(sample_judgments: Judgments) -> Judgments:
+    return sample_judgments.subset(list(sample_judgments.queries)[:8])
+
+
+def test_hard_negatives_are_judged_irrelevant_and_positives_exact(
+    tiny_embedder_dir: Path, judgments: Judgments, texts: dict[str, str]
+) -> None:
+    config = BiEncoderConfig(base_model=str(tiny_embedder_dir), max_length=64)
+    trained = train_bi_encoder(judgments, texts, config, max_steps=1, progress=False)
+    text_label = {
+        (qid, texts[pid]): label
+        for qid, labels in judgments.labels.items()
+        for pid, label in labels.items()
+    }
+    triples = mine_triples(
+        trained.model,
+        trained.tokenizer,
+        judgments,
+        list(judgments.queries),
+        texts,
+        depth=5,
+        seed=0,
+    )
+
+    assert triples
+    assert all(text_label[(t.qid, t.positive)] == "E" for t in triples)
+    assert all(text_label[(t.qid, t.negative)] == "I" for t in triples)
+
+
+def test_training_lowers_the_loss_and_the_saved_model_embeds_the_same(
+    tiny_embedder_dir: Path, judgments: Judgments, texts: dict[str, str], tmp_path: Path
+) -> None:
+    config = BiEncoderConfig(
+        base_model=str(tiny_embedder_dir),
+        max_length=64,
+        batch_size=8,
+        learning_rate=3e-3,  # a random 2-layer model needs far more than MiniLM's 2e-5
+        evals_per_epoch=1000,  # an evaluation (and a mean loss) every step
+        epochs=100.0,
+        patience=STEPS,
+        save_dtype="float32",
+    )
+    trained = train_bi_encoder(judgments, texts, config, max_steps=STEPS, progress=False)
+    losses = [row["train_loss"] for row in trained.history if "train_loss" in row]
+    out = save_bi_encoder(trained, tmp_path / "embedder", config=config, data_sha256="x" * 64)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    served = Embedder.load(out, backend="torch", max_length=64)
+    sample = [texts[pid] for pid in list(texts)[:5]]
+    trained.model.eval()
+
+    assert len(losses) == STEPS
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+    assert manifest["kind"] == "bi-encoder"
+    assert manifest["data_sha256"] == "x" * 64
+    assert manifest["model_id"].startswith("shoprank-bi-encoder-")
+    assert served.identity.model_id == manifest["model_id"]
+    from ranker.training.bi_encoder import _encode
+
+    expected = _encode(trained.model, trained.tokenizer, sample)
+    np.testing.assert_allclose(served.embed(sample), expected, atol=1e-5)
