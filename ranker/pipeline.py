@@ -133,6 +133,42 @@ class SearchPipeline:
                 limit=k,
             )
 
+    def _order_head(
+        self, head: Sequence[RankedProduct], scores: Sequence[float]
+    ) -> list[RankedProduct]:
+        """The reranked head, best first.
+
+        With ``retrieval_weight`` 0 the reranker's scores decide alone. Otherwise its order
+        is fused by RRF with the retrieval order (weights: 1 for the reranker,
+        ``retrieval_weight`` for retrieval), which keeps the lexical evidence a
+        cross-encoder trained on few queries can miss; the final score is the fused one.
+        """
+        by_rerank = sorted(
+            zip(head, scores, strict=True), key=lambda pair: (-pair[1], pair[0].product.id)
+        )
+        weight = self.rerank_settings.retrieval_weight
+        if weight == 0:
+            return [RankedProduct(r.product, s, r.retrieval_score, s) for r, s in by_rerank]
+        fused = reciprocal_rank_fusion(
+            [
+                [Hit(r.product.id, s) for r, s in by_rerank],
+                [Hit(r.product.id, r.retrieval_score) for r in head],
+            ],
+            weights=[1.0, weight],
+            k=self.retrieval.rrf_k,
+        )
+        rerank_score = {r.product.id: s for r, s in by_rerank}
+        product = {r.product.id: r for r in head}
+        return [
+            RankedProduct(
+                product[hit.product_id].product,
+                hit.score,
+                product[hit.product_id].retrieval_score,
+                rerank_score[hit.product_id],
+            )
+            for hit in fused
+        ]
+
     def product_texts(self, products: Sequence[Product]) -> list[str]:
         """The text the models see for each product."""
         return [self.template.render(product) for product in products]
@@ -172,11 +208,7 @@ class SearchPipeline:
             head, tail = results[:depth], results[depth:]
             with timer.stage("rerank"):
                 scores = self.reranker.score(query, self.product_texts([r.product for r in head]))
-            rescored = [
-                RankedProduct(r.product, float(s), r.retrieval_score, float(s))
-                for r, s in zip(head, scores, strict=True)
-            ]
-            rescored.sort(key=lambda r: (-r.score, r.product.id))
+            rescored = self._order_head(head, [float(s) for s in scores])
             # The tail keeps retrieval order, scored below the reranked head so that
             # scores decrease down the list (TREC tools sort by score, not by rank).
             floor = rescored[-1].score - 1.0
@@ -187,14 +219,3 @@ class SearchPipeline:
             results = rescored + tail
             reranked = len(head)
         return SearchOutcome(results=results[:k], timings_ms=timer.timings_ms, reranked=reranked)
-
-    def rerank_candidates(self, query: str, product_ids: Sequence[str]) -> list[Hit]:
-        """Order given products for a query (the rerank task); unknown ids are skipped."""
-        products = [p for p in self.product_store.get_many(product_ids) if p is not None]
-        if not products:
-            return []
-        if self.reranker is None:
-            raise RuntimeError("no reranker is loaded")
-        scores = self.reranker.score(query, self.product_texts(products))
-        hits = [Hit(p.id, float(s)) for p, s in zip(products, scores, strict=True)]
-        return sorted(hits, key=lambda hit: (-hit.score, hit.product_id))

@@ -43,6 +43,12 @@ class RerankSettings(BaseModel):
         "else the one shipped with shoprank.",
     )
     depth: int = Field(default=50, ge=1, le=1000, description="Candidates reranked per query.")
+    retrieval_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="Weight of the retrieval order fused by RRF with the reranker's order "
+        "(the reranker's weight is 1); 0: the reranker's order alone.",
+    )
     max_length: int = Field(default=96, ge=16, le=512)
     batch_size: int = Field(default=32, ge=1)
     backend: str = "auto"
