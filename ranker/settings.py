@@ -44,7 +44,7 @@ class RerankSettings(BaseModel):
     )
     depth: int = Field(default=50, ge=1, le=1000, description="Candidates reranked per query.")
     retrieval_weight: float = Field(
-        default=0.0,
+        default=1.0,
         ge=0,
         description="Weight of the retrieval order fused by RRF with the reranker's order "
         "(the reranker's weight is 1); 0: the reranker's order alone.",

@@ -6,7 +6,7 @@ queries after each evaluation interval, early stopping on it, and the best state
 
 **Dense prior.** With ``prior="dense"`` the model's logit is
 ``cross_encoder(q, d) + w * cos(E(q), E(d)) + b``, where ``E`` is the frozen serving
-bi-encoder and ``w``, ``b`` are learned with it. The cross-encoder head starts near zero,
+bi-encoder and ``w``, ``b`` are learned with it. The cross-encoder head starts at zero,
 so training starts from the bi-encoder's ranking and the cross-encoder learns what to
 correct, which is what a hundred judged queries can teach. Without it, a cross-encoder
 whose pair head starts from scratch ranks below the zero-shot bi-encoder on this data.
@@ -30,7 +30,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from ranker.evaluation.judgments import Judgments
-from ranker.model_files import resolve_model_dir
+from ranker.model_files import read_manifest, resolve_model_dir
 from ranker.tokenization import PairTokenizer, pad_batch
 from ranker.training.artifacts import save_model_dir
 from ranker.training.common import (
@@ -171,6 +171,11 @@ def train_cross_encoder(
     model = AutoModelForSequenceClassification.from_pretrained(
         str(model_dir), num_labels=1, dtype=torch.float32
     )
+    if priors is not None and (read_manifest(model_dir) or {}).get("kind") != "cross-encoder":
+        # A fresh head starts at exactly zero, so the starting model *is* the prior: random
+        # head logits would otherwise perturb the bi-encoder's ranking before any training.
+        torch.nn.init.zeros_(model.classifier.weight)
+        torch.nn.init.zeros_(model.classifier.bias)
     qids = list(train_qids) if train_qids is not None else list(judgments.queries)
     fit_qids, validation_qids = split_validation(qids, config.validation_fraction, config.seed)
     pairs = _pairs(judgments, fit_qids, product_texts, config.targets, priors)
