@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol, Self, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -146,14 +145,3 @@ class ProductStore(Protocol):
 
     def get_many(self, product_ids: Sequence[str]) -> list[Product | None]:
         """Products in the order asked, None where an id is unknown."""
-
-
-class PersistentStore(Protocol):
-    """A store kept in a directory of its own."""
-
-    def save(self, path: Path) -> None:
-        """Write the store to ``path`` atomically (a temp dir, then a rename)."""
-
-    @classmethod
-    def load(cls, path: Path) -> Self:
-        """Open a store that :meth:`save` wrote."""

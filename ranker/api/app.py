@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -135,9 +133,3 @@ def create_app(
 
     app.include_router(router)
     return app
-
-
-def dump_openapi(app: FastAPI) -> str:
-    """The OpenAPI document as JSON text (for docs and contract tests)."""
-    document: dict[str, Any] = app.openapi()
-    return json.dumps(document, indent=2)
