@@ -236,18 +236,15 @@ def tei_embed(
 ) -> list[list[float]]:
     """text-embeddings-inference-style embed: one vector per input."""
     inputs = [body.inputs] if isinstance(body.inputs, str) else body.inputs
-    if len(inputs) > settings.api.max_embed_inputs:
-        limits = settings.api.model_copy(update={"max_documents": settings.api.max_embed_inputs})
-    else:
-        limits = settings.api
     inputs = [require_text(text, what=f"inputs[{i}]") for i, text in enumerate(inputs)]
     checked = check_documents(
         inputs,
-        limits=limits,
+        limits=settings.api,
         tokenizer=embedder.tokenizer,
         max_tokens=embedder.tokenizer.max_length,
         truncate=body.truncate,
         what="inputs",
+        max_count=settings.api.max_embed_inputs,
     )
     vectors = embedder.embed(checked, normalize=body.normalize)
     return [[float(value) for value in vector] for vector in vectors]

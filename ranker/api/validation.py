@@ -49,18 +49,19 @@ def check_documents(
     max_tokens: int | None,
     truncate: bool,
     what: str = "documents",
+    max_count: int | None = None,
 ) -> list[str]:
     """Documents checked for count, emptiness and length; cut when ``truncate``.
 
+    ``max_count`` overrides ``limits.max_documents`` (embedding has its own limit).
     ``max_tokens`` is what the model reads of each document; beyond it the text would be
     cut by the model's own truncation, so with ``truncate=False`` it is refused instead.
     """
     if not documents:
         raise EmptyInputError(f"{what} is empty")
-    if len(documents) > limits.max_documents:
-        raise InputTooLargeError(
-            f"{len(documents)} {what}; the limit per call is {limits.max_documents}"
-        )
+    limit = limits.max_documents if max_count is None else max_count
+    if len(documents) > limit:
+        raise InputTooLargeError(f"{len(documents)} {what}; the limit per call is {limit}")
     checked = []
     for index, document in enumerate(documents):
         if not document.strip():
