@@ -33,6 +33,13 @@ class RetrievalModeChoice(StrEnum):
     HYBRID = "hybrid"
 
 
+class IndexBackendChoice(StrEnum):
+    """Where `shoprank index` writes."""
+
+    EMBEDDED = "embedded"
+    OPENSEARCH = "opensearch"
+
+
 IndexDirOption = Annotated[
     Path | None, typer.Option("--index-dir", help="Index directory (default: var/index).")
 ]
@@ -94,6 +101,20 @@ def index(
     delete: Annotated[
         Path | None, typer.Option("--delete", help="A file of product ids to remove, one a line.")
     ] = None,
+    backend: Annotated[
+        IndexBackendChoice | None,
+        typer.Option(
+            "--backend", help="embedded (FAISS + SQLite) or opensearch; default: settings."
+        ),
+    ] = None,
+    from_embedded: Annotated[
+        bool,
+        typer.Option(
+            "--from-embedded",
+            help="With --backend opensearch: copy the built embedded index (--index-dir: its "
+            "products, template and vectors) into OpenSearch, embedding nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Build the FAISS and BM25 indexes of a catalog (the sample catalog by default)."""
     from indexer.catalog import CatalogError, load_products, sample_catalog_path
@@ -102,6 +123,17 @@ def index(
     from ranker.loading import build_default_index, load_embedder
 
     settings = _settings(index_dir)
+    if (backend or settings.index.backend) == IndexBackendChoice.OPENSEARCH:
+        if from_embedded and (catalog is not None or upsert or delete is not None):
+            raise _fail(
+                "--from-embedded copies the embedded index; drop --catalog/--upsert/--delete"
+            )
+        _index_opensearch(
+            settings, catalog=catalog, upsert=upsert, delete=delete, from_embedded=from_embedded
+        )
+        return
+    if from_embedded:
+        raise _fail("--from-embedded needs --backend opensearch")
     try:
         if delete is not None:
             ids = [line.strip() for line in delete.read_text().splitlines() if line.strip()]
@@ -120,6 +152,77 @@ def index(
     typer.echo(
         f"indexed {manifest['count']} products into {settings.index_path} "
         f"({manifest['dense_index']} + BM25)"
+    )
+
+
+def _index_opensearch(
+    settings: Settings,
+    *,
+    catalog: Path | None,
+    upsert: bool,
+    delete: Path | None,
+    from_embedded: bool = False,
+) -> None:
+    """`shoprank index --backend opensearch`: reindex behind the alias, upsert or delete."""
+    from indexer.catalog import CatalogError, TextTemplate, load_products, sample_catalog_path
+    from indexer.stores.base import StoreError
+    from indexer.stores.opensearch.bulk import BulkIndexingError
+    from indexer.stores.opensearch.client import import_opensearch
+    from indexer.stores.opensearch.jobs import (
+        copy_embedded_index,
+        delete_from_catalog,
+        reindex_catalog,
+        upsert_catalog,
+    )
+    from ranker.loading import load_embedder
+
+    config = settings.opensearch
+    try:
+        transport_error: type[Exception] = import_opensearch().TransportError
+    except StoreError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        if delete is not None:
+            ids = [line.strip() for line in delete.read_text().splitlines() if line.strip()]
+            removed = delete_from_catalog(ids, config=config)
+            typer.echo(f"deleted {removed} of {len(ids)} products from {config.index_alias}")
+            return
+        if from_embedded:
+            result = copy_embedded_index(settings.index_path, config=config)
+            typer.echo(
+                f"copied {result.count} products and their vectors from {settings.index_path} "
+                f"into {result.index} behind alias {result.alias} in {result.seconds:.1f} s"
+            )
+            return
+        source = catalog or sample_catalog_path()
+        products = load_products(source)
+        if upsert:
+            report = upsert_catalog(products, config=config, embedder=load_embedder(settings))
+            typer.echo(f"upserted {report.succeeded} products into {config.index_alias}")
+            return
+        result = reindex_catalog(
+            products,
+            config=config,
+            embedder=load_embedder(settings),
+            template=TextTemplate(settings.index.text_template),
+            source=str(source),
+        )
+    except BulkIndexingError as exc:
+        for failure in exc.failures:
+            typer.echo(failure.describe(), err=True)
+        raise _fail(f"{len(exc.failures)} document(s) rejected (listed above)") from exc
+    except (
+        CatalogError,
+        StoreError,
+        OSError,
+        ValueError,
+        transport_error,
+    ) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(
+        f"indexed {result.count} products into {result.index} behind alias {result.alias} "
+        f"in {result.seconds:.1f} s ({result.docs_per_s:.0f} docs/s, embedding included); "
+        f"replaced {', '.join(result.replaced) or 'nothing'}"
     )
 
 
@@ -234,6 +337,46 @@ def train(
     typer.echo(json.dumps(summary, indent=2))
 
 
+@app.command()
+def compress(
+    layers: Annotated[
+        str, typer.Option(help="Student shapes to try: teacher layers kept, comma-separated.")
+    ] = "2,3",
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds, by query.")] = 3,
+    pseudo_queries: Annotated[
+        int, typer.Option(min=0, help="Pseudo-queries cut from product titles.")
+    ] = 1000,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Work and report directory (default: var/compress)."),
+    ] = None,
+    index_dir: IndexDirOption = None,
+) -> None:
+    """Distil the reranker into students, export to ONNX, quantize, gate, serve the winner."""
+    from ranker.compress.job import CompressConfig, compress_reranker
+    from ranker.loading import open_serving_pipeline
+
+    settings = _settings(index_dir)
+    teacher_settings = settings.model_copy(
+        update={"rerank": settings.rerank.model_copy(update={"compressed": False})}
+    )
+    try:
+        config = CompressConfig(
+            layers=tuple(int(part) for part in layers.split(",") if part.strip()),
+            folds=folds,
+            pseudo_queries=pseudo_queries,
+        )
+        pipeline = open_serving_pipeline(teacher_settings)
+        report = compress_reranker(
+            teacher_settings, pipeline, config, work_dir=out or settings.home / "compress"
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from exc
+    work = out or settings.home / "compress"
+    typer.echo((work / "report.md").read_text(encoding="utf-8"))
+    typer.echo(f"served: {report.served_path or 'the teacher (no student passed the gate)'}")
+
+
 @app.command("eval")
 def evaluate(
     judgments: JudgmentsOption = None,
@@ -298,6 +441,27 @@ def run(
 
 
 @app.command()
+def bench(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with the machine).")] = False,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed calls per path.")] = 20,
+    docs: Annotated[int, typer.Option(min=1, help="Catalog texts embedded per path.")] = 1024,
+    models_dir: Annotated[
+        Path, typer.Option("--models-dir", help="Where the ONNX exports are made once.")
+    ] = Path("var/bench-models"),
+) -> None:
+    """Rerank-50 and embedding speed per backend, side by side, with ratios (see bench/)."""
+    try:
+        from bench.suite import render_all, run_all
+    except ImportError as exc:
+        raise _fail(f"the benchmarks need the dev extra (pip install -e '.[dev]'): {exc}") from exc
+    try:
+        result = run_all(repeats=repeats, docs=docs, models_dir=models_dir)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(json.dumps(result, indent=2) if as_json else render_all(result))
+
+
+@app.command()
 def demo(
     port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0,
     folds: Annotated[int, typer.Option(help="CV folds for the trained reranker.")] = 0,
@@ -309,3 +473,56 @@ def demo(
         run_demo(_settings(), port=port, folds=folds)
     except (OSError, ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from exc
+
+
+opensearch_app = typer.Typer(
+    help="OpenSearch: the rerank hook (see deploy/opensearch/README.md).", no_args_is_help=True
+)
+app.add_typer(opensearch_app, name="opensearch")
+
+
+@opensearch_app.command("setup-rerank")
+def opensearch_setup_rerank(
+    api_url: Annotated[
+        str,
+        typer.Option(
+            "--api-url",
+            help="shoprank's API as the OpenSearch nodes reach it, e.g. http://10.0.0.5:8000.",
+        ),
+    ],
+    pipeline: Annotated[str, typer.Option(help="The search pipeline's name.")] = "shoprank-rerank",
+    document_field: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--document-field",
+            help="A _source field the reranker reads (repeatable; their values are "
+            "concatenated); default: model_text, the text the models read.",
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option(help="Connector and model name.")] = "shoprank-reranker",
+) -> None:
+    """Register an ML Commons connector to /v1/rerank, a model and a rerank search pipeline."""
+    from indexer.stores.base import StoreError
+    from indexer.stores.opensearch.client import make_client
+    from indexer.stores.opensearch.rerank_hook import (
+        DEFAULT_DOCUMENT_FIELDS,
+        rerank_endpoint,
+        setup_rerank,
+    )
+
+    settings = _settings()
+    try:
+        hook = setup_rerank(
+            make_client(settings.opensearch),
+            endpoint=rerank_endpoint(api_url),
+            pipeline=pipeline,
+            document_fields=document_field or DEFAULT_DOCUMENT_FIELDS,
+            name=name,
+        )
+    except (StoreError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(
+        f"search pipeline {hook.pipeline}: model {hook.model_id} (connector {hook.connector_id}) "
+        f"-> {hook.endpoint}\nsearch with ?search_pipeline={hook.pipeline} and "
+        '"ext": {"rerank": {"query_context": {"query_text": "..."}}}'
+    )

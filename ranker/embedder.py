@@ -11,7 +11,8 @@ from tqdm import tqdm
 
 from indexer.stores.base import FloatMatrix, ModelIdentity
 from ranker.backends import Backend, ModelTask, TokenBatch, load_backend
-from ranker.model_files import model_id, resolve_model_dir, weights_sha256
+from ranker.model_files import lineage, model_id, resolve_model_dir, weights_sha256
+from ranker.settings import BackendSettings
 from ranker.tokenization import PairTokenizer, length_sorted_batches, pad_batch
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class Embedder:
         backend: Backend,
         identity: ModelIdentity,
         batch_size: int = 64,
+        lineage: tuple[str, ...] = (),
     ) -> None:
         if backend.task is not ModelTask.EMBED:
             raise ValueError(f"an Embedder needs an embedding backend, got {backend.task}")
@@ -34,6 +36,8 @@ class Embedder:
         self.backend = backend
         self.identity = identity
         self.batch_size = batch_size
+        self.lineage = lineage or (identity.weights_sha256,)
+        """Its weights hash, then those of the models it was exported or quantized from."""
 
     @classmethod
     def load(
@@ -43,10 +47,11 @@ class Embedder:
         backend: str = "auto",
         max_length: int = 128,
         batch_size: int = 64,
+        backend_config: BackendSettings | None = None,
     ) -> Embedder:
-        """Load a bi-encoder (``minilm`` or a directory) on a backend."""
+        """Load a bi-encoder (``minilm``, a directory, or an ONNX export of one) on a backend."""
         model_dir = resolve_model_dir(model)
-        loaded = load_backend(backend, model_dir, task=ModelTask.EMBED)
+        loaded = load_backend(backend, model_dir, task=ModelTask.EMBED, config=backend_config)
         tokenizer = PairTokenizer.from_model_dir(model_dir, max_length=max_length)
         dimension = _probe_dimension(loaded)
         identity = ModelIdentity(
@@ -54,7 +59,13 @@ class Embedder:
             weights_sha256=weights_sha256(model_dir),
             dimension=dimension,
         )
-        return cls(tokenizer=tokenizer, backend=loaded, identity=identity, batch_size=batch_size)
+        return cls(
+            tokenizer=tokenizer,
+            backend=loaded,
+            identity=identity,
+            batch_size=batch_size,
+            lineage=lineage(model_dir),
+        )
 
     @property
     def dimension(self) -> int:

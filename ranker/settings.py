@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path("var")
@@ -31,7 +31,9 @@ class EmbedderSettings(BaseModel):
     )
     max_length: int = Field(default=128, ge=8, le=512)
     batch_size: int = Field(default=64, ge=1)
-    backend: str = Field(default="auto", description="'auto', or a backend name: 'torch'.")
+    backend: str = Field(
+        default="auto", description="'auto', or a backend name: 'torch', 'onnx', 'tensorrt'."
+    )
 
 
 class RerankSettings(BaseModel):
@@ -49,9 +51,33 @@ class RerankSettings(BaseModel):
         description="Weight of the retrieval order fused by RRF with the reranker's order "
         "(the reranker's weight is 1); 0: the reranker's order alone.",
     )
-    max_length: int = Field(default=96, ge=16, le=512)
+    compressed: bool = Field(
+        default=True,
+        description="Serve the student `shoprank compress` gated for the chosen teacher, "
+        "when there is one.",
+    )
+    max_length: int = Field(
+        default=96,
+        ge=16,
+        le=512,
+        description="Query plus document word pieces; a compressed student's own length "
+        "applies unless this is set.",
+    )
     batch_size: int = Field(default=32, ge=1)
-    backend: str = "auto"
+    backend: str = Field(
+        default="auto", description="'auto', or a backend name: 'torch', 'onnx', 'tensorrt'."
+    )
+    token_cache_size: int = Field(
+        default=50_000,
+        ge=0,
+        description="Product texts whose token ids are kept between requests (LRU); 0: none.",
+    )
+    prior_cache_size: int = Field(
+        default=50_000,
+        ge=0,
+        description="Product texts whose bi-encoder vectors (the dense prior's) are kept "
+        "between requests (LRU, 1.5 KiB each at 384 dimensions); 0: none.",
+    )
 
 
 class RetrievalSettings(BaseModel):
@@ -69,6 +95,11 @@ class RetrievalSettings(BaseModel):
 class IndexSettings(BaseModel):
     """How the embedded indexes are built."""
 
+    backend: Literal["embedded", "opensearch"] = Field(
+        default="embedded",
+        description="Where search and `shoprank index` go: the embedded FAISS + SQLite index, "
+        "or the OpenSearch cluster of the opensearch section.",
+    )
     hnsw_threshold: int = Field(
         default=200_000,
         ge=0,
@@ -81,6 +112,87 @@ class IndexSettings(BaseModel):
         default="{title}\nBrand: {brand}\nColor: {color}\n{bullet_points}\n{description}",
         description="The text each model sees for a product; fields of Product in braces.",
     )
+
+
+class OpenSearchSettings(BaseModel):
+    """Where an OpenSearch cluster is and how shoprank indexes into it."""
+
+    url: str = Field(default="http://127.0.0.1:9200", description="The cluster's base URL.")
+    verify_certs: bool = Field(default=True, description="Verify the server's TLS certificate.")
+    ca_certs: Path | None = Field(default=None, description="A CA bundle for TLS.")
+    username: str | None = Field(default=None, description="Basic auth user.")
+    password: SecretStr | None = None
+    api_key: SecretStr | None = Field(
+        default=None, description="Sent as 'Authorization: ApiKey <key>' instead of basic auth."
+    )
+    timeout_s: float = Field(default=30.0, gt=0, description="Per-request time-out.")
+    search_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Time-out of each request a search makes (k-NN, BM25, fetch); past it "
+        "the search fails as unavailable (503, or the embedded fallback).",
+    )
+    max_retries: int = Field(default=3, ge=0, description="Client retries on connection errors.")
+    fallback_to_embedded: bool = Field(
+        default=False,
+        description="With the opensearch backend, also open the embedded index (index_dir) "
+        "and answer searches from it while OpenSearch is unreachable; off: those "
+        "searches answer 503.",
+    )
+    index_alias: str = Field(
+        default="shoprank-products",
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="Searches go to this alias; versioned indexes '<alias>-v<n>' sit behind it.",
+    )
+    shards: int = Field(default=1, ge=1)
+    replicas: int = Field(default=1, ge=0)
+    space_type: Literal["innerproduct", "cosinesimil"] = "innerproduct"
+    hnsw_m: int = Field(default=16, ge=2, le=100)
+    hnsw_ef_construction: int = Field(default=128, ge=2)
+    hnsw_ef_search: int = Field(default=128, ge=1)
+    bulk_max_docs: int = Field(default=500, ge=1, description="Documents per bulk request.")
+    bulk_max_bytes: int = Field(default=5 * 2**20, ge=1024, description="Bytes per bulk request.")
+    bulk_max_retries: int = Field(default=5, ge=0, description="Retries on 429 and 5xx.")
+    bulk_initial_backoff_s: float = Field(default=1.0, ge=0)
+    bulk_max_backoff_s: float = Field(default=60.0, ge=0)
+    reindex_grace_s: float = Field(
+        default=300.0, ge=0, description="How long a replaced index is kept before deletion."
+    )
+    devnode_cache_dir: Path = Field(
+        default=Path("~/.cache/shoprank/opensearch"),
+        description="Where the development node's build and data live (nothing committed).",
+    )
+    devnode_heap: str = Field(
+        default="1g", pattern=r"^[0-9]+[mg]$", description="The development node's max heap."
+    )
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> OpenSearchSettings:
+        if self.api_key is not None and self.username is not None:
+            raise ValueError("opensearch: set basic auth (username/password) or api_key, not both")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("opensearch: basic auth needs both username and password")
+        return self
+
+
+class BackendSettings(BaseModel):
+    """How the ONNX Runtime and TensorRT backends run (the torch backend needs nothing)."""
+
+    onnx_providers: tuple[str, ...] = Field(
+        default=(),
+        description="ONNX Runtime execution providers, best first, e.g. "
+        "('CUDAExecutionProvider',); empty: the best the machine has. Missing ones fall "
+        "back to CPUExecutionProvider.",
+    )
+    intra_op_threads: int = Field(default=0, ge=0, description="0: the physical cores.")
+    inter_op_threads: int = Field(default=1, ge=1)
+    trt_fp16: bool = Field(default=True, description="TensorRT may run layers in fp16.")
+    trt_int8: bool = Field(default=False, description="TensorRT may run layers in int8.")
+    trt_engine_cache_dir: Path = Field(
+        default=DEFAULT_HOME / "trt-engines",
+        description="Where TensorRT keeps built engines between starts.",
+    )
+    warmup: bool = Field(default=True, description="Run one dummy batch when a model loads.")
 
 
 class ApiSettings(BaseModel):
@@ -114,6 +226,8 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     index: IndexSettings = IndexSettings()
     api: ApiSettings = ApiSettings()
+    backends: BackendSettings = BackendSettings()
+    opensearch: OpenSearchSettings = OpenSearchSettings()
     label_gains: dict[str, float] = Field(default_factory=lambda: dict(ESCI_GAINS))
     seed: int = 13
 

@@ -10,6 +10,7 @@ import numpy.typing as npt
 from tokenizers import Encoding, Tokenizer
 
 from ranker.backends.base import TokenBatch
+from ranker.caching import TextCache
 
 
 class TextTooLongError(ValueError):
@@ -19,10 +20,13 @@ class TextTooLongError(ValueError):
 class PairTokenizer:
     """A fast HF tokenizer set up for single texts and for (query, document) pairs.
 
-    Pairs keep the whole query and trim only the document ("only_second").
+    Pairs keep the whole query and trim only the document ("only_second"). A pair is built
+    from the query's word pieces, encoded once per request, and each document's word pieces,
+    which stay in a bounded LRU cache (``cache_size`` texts) since products recur between
+    queries.
     """
 
-    def __init__(self, tokenizer: Tokenizer, *, max_length: int) -> None:
+    def __init__(self, tokenizer: Tokenizer, *, max_length: int, cache_size: int = 0) -> None:
         self._single = tokenizer
         self.max_length = max_length
         self._single.no_padding()
@@ -34,15 +38,22 @@ class PairTokenizer:
         self._counter = Tokenizer.from_str(tokenizer.to_str())
         self._counter.no_padding()
         self._counter.no_truncation()
+        # Document word pieces, without special tokens, never longer than a pair can use.
+        self._pieces = Tokenizer.from_str(tokenizer.to_str())
+        self._pieces.no_padding()
+        self._pieces.enable_truncation(max_length)
         self.pad_id = tokenizer.token_to_id("[PAD]") or 0
+        self.document_cache: TextCache[Encoding] = TextCache(cache_size)
 
     @classmethod
-    def from_model_dir(cls, model_dir: Path, *, max_length: int) -> PairTokenizer:
+    def from_model_dir(
+        cls, model_dir: Path, *, max_length: int, cache_size: int = 0
+    ) -> PairTokenizer:
         """Load ``tokenizer.json`` from a model directory."""
         path = model_dir / "tokenizer.json"
         if not path.is_file():
             raise FileNotFoundError(f"{model_dir}: no tokenizer.json")
-        return cls(Tokenizer.from_file(str(path)), max_length=max_length)
+        return cls(Tokenizer.from_file(str(path)), max_length=max_length, cache_size=cache_size)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts without truncation, special tokens included."""
@@ -62,21 +73,64 @@ class PairTokenizer:
         """Single texts, truncated to ``max_length``."""
         return list(self._single.encode_batch(list(texts)))
 
+    def encode_query(self, query: str, max_tokens: int) -> tuple[str, Encoding]:
+        """The query cut to ``max_tokens`` word pieces, and those pieces: one encoding."""
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+        encoding = self._counter.encode(query, add_special_tokens=False)
+        if len(encoding.ids) <= max_tokens:
+            return query, encoding
+        end = encoding.offsets[max_tokens - 1][1] if max_tokens else 0
+        encoding.truncate(max_tokens)
+        return query[:end], encoding
+
+    def encode_documents(self, documents: Sequence[str]) -> list[Encoding]:
+        """Each document's word pieces (no special tokens), from the cache where it can."""
+
+        def encode(texts: list[str]) -> list[Encoding]:
+            return list(self._pieces.encode_batch(texts, add_special_tokens=False))
+
+        return self.document_cache.get_many(documents, encode)
+
+    def pair_encodings(self, query: Encoding, documents: Sequence[Encoding]) -> list[Encoding]:
+        """``[CLS] query [SEP] document [SEP]`` from pieces, the document trimmed to fit."""
+        return [self._pair.post_process(query, document) for document in documents]
+
     def encode_pairs(self, query: str, documents: Sequence[str]) -> list[Encoding]:
         """``(query, document)`` pairs; the query is kept whole, documents are trimmed.
 
         The caller bounds the query length (see :meth:`truncate_text`), so that a document
-        always keeps some room.
+        always keeps some room. The query is encoded once, not once per document.
         """
-        return list(self._pair.encode_batch([(query, document) for document in documents]))
+        pieces = self._counter.encode(query, add_special_tokens=False)
+        return self.pair_encodings(pieces, self.encode_documents(documents))
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[npt.NDArray[np.intp]]:
-    """Index batches of similar length (longest first), so padding stays small."""
+def length_sorted_batches(
+    lengths: Sequence[int], batch_size: int, *, max_tokens: int | None = None
+) -> list[npt.NDArray[np.intp]]:
+    """Index batches of similar length (longest first), so padding stays small.
+
+    With ``max_tokens``, batches are length buckets under a token budget: a batch holds at
+    most ``batch_size`` rows and at most ``max_tokens`` padded tokens (rows times its
+    longest), so short inputs run in bigger batches. A row longer than the budget runs alone.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    if max_tokens is not None and max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    sizes = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-sizes, kind="stable")
+    if max_tokens is None:
+        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    batches = []
+    start = 0
+    while start < len(order):
+        longest = max(int(sizes[order[start]]), 1)
+        rows = max(1, min(batch_size, max_tokens // longest))
+        batches.append(order[start : start + rows])
+        start += rows
+    return batches
 
 
 def pad_batch(encodings: Sequence[Encoding], *, pad_id: int) -> TokenBatch:

@@ -20,6 +20,14 @@ class StoreMismatchError(StoreError):
     """An index was built with another model or dimension than the one asked for."""
 
 
+class StoreUnavailableError(StoreError):
+    """The service behind a store cannot be reached now (refused, timed out, overloaded).
+
+    Unlike other store errors, retrying later may work; a server answers 503 for it, or
+    falls back to another index when it is configured to.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     """One retrieved product and its score (higher is better)."""

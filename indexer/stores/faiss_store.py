@@ -469,6 +469,14 @@ class FaissStore:
         with self._lock:
             return self._retire(product_ids)
 
+    def vectors(self, product_ids: Sequence[str]) -> FloatMatrix:
+        """The stored vectors of ``product_ids``, shape ``(len(product_ids), dim)``."""
+        missing = [pid for pid in product_ids if pid not in self._slot_of]
+        if missing:
+            raise StoreError(f"{len(missing)} product(s) have no vector, e.g. {missing[:5]}")
+        slots = np.fromiter((self._slot_of[pid] for pid in product_ids), dtype=np.int64)
+        return self._live_vectors(slots)
+
     def _live_vectors(self, slots: IdArray) -> FloatMatrix:
         dim = self.identity.dimension
         out = np.empty((len(slots), dim), dtype=np.float32)

@@ -58,6 +58,13 @@ class NotReadyError(ApiError):
     error_type = "unhealthy"
 
 
+class IndexUnavailableError(ApiError):
+    """The search index's cluster (OpenSearch) cannot be reached now; retry later."""
+
+    status_code = 503
+    error_type = "index_unavailable"
+
+
 @dataclass(frozen=True)
 class ErrorRow:
     """One row of the documented error table."""
@@ -76,6 +83,7 @@ ERROR_TABLE: tuple[ErrorRow, ...] = tuple(
         RequestValidationFailedError,
         OverloadedError,
         NotReadyError,
+        IndexUnavailableError,
     )
 )
 """Status, error_type and meaning of every error, for the route docs and the README."""

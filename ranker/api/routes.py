@@ -7,18 +7,21 @@ import uuid
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from indexer.stores.base import SearchFilter
-from ranker.api.errors import NotReadyError, RequestValidationFailedError
+from indexer.stores.base import SearchFilter, StoreError, StoreUnavailableError
+from ranker.api.errors import IndexUnavailableError, NotReadyError, RequestValidationFailedError
 from ranker.api.metrics import Metrics
 from ranker.api.schemas import (
     CohereRerankRequest,
     CohereRerankResponse,
     CohereRerankResult,
     HealthResponse,
+    IndexHealth,
     RerankDocument,
+    RerankFormat,
+    RerankScore,
     SearchHit,
     SearchRequest,
     SearchResponse,
@@ -29,7 +32,6 @@ from ranker.api.schemas import (
 from ranker.api.service import Service
 from ranker.api.validation import check_documents, check_query, require_text
 from ranker.embedder import Embedder
-from ranker.pipeline import SearchPipeline
 from ranker.reranker import Reranker
 from ranker.settings import Settings
 
@@ -53,16 +55,6 @@ def _metrics(request: Request) -> Metrics:
     return metrics
 
 
-def _pipeline(service: Annotated[Service, Depends(_service)]) -> SearchPipeline:
-    if service.pipeline is None:
-        raise NotReadyError(
-            "no search index is loaded; build one with `shoprank index` ("
-            + "; ".join(service.problems)
-            + ")"
-        )
-    return service.pipeline
-
-
 def _reranker(service: Annotated[Service, Depends(_service)]) -> Reranker:
     if service.reranker is None:
         raise NotReadyError("no reranker is loaded (" + "; ".join(service.problems) + ")")
@@ -78,7 +70,6 @@ def _embedder(service: Annotated[Service, Depends(_service)]) -> Embedder:
 ServiceDep = Annotated[Service, Depends(_service)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
-PipelineDep = Annotated[SearchPipeline, Depends(_pipeline)]
 RerankerDep = Annotated[Reranker, Depends(_reranker)]
 EmbedderDep = Annotated[Embedder, Depends(_embedder)]
 
@@ -117,14 +108,21 @@ def _score_documents(
 
 @router.post("/search", response_model=SearchResponse, tags=["search"])
 def search(
-    body: SearchRequest, pipeline: PipelineDep, settings: SettingsDep, metrics: MetricsDep
+    body: SearchRequest, service: ServiceDep, settings: SettingsDep, metrics: MetricsDep
 ) -> SearchResponse:
-    """Retrieve (dense, lexical or hybrid), then rerank the top candidates."""
+    """Retrieve (dense, lexical or hybrid), then rerank the top candidates.
+
+    503 ``index_unavailable`` when the OpenSearch cluster cannot be reached and no embedded
+    fallback is configured (``SHOPRANK_OPENSEARCH__FALLBACK_TO_EMBEDDED``); with one, the
+    answer's ``index`` says ``embedded``.
+    """
     start = time.perf_counter()
+    if service.embedder is None:
+        raise NotReadyError("no embedder is loaded (" + "; ".join(service.problems) + ")")
     query = check_query(
         body.query,
         limits=settings.api,
-        tokenizer=pipeline.embedder.tokenizer,
+        tokenizer=service.embedder.tokenizer,
         truncate=body.truncate,
     )
     if body.k > settings.api.max_k:
@@ -145,14 +143,21 @@ def search(
         except ValueError as exc:
             raise RequestValidationFailedError(f"filters: {exc}") from exc
     validated = time.perf_counter()
-    outcome = pipeline.search(
-        query,
-        k=body.k,
-        mode=body.mode,
-        search_filter=search_filter,
-        rerank=body.rerank,
-        rerank_depth=body.rerank_depth,
-    )
+    try:
+        outcome, answered_by = service.search(
+            query,
+            k=body.k,
+            mode=body.mode,
+            search_filter=search_filter,
+            rerank=body.rerank,
+            rerank_depth=body.rerank_depth,
+        )
+    except StoreUnavailableError as exc:
+        raise IndexUnavailableError(
+            f"the search index is unavailable, retry later: {exc} (set "
+            "SHOPRANK_OPENSEARCH__FALLBACK_TO_EMBEDDED=true to answer from the embedded index "
+            "meanwhile)"
+        ) from exc
     timings = {"validate": 1e3 * (validated - start), **outcome.timings_ms}
     timings["total"] = 1e3 * (time.perf_counter() - start)
     metrics.observe_stages(timings)
@@ -174,14 +179,32 @@ def search(
         ],
         reranked=outcome.reranked,
         timings_ms={stage: round(ms, 3) for stage, ms in timings.items()},
+        index=answered_by,
     )
 
 
-@router.post("/v1/rerank", response_model=CohereRerankResponse, tags=["rerank"])
+@router.post("/v1/rerank", response_model=CohereRerankResponse | list[RerankScore], tags=["rerank"])
 def cohere_rerank(
-    body: CohereRerankRequest, reranker: RerankerDep, settings: SettingsDep, metrics: MetricsDep
-) -> CohereRerankResponse:
-    """Cohere-style rerank: results carry ``index`` and ``relevance_score`` in [0, 1]."""
+    body: CohereRerankRequest,
+    reranker: RerankerDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    response_format: Annotated[
+        RerankFormat,
+        Query(
+            alias="format",
+            description="cohere: {id, results, meta}; array: a bare JSON array of "
+            "{index, relevance_score}, what OpenSearch ML Commons' "
+            "connector.post_process.default.rerank reads.",
+        ),
+    ] = "cohere",
+) -> CohereRerankResponse | list[RerankScore]:
+    """Cohere-style rerank: results carry ``index`` and ``relevance_score`` in [0, 1].
+
+    ``?format=array`` answers the same results, best first, as a bare JSON array of
+    ``{index, relevance_score}``: the shape ML Commons' default rerank post-process function
+    expects from a connector (``shoprank opensearch setup-rerank`` registers one).
+    """
     texts = [d.text if isinstance(d, RerankDocument) else d for d in body.documents]
     logits, timings = _score_documents(
         reranker,
@@ -194,6 +217,8 @@ def cohere_rerank(
     metrics.observe_stages(timings)
     scores = _sigmoid(logits)
     order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))[: body.top_n]
+    if response_format == "array":
+        return [RerankScore(index=i, relevance_score=float(scores[i])) for i in order]
     return CohereRerankResponse(
         id=str(uuid.uuid4()),
         results=[
@@ -257,11 +282,14 @@ def tei_embed(
     responses={503: {"model": HealthResponse, "description": "Not everything is loaded."}},
 )
 def healthz(request: Request, response: Response) -> HealthResponse:
-    """Which components are loaded, on which backend; 503 unless all of them are."""
+    """Which components are loaded, on which backend, and which index answers searches.
+
+    200 when everything is loaded and the configured index answers (``ok``), or the
+    embedded fallback answers while OpenSearch is unreachable (``fallback``); else 503.
+    """
     service: Service | None = request.app.state.service
-    if service is None or service.status != "ok":
-        response.status_code = 503
     if service is None:
+        response.status_code = 503
         return HealthResponse(
             status="unavailable",
             products=None,
@@ -275,13 +303,35 @@ def healthz(request: Request, response: Response) -> HealthResponse:
         backends["embedder"] = f"{service.embedder.backend.name}:{service.embedder.backend.device}"
     if service.reranker is not None:
         backends["reranker"] = f"{service.reranker.backend.name}:{service.reranker.backend.device}"
+    state = service.index_state()
+    status = service.status
+    models_loaded = service.embedder is not None and service.reranker is not None
+    if models_loaded and state.serving is not None:
+        status = "ok" if state.serving == state.backend else "fallback"
+    elif status == "ok":
+        status = "degraded"
+    response.status_code = 200 if status in ("ok", "fallback") else 503
+    serving = service.fallback if status == "fallback" else service.pipeline
+    products = None
+    if serving is not None and state.serving is not None:
+        try:
+            products = len(serving.product_store)
+        except StoreError:
+            products = None
     return HealthResponse(
-        status=service.status,  # type: ignore[arg-type]
-        products=len(service.pipeline.product_store) if service.pipeline else None,
+        status=status,  # type: ignore[arg-type]
+        products=products,
         embedder=service.embedder.identity.model_id if service.embedder else None,
         reranker=service.reranker.model_id if service.reranker else None,
         backend=backends,
-        detail="; ".join(service.problems),
+        index=IndexHealth(
+            backend=state.backend,
+            serving=state.serving,
+            reachable=state.reachable,
+            fallback=state.fallback,
+            detail=state.detail,
+        ),
+        detail="; ".join([*service.problems, *([state.detail] if state.detail else [])]),
     )
 
 

@@ -62,6 +62,11 @@ class SearchResponse(BaseModel):
     results: list[SearchHit]
     reranked: int = Field(description="How many candidates the cross-encoder scored.")
     timings_ms: dict[str, float]
+    index: Literal["embedded", "opensearch"] = Field(
+        default="embedded",
+        description="The index that answered: the configured one, or the embedded fallback "
+        "while OpenSearch is unreachable.",
+    )
 
 
 class RerankDocument(_Request):
@@ -71,7 +76,15 @@ class RerankDocument(_Request):
 
 
 class CohereRerankRequest(_Request):
-    """``POST /v1/rerank``, the Cohere shape (also what OpenSearch ML Commons sends)."""
+    """``POST /v1/rerank``, the Cohere shape.
+
+    Also what an OpenSearch ML Commons connector sends with the pre-process function
+    ``connector.pre_process.default.rerank`` (in 2.19 the same function as
+    ``connector.pre_process.cohere.rerank``): it makes the parameters ``query`` (the text),
+    ``documents`` (a JSON array of strings) and ``top_n`` (the number of documents), which the
+    connector's request body ``{"query": "${parameters.query}", "documents":
+    ${parameters.documents}, "top_n": ${parameters.top_n}}`` turns into this shape.
+    """
 
     query: str
     documents: list[str | RerankDocument]
@@ -95,6 +108,25 @@ class CohereRerankResponse(BaseModel):
     id: str
     results: list[CohereRerankResult]
     meta: dict[str, object] = Field(default_factory=dict)
+
+
+RerankFormat = Literal["cohere", "array"]
+"""``POST /v1/rerank?format=``: ``cohere`` (default) or ``array``."""
+
+
+class RerankScore(BaseModel):
+    """One element of ``POST /v1/rerank?format=array``: a bare JSON array of these.
+
+    What ML Commons' ``connector.post_process.default.rerank`` reads (2.19: the Cohere
+    rerank post-process with the response filter ``$[*]``, where ``...cohere.rerank`` uses
+    ``$.results``): a JSON array of objects whose ``index`` is an integer and whose
+    ``relevance_score`` is a float (it is read as a Java Double, so always written with a
+    decimal point). It places each score at its ``index``, so the array must cover every
+    document (the pre-process function asks for ``top_n`` = all of them).
+    """
+
+    index: int
+    relevance_score: float
 
 
 class TeiRerankRequest(_Request):
@@ -123,14 +155,32 @@ class TeiEmbedRequest(_Request):
     truncate: bool = True
 
 
-class HealthResponse(BaseModel):
-    """``GET /healthz``."""
+class IndexHealth(BaseModel):
+    """Which index answers searches, and whether the configured one is reachable."""
 
-    status: Literal["ok", "degraded", "unavailable"]
+    backend: Literal["embedded", "opensearch"] = Field(description="The configured index.")
+    serving: Literal["embedded", "opensearch"] | None = Field(
+        description="The index that answers searches now; null: none does."
+    )
+    reachable: bool | None = Field(description="Whether the OpenSearch cluster answers.")
+    fallback: bool = Field(description="Whether the embedded fallback index is loaded.")
+    detail: str = ""
+
+
+class HealthResponse(BaseModel):
+    """``GET /healthz``.
+
+    ``fallback``: everything is loaded but OpenSearch is unreachable, and searches are
+    answered from the embedded fallback index (HTTP 200, so a load balancer keeps the
+    instance); every other status but ``ok`` answers 503.
+    """
+
+    status: Literal["ok", "fallback", "degraded", "unavailable"]
     products: int | None
     embedder: str | None
     reranker: str | None
     backend: dict[str, str]
+    index: IndexHealth | None = None
     detail: str = ""
 
 

@@ -6,56 +6,98 @@ Adding a backend is one module plus one line in :data:`BACKENDS`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
 
 from ranker.backends.base import Backend, BackendError, ModelTask, TokenBatch
+from ranker.hardware import cuda_available
+from ranker.model_files import ONNX_MODEL_NAME
+from ranker.settings import BackendSettings, get_settings
 
 logger = logging.getLogger(__name__)
 
 BACKENDS: dict[str, str] = {
     "torch": "ranker.backends.torch_backend:TorchBackend",
+    "onnx": "ranker.backends.onnx_backend:OnnxBackend",
+    "tensorrt": "ranker.backends.tensorrt_backend:TensorRTBackend",
 }
 """Registry name -> ``module:Class``."""
+
+INSTALL_HINTS: dict[str, str] = {
+    "torch": "pip install shoprank",
+    "onnx": "pip install 'shoprank[onnx]'",
+    "tensorrt": "pip install 'shoprank[tensorrt]' (needs a CUDA GPU)",
+}
+
+WARMUP_SHAPE = (8, 64)
+"""(batch, seq_len) of the dummy batch run when a model loads."""
 
 __all__ = ["BACKENDS", "Backend", "BackendError", "ModelTask", "TokenBatch", "load_backend"]
 
 
-def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
+def _torch_options() -> dict[str, Any]:
+    return {"device": "cuda", "dtype": "float16"} if cuda_available() else {}
 
 
-def _resolve(name: str) -> tuple[str, dict[str, Any], str]:
-    """The backend name, its options and the reason it was chosen."""
+def _has_onnxruntime() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def resolve_backend(
+    name: str, model_dir: Path, config: BackendSettings
+) -> tuple[str, dict[str, Any], str]:
+    """The backend name, its options and the reason it was chosen.
+
+    An explicit name wins. ``auto`` runs an exported directory (one with ``model.onnx``) on
+    ONNX Runtime and a weights directory on torch (CUDA fp16 when a GPU is present).
+    """
     if name != "auto":
         if name not in BACKENDS:
             raise BackendError(f"unknown backend {name!r}; known: {sorted(BACKENDS)} or 'auto'")
-        options: dict[str, Any] = {}
-        if name == "torch" and _cuda_available():
-            options = {"device": "cuda", "dtype": "float16"}
+        options = _torch_options() if name == "torch" else {"config": config}
         return name, options, "set explicitly"
-    if _cuda_available():
-        return "torch", {"device": "cuda", "dtype": "float16"}, "auto: a CUDA GPU is present"
-    return "torch", {"device": "cpu"}, "auto: no GPU, torch on the CPU"
+    if (model_dir / ONNX_MODEL_NAME).is_file():
+        if _has_onnxruntime():
+            return "onnx", {"config": config}, "auto: the directory holds an exported graph"
+        if not (model_dir / "config.json").is_file() or not any(model_dir.glob("*.safetensors")):
+            raise BackendError(
+                f"{model_dir} holds only an ONNX graph and onnxruntime is not installed: "
+                f"{INSTALL_HINTS['onnx']}"
+            )
+        reason = f"auto: onnxruntime is not installed ({INSTALL_HINTS['onnx']}), torch"
+        return "torch", _torch_options(), reason
+    if cuda_available():
+        return "torch", _torch_options(), "auto: a CUDA GPU is present"
+    return "torch", {}, "auto: no GPU, torch on the CPU"
 
 
-def load_backend(name: str, model_dir: Path, *, task: ModelTask) -> Backend:
-    """Load ``model_dir`` on the named backend (``auto`` picks from what the machine has)."""
-    resolved, options, reason = _resolve(name)
+def load_backend(
+    name: str, model_dir: Path, *, task: ModelTask, config: BackendSettings | None = None
+) -> Backend:
+    """Load ``model_dir`` on the named backend (``auto`` picks from what the machine has).
+
+    ``config`` defaults to the process settings' ``backends`` section. The backend runs one
+    dummy batch before it is returned unless ``config.warmup`` is off.
+    """
+    config = config or get_settings().backends
+    resolved, options, reason = resolve_backend(name, model_dir, config)
     module_name, _, class_name = BACKENDS[resolved].partition(":")
     try:
         backend_class = getattr(importlib.import_module(module_name), class_name)
     except ImportError as exc:
         raise BackendError(
-            f"backend {resolved!r} needs a package that is not installed: {exc.name}"
+            f"backend {resolved!r} needs a package that is not installed ({exc.name}): "
+            f"{INSTALL_HINTS[resolved]}"
         ) from exc
     backend: Backend = backend_class(model_dir, task=task, **options)
+    detail = getattr(backend, "reason", None)
+    if detail:
+        reason = f"{reason}; {detail}"
     logger.info(
         "backend %s on %s for %s (%s) from %s", resolved, backend.device, task, reason, model_dir
     )
+    if config.warmup:
+        backend.warmup(batch_size=WARMUP_SHAPE[0], seq_len=WARMUP_SHAPE[1])
     return backend

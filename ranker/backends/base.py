@@ -45,6 +45,16 @@ class TokenBatch:
         return int(rows), int(columns)
 
 
+def dummy_batch(batch_size: int, seq_len: int) -> TokenBatch:
+    """A batch of ``[CLS]`` ids with a full mask, for warm-up runs."""
+    shape = (batch_size, seq_len)
+    return TokenBatch(
+        input_ids=np.full(shape, 101, dtype=np.int64),
+        attention_mask=np.ones(shape, dtype=np.int64),
+        token_type_ids=np.zeros(shape, dtype=np.int64),
+    )
+
+
 @runtime_checkable
 class Backend(Protocol):
     """Runs one exported model."""

@@ -243,7 +243,12 @@ def train_cross_encoder(
             if step >= total_steps or evals_without_gain >= config.patience:
                 break
             model.train()
-            logits = _batch_logits(model, tokenizer, chunk, config.max_query_tokens)
+            logits = pair_logits(
+                model,
+                tokenizer,
+                [(pair.query, pair.text) for pair in chunk],
+                config.max_query_tokens,
+            )
             if priors is not None:
                 prior = torch.tensor([pair.prior for pair in chunk], dtype=torch.float32)
                 logits = logits + prior_weight * prior + prior_bias
@@ -320,14 +325,16 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tenso
     return -(distribution * torch.log_softmax(logits, dim=0)).sum()
 
 
-def _batch_logits(
-    model: Any, tokenizer: PairTokenizer, chunk: Sequence[_Pair], max_query_tokens: int
+def pair_logits(
+    model: Any,
+    tokenizer: PairTokenizer,
+    pairs: Sequence[tuple[str, str]],
+    max_query_tokens: int,
 ) -> torch.Tensor:
+    """The model's logit for each (query, text) pair, with gradients (one padded batch)."""
     encodings = [
-        tokenizer.encode_pairs(tokenizer.truncate_text(pair.query, max_query_tokens), [pair.text])[
-            0
-        ]
-        for pair in chunk
+        tokenizer.encode_pairs(tokenizer.truncate_text(query, max_query_tokens), [text])[0]
+        for query, text in pairs
     ]
     batch = pad_batch(encodings, pad_id=tokenizer.pad_id)
     logits: torch.Tensor = model(

@@ -226,10 +226,10 @@ def test_reranker_refuses_an_embedding_backend(reranker: Reranker, embedder: Emb
 
 
 def test_unknown_backend(tiny_embedder_dir: Path, tiny_reranker_dir: Path) -> None:
-    with pytest.raises(BackendError, match="unknown backend 'tensorrt'"):
-        Embedder.load(tiny_embedder_dir, backend="tensorrt")
-    with pytest.raises(BackendError, match="unknown backend 'tensorrt'"):
-        Reranker.load(tiny_reranker_dir, backend="tensorrt")
+    with pytest.raises(BackendError, match="unknown backend 'openvino'"):
+        Embedder.load(tiny_embedder_dir, backend="openvino")
+    with pytest.raises(BackendError, match="unknown backend 'openvino'"):
+        Reranker.load(tiny_reranker_dir, backend="openvino")
 
 
 def test_a_directory_without_config_json(tmp_path: Path, tiny_embedder_dir: Path) -> None:

@@ -1,0 +1,115 @@
+"""Shared benchmark plumbing: timing, inputs from the sample data, the exported variants."""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ranker.backends import ModelTask
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODELS_DIR = Path("var/bench-models")
+PARITY_QUERIES = 10
+"""Judged queries the bench's exports are checked on (the export default is 20)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Wall times of repeated calls, in milliseconds."""
+
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    calls: int
+
+
+def time_calls(fn: Callable[[int], object], *, repeats: int, warmup: int = 2) -> Timing:
+    """Call ``fn(i)`` ``warmup`` times untimed, then ``repeats`` times timed."""
+    for i in range(warmup):
+        fn(i)
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn(i)
+        times.append(1e3 * (time.perf_counter() - start))
+    times.sort()
+    p99_index = min(len(times) - 1, round(0.99 * (len(times) - 1)))
+    return Timing(
+        p50_ms=statistics.median(times),
+        p99_ms=times[p99_index],
+        mean_ms=statistics.fmean(times),
+        calls=repeats,
+    )
+
+
+def timing_dict(timing: Timing) -> dict[str, Any]:
+    """A timing as plain values."""
+    return asdict(timing)
+
+
+def product_texts() -> dict[str, str]:
+    """Product id -> the text every model sees (the served template)."""
+    from indexer.catalog import TextTemplate, load_products, sample_catalog_path
+    from ranker.settings import IndexSettings
+
+    template = TextTemplate(IndexSettings().text_template)
+    return {p.id: template.render(p) for p in load_products(sample_catalog_path())}
+
+
+def ensure_variants(
+    base: str | Path, name: str, task: ModelTask, models_dir: Path
+) -> dict[str, Path]:
+    """The fp32 and int8 ONNX exports of ``base`` under ``models_dir``, made once."""
+    from ranker.compress.export import export_model
+    from ranker.compress.parity import catalog_groups
+    from ranker.compress.quantize import Precision, quantize_model
+    from ranker.model_files import resolve_model_dir
+
+    fp32 = models_dir / f"{name}-onnx-fp32"
+    int8 = models_dir / f"{name}-onnx-qint8"
+    groups = None
+    if not (fp32 / "model.onnx").is_file():
+        groups = catalog_groups(queries=PARITY_QUERIES)
+        logger.warning("exporting %s to %s (once)", base, fp32)
+        export_model(resolve_model_dir(base), fp32, task=task, groups=groups)
+    if not (int8 / "model.onnx").is_file():
+        groups = groups or catalog_groups(queries=PARITY_QUERIES)
+        logger.warning("quantizing %s to %s (once)", fp32, int8)
+        quantize_model(fp32, int8, precision=Precision.QINT8, groups=groups)
+    return {"onnx-fp32": fp32, "onnx-int8": int8}
+
+
+def ratio_table(
+    rows: list[dict[str, Any]], *, columns: list[tuple[str, str]], baseline: str
+) -> str:
+    """A text table; ``×`` columns are the baseline's p50 over each row's (higher: faster)."""
+    base = next(r for r in rows if r["variant"] == baseline)
+    header = ["variant", *[label for label, _ in columns], "speed-up vs baseline"]
+    lines = [header]
+    for row in rows:
+        cells = [row["variant"]]
+        for _, key in columns:
+            value = row[key]
+            cells.append(f"{value:,.1f}" if isinstance(value, float) else str(value))
+        cells.append(f"{row['speedup']:.2f}x" if row is not base else "1.00x (baseline)")
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        for line in lines
+    )
+
+
+def quiet_libraries() -> None:
+    """Offline, no tokenizer threads fighting the benchmark, no progress bars."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for noisy in ("transformers", "sentence_transformers", "onnxruntime", "onnx_model"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -1,0 +1,300 @@
+"""Catalog indexing jobs on OpenSearch: zero-downtime full reindex, upsert and delete.
+
+Each job is one function with plain inputs (products or ids, a settings section, an
+embedder), so a Celery task can wrap it. A full reindex:
+
+1. registers the index template for ``<alias>-v*`` and creates the next versioned index;
+2. embeds and bulk-loads the catalog in slices (refresh off while loading);
+3. verifies the document count and a sample query (k-NN and BM25 find the first product);
+4. swaps the alias atomically and marks the replaced index retired;
+5. deletes retired indexes whose grace period has passed (this run's or earlier runs').
+
+Any failure before the swap deletes the new index and leaves the alias as it was. Rejected
+documents fail the job with every one listed (:class:`BulkIndexingError`).
+
+:func:`copy_embedded_index` does the same full reindex from a built embedded index (its
+products, template, embedder identity and FAISS vectors), so nothing is embedded again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from indexer.catalog import Product, TextTemplate
+from indexer.jobs import ProductEmbedder, open_index
+from indexer.stores.base import FloatMatrix, ModelIdentity, StoreError
+from indexer.stores.opensearch.aliases import (
+    mark_retired,
+    next_index_name,
+    prune_retired,
+    swap_alias,
+    versioned_indexes,
+)
+from indexer.stores.opensearch.bulk import BulkReport, bulk_options, run_bulk
+from indexer.stores.opensearch.client import make_client
+from indexer.stores.opensearch.config import OpenSearchConfig
+from indexer.stores.opensearch.mapping import META_KEY, index_meta, index_template, product_document
+from indexer.stores.opensearch.store import OpenSearchIndex, open_opensearch_index
+
+logger = logging.getLogger(__name__)
+
+EMBED_SLICE = 1024
+"""Products embedded and sent per slice, so memory stays flat on large catalogs."""
+SAMPLE_K = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ReindexResult:
+    """What a full reindex did."""
+
+    alias: str
+    index: str
+    count: int
+    replaced: list[str]
+    deleted: list[str]
+    seconds: float
+
+    @property
+    def docs_per_s(self) -> float:
+        """Products embedded and indexed per second, over the whole job."""
+        return self.count / self.seconds if self.seconds > 0 else 0.0
+
+
+def _slices(products: Sequence[Product], size: int) -> Iterator[Sequence[Product]]:
+    for start in range(0, len(products), size):
+        yield products[start : start + size]
+
+
+def _load(
+    client: Any,
+    index: str,
+    products: Sequence[Product],
+    *,
+    config: OpenSearchConfig,
+    embedder: ProductEmbedder,
+    template: TextTemplate,
+    progress: bool,
+) -> BulkReport:
+    """Embed and bulk-index ``products`` into ``index``, slice by slice."""
+    report = BulkReport()
+    options = bulk_options(config)
+    with tqdm(total=len(products), unit="doc", desc="index", disable=not progress) as bar:
+        for chunk in _slices(products, EMBED_SLICE):
+            texts = [template.render(p) for p in chunk]
+            vectors = embedder.embed(texts)
+            actions = [
+                {
+                    "_op_type": "index",
+                    "_index": index,
+                    "_id": p.id,
+                    "_source": product_document(p, v, model_text=text),
+                }
+                for p, v, text in zip(chunk, vectors, texts, strict=True)
+            ]
+            report.merge(run_bulk(client, actions, options=options))
+            bar.update(len(chunk))
+    return report
+
+
+def _verify(index: OpenSearchIndex, products: Sequence[Product], embedder: ProductEmbedder) -> None:
+    """Refuse an index whose count or sample query is wrong."""
+    expected = len({p.id for p in products})
+    count = len(index)
+    if count != expected:
+        raise StoreError(f"{index.alias}: {count} documents after loading, expected {expected}")
+    sample = products[0]
+    vector = embedder.embed([index.template.render(sample)])[0]
+    dense = [hit.product_id for hit in index.search_vector(vector, SAMPLE_K)]
+    if sample.id not in dense:
+        raise StoreError(f"{index.alias}: k-NN for product {sample.id} does not find it: {dense}")
+    if sample.title.strip() and not index.search_text(sample.title, SAMPLE_K):
+        raise StoreError(f"{index.alias}: BM25 for {sample.title!r} finds nothing")
+
+
+def reindex_catalog(
+    products: Sequence[Product],
+    *,
+    config: OpenSearchConfig,
+    embedder: ProductEmbedder,
+    template: TextTemplate,
+    source: str,
+    client: Any | None = None,
+    progress: bool = True,
+) -> ReindexResult:
+    """Build a new versioned index of ``products``, verify it, and swap the alias to it."""
+    if not products:
+        raise ValueError(f"{source}: the catalog has no products")
+    started = time.perf_counter()
+    client = client if client is not None else make_client(config)
+    alias = config.index_alias
+    prune_retired(client, alias, grace_s=config.reindex_grace_s)
+    name = next_index_name(client, alias)
+    client.indices.put_index_template(
+        name=alias,
+        body=index_template(
+            config, dimension=embedder.identity.dimension, index_patterns=[f"{alias}-v*"]
+        ),
+    )
+    meta = index_meta(
+        identity=embedder.identity, template=template, space_type=config.space_type, source=source
+    )
+    client.indices.create(
+        index=name,
+        body={
+            "settings": {"index": {"refresh_interval": "-1"}},
+            "mappings": {"_meta": {META_KEY: meta}},
+        },
+    )
+    logger.info("building %s for alias %s: %d products", name, alias, len(products))
+    try:
+        report = _load(
+            client,
+            name,
+            products,
+            config=config,
+            embedder=embedder,
+            template=template,
+            progress=progress,
+        )
+        report.raise_for_failures(f"indexing {source} into {name}")
+        client.indices.put_settings(index=name, body={"index": {"refresh_interval": None}})
+        client.indices.refresh(index=name)
+        health = client.cluster.health(index=name, wait_for_status="yellow")
+        if health.get("timed_out"):
+            raise StoreError(f"{name} is not yellow: {health.get('status')}")
+        index = OpenSearchIndex(
+            client,
+            alias=name,
+            meta=meta,
+            ef_search=config.hnsw_ef_search,
+            bulk=bulk_options(config),
+        )
+        _verify(index, products, embedder)
+    except BaseException:
+        logger.error("reindex into %s failed; deleting it, alias %s unchanged", name, alias)
+        client.indices.delete(index=name, ignore_unavailable=True)
+        raise
+    metas = versioned_indexes(client, alias)
+    replaced = swap_alias(client, alias, name)
+    for old in replaced:
+        mark_retired(client, old, metas.get(old, {}))
+    deleted = prune_retired(client, alias, grace_s=config.reindex_grace_s)
+    result = ReindexResult(
+        alias=alias,
+        index=name,
+        count=len({p.id for p in products}),
+        replaced=replaced,
+        deleted=deleted,
+        seconds=time.perf_counter() - started,
+    )
+    logger.info(
+        "alias %s -> %s: %d products in %.1f s (%.0f docs/s)",
+        alias,
+        name,
+        result.count,
+        result.seconds,
+        result.docs_per_s,
+    )
+    return result
+
+
+def upsert_catalog(
+    products: Sequence[Product],
+    *,
+    config: OpenSearchConfig,
+    embedder: ProductEmbedder,
+    client: Any | None = None,
+    progress: bool = False,
+) -> BulkReport:
+    """Insert or replace ``products`` in the index behind the alias, without a rebuild."""
+    if not products:
+        return BulkReport()
+    index = open_opensearch_index(config, expected=embedder.identity, client=client)
+    report = _load(
+        index.client,
+        config.index_alias,
+        products,
+        config=config,
+        embedder=embedder,
+        template=index.template,
+        progress=progress,
+    )
+    report.raise_for_failures(f"upserting into {config.index_alias!r}")
+    logger.info("upserted %d products into %s", report.succeeded, config.index_alias)
+    return report
+
+
+def delete_from_catalog(
+    product_ids: Sequence[str], *, config: OpenSearchConfig, client: Any | None = None
+) -> int:
+    """Remove products from the index behind the alias; returns how many were there."""
+    if not product_ids:
+        return 0
+    index = open_opensearch_index(config, client=client)
+    removed = index.delete(product_ids)
+    logger.info("deleted %d of %d products from %s", removed, len(product_ids), index.alias)
+    return removed
+
+
+class StoredVectors:
+    """A :class:`~indexer.jobs.ProductEmbedder` that looks vectors up instead of computing them.
+
+    Keyed by the rendered text, so a text embeds to what the embedder gave it when the
+    index was built (equal texts have equal vectors); a text it has not seen is refused.
+    """
+
+    def __init__(self, identity: ModelIdentity, vectors: dict[str, FloatMatrix]) -> None:
+        self.identity = identity
+        self._vectors = vectors
+
+    def embed(self, texts: Sequence[str], *, progress: bool = False) -> FloatMatrix:
+        """The stored vectors of ``texts``, shape ``(len(texts), dim)``."""
+        unknown = [text for text in texts if text not in self._vectors]
+        if unknown:
+            raise StoreError(f"{len(unknown)} text(s) have no stored vector, e.g. {unknown[0]!r}")
+        if not texts:
+            return np.empty((0, self.identity.dimension), dtype=np.float32)
+        return np.stack([self._vectors[text] for text in texts]).astype(np.float32)
+
+
+def copy_embedded_index(
+    index_dir: Path,
+    *,
+    config: OpenSearchConfig,
+    client: Any | None = None,
+    progress: bool = True,
+) -> ReindexResult:
+    """Reindex the embedded index in ``index_dir`` into OpenSearch, reusing its vectors.
+
+    The new index gets the embedded index's products, text template and embedder identity,
+    and each product's vector read back from FAISS: moving an index to OpenSearch costs no
+    embedding, and serving refuses it with another embedder as it would the original.
+    """
+    embedded = open_index(index_dir)
+    try:
+        products = list(embedded.product_store.iter_products())
+        template = embedded.template
+        matrix = embedded.vector_store.vectors([p.id for p in products])
+        vectors = {template.render(p): row for p, row in zip(products, matrix, strict=True)}
+        source = str(embedded.manifest.get("source", index_dir))
+        identity = embedded.vector_store.identity
+    finally:
+        embedded.close()
+    logger.info("copying %d products and vectors from %s", len(products), index_dir)
+    return reindex_catalog(
+        products,
+        config=config,
+        embedder=StoredVectors(identity, vectors),
+        template=template,
+        source=f"{source} (vectors from the embedded index {index_dir})",
+        client=client,
+        progress=progress,
+    )

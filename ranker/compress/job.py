@@ -1,0 +1,456 @@
+"""`shoprank compress`: distil the served reranker, export, quantize, gate, serve the winner.
+
+1. The teacher (the reranker serving would load, its dense prior included) scores judged
+   queries and pseudo-queries against the products retrieval finds for them.
+2. For each student shape, k-fold cross-validation by query: a student is distilled on the
+   other folds' queries, exported to ONNX and quantized to int8, and every variant scores
+   the held-out queries' judged products (the rerank task).
+3. The final students learn from every query and are exported, quantized and timed on
+   rerank-50.
+4. A variant passes the gate when its cross-validated NDCG@10 is at least the teacher's on
+   the same queries minus ``max_ndcg_drop``. The fastest that passes is copied to
+   ``<models>/reranker-compressed``, which serving prefers (see ``ranker.loading``).
+
+The teacher's NDCG on the held-out queries is in-sample for a teacher trained on them, so
+the gate is conservative: it favours the teacher.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from indexer.catalog import load_products, sample_catalog_path
+from indexer.stores.atomic import atomic_directory, atomic_write_bytes
+from ranker.backends import ModelTask
+from ranker.compress.distill import (
+    PSEUDO_QUERY_PREFIX,
+    StudentConfig,
+    TeacherPair,
+    distill_reranker,
+    pseudo_queries,
+    save_student,
+    teacher_pairs,
+)
+from ranker.compress.export import export_model
+from ranker.compress.quantize import Precision, quantize_model
+from ranker.compress.timing import time_calls
+from ranker.evaluation.judgments import Judgments, kfold_query_splits
+from ranker.evaluation.metrics import ndcg_at_k, ranked_ids
+from ranker.loading import COMPRESSED_RERANKER_DIR, reranker_dir
+from ranker.model_files import MANIFEST_NAME, read_manifest
+from ranker.pipeline import SearchPipeline
+from ranker.reranker import Reranker
+from ranker.settings import Settings
+from ranker.training.jobs import TrainingData, load_training_data
+
+logger = logging.getLogger(__name__)
+
+TEACHER = "teacher (torch fp32)"
+RERANK_DEPTH = 50
+
+
+class CompressConfig(BaseModel):
+    """What `shoprank compress` tries and how it judges."""
+
+    layers: tuple[int, ...] = Field(default=(2, 3), description="Student shapes: layers kept.")
+    folds: int = Field(default=3, ge=2)
+    pseudo_queries: int = Field(default=1000, ge=0)
+    judged_query_depth: int = Field(
+        default=30, ge=0, description="Retrieved products scored per judged query."
+    )
+    pseudo_query_depth: int = Field(default=10, ge=1)
+    max_ndcg_drop: float = Field(default=0.01, ge=0)
+    latency_repeats: int = Field(default=30, ge=1)
+    student: dict[str, Any] = Field(
+        default_factory=dict, description="StudentConfig overrides (max_length, epochs, ...)."
+    )
+
+
+@dataclass
+class Variant:
+    """One model variant: its speed, size and cross-validated quality."""
+
+    name: str
+    path: str | None
+    layers: int
+    precision: str
+    size_mb: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    pairs_per_s: float = 0.0
+    cv_ndcg: float | None = None
+    passes: bool = False
+
+
+@dataclass
+class CompressionReport:
+    """Every variant side by side, the teacher's NDCG and the one served."""
+
+    teacher: str
+    teacher_cv_ndcg: float
+    folds: int
+    variants: list[Variant] = field(default_factory=list)
+    served: str | None = None
+    served_path: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values, for JSON."""
+        return asdict(self)
+
+
+def compress_reranker(
+    settings: Settings, pipeline: SearchPipeline, config: CompressConfig, *, work_dir: Path
+) -> CompressionReport:
+    """Run every step; writes variants and the report under ``work_dir``."""
+    started = time.perf_counter()
+    if pipeline.reranker is None:
+        raise ValueError("compress needs the teacher reranker loaded in the pipeline")
+    teacher = pipeline.reranker
+    teacher_dir = reranker_dir(settings)
+    data = load_training_data(settings)
+    judgments = data.judgments
+    pairs = cached_teacher_pairs(pipeline, data, config, work_dir / "teacher-pairs.jsonl")
+    teacher_score = {(p.qid, p.product_id): p.score for p in pairs}
+    splits = kfold_query_splits(list(judgments.queries), folds=config.folds, seed=settings.seed)
+    teacher_ndcg = _per_query_ndcg(
+        lambda qid, ids: np.array([teacher_score[(qid, pid)] for pid in ids]),
+        judgments,
+        list(judgments.queries),
+        data.product_texts,
+    )
+    report = CompressionReport(
+        teacher=teacher.model_id, teacher_cv_ndcg=_mean(teacher_ndcg), folds=config.folds
+    )
+    cases = rerank_cases(judgments, data.product_texts)
+    report.variants.append(
+        _timed(
+            Variant(TEACHER, str(teacher_dir), _layers(teacher_dir), "fp32"),
+            teacher,
+            cases,
+            config,
+            cv_ndcg=report.teacher_cv_ndcg,
+        )
+    )
+    for layers in config.layers:
+        student_config = StudentConfig(seed=settings.seed, **{**config.student, "layers": layers})
+        cv = _cross_validate(
+            pairs, data, teacher_dir, student_config, splits, work_dir / f"cv-l{layers}"
+        )
+        final = _student_variants(
+            pairs, data, teacher_dir, student_config, work_dir / f"student-l{layers}", cv
+        )
+        for variant, path in final:
+            reranker = Reranker.load(
+                path,
+                backend="onnx" if variant.precision != "torch" else "torch",
+                max_length=student_config.max_length,
+                max_query_tokens=student_config.max_query_tokens,
+                backend_config=settings.backends,
+            )
+            report.variants.append(
+                _timed(variant, reranker, cases, config, cv_ndcg=variant.cv_ndcg)
+            )
+    floor = report.teacher_cv_ndcg - config.max_ndcg_drop
+    for variant in report.variants:
+        variant.passes = variant.cv_ndcg is not None and variant.cv_ndcg >= floor
+    passing = [v for v in report.variants if v.passes and v.name != TEACHER]
+    if passing:
+        best = min(passing, key=lambda v: v.p50_ms)
+        served = settings.models_path / COMPRESSED_RERANKER_DIR
+        _install(Path(str(best.path)), served, best, report)
+        report.served, report.served_path = best.name, str(served)
+    else:
+        logger.warning("no student passed the gate; serving stays on the teacher")
+    report.seconds = time.perf_counter() - started
+    write_report(report, work_dir, max_ndcg_drop=config.max_ndcg_drop)
+    return report
+
+
+def cached_teacher_pairs(
+    pipeline: SearchPipeline, data: TrainingData, config: CompressConfig, path: Path
+) -> list[TeacherPair]:
+    """Teacher scores for judged and pseudo-queries, reused when teacher and inputs match."""
+    teacher = pipeline.reranker
+    assert teacher is not None
+    key = {
+        "teacher_weights_sha256": teacher.weights_sha256,
+        "data_sha256": data.sha256,
+        "pseudo_queries": config.pseudo_queries,
+        "judged_query_depth": config.judged_query_depth,
+        "pseudo_query_depth": config.pseudo_query_depth,
+    }
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if lines and json.loads(lines[0]) == key:
+            logger.info("reusing %d teacher scores from %s", len(lines) - 1, path)
+            return [TeacherPair(**json.loads(line)) for line in lines[1:]]
+    queries, candidates = distillation_queries(pipeline, data.judgments, config)
+    pairs = teacher_pairs(teacher.score, queries, candidates, data.product_texts)
+    body = "\n".join(json.dumps(asdict(p)) for p in pairs)
+    atomic_write_bytes(path, (json.dumps(key) + "\n" + body + "\n").encode())
+    return pairs
+
+
+def distillation_queries(
+    pipeline: SearchPipeline, judgments: Judgments, config: CompressConfig
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Judged queries with their judged and retrieved products; pseudo-queries with retrieved."""
+    queries = dict(judgments.queries)
+    candidates: dict[str, list[str]] = {}
+    for qid, query in judgments.queries.items():
+        retrieved = [h.product_id for h in pipeline.retrieve(query, k=config.judged_query_depth)]
+        candidates[qid] = list(dict.fromkeys([*judgments.qrels[qid], *retrieved]))
+    titles = [product.title for product in load_products(sample_catalog_path())]
+    for number, query in enumerate(pseudo_queries(titles, config.pseudo_queries, seed=13)):
+        qid = f"{PSEUDO_QUERY_PREFIX}{number}"
+        queries[qid] = query
+        candidates[qid] = [
+            h.product_id for h in pipeline.retrieve(query, k=config.pseudo_query_depth)
+        ]
+    return queries, candidates
+
+
+def rerank_cases(
+    judgments: Judgments, texts: Mapping[str, str], depth: int = RERANK_DEPTH
+) -> list[tuple[str, list[str]]]:
+    """Each judged query with up to ``depth`` of its judged products' texts."""
+    return [
+        (query, [texts[pid] for pid in judgments.qrels[qid] if pid in texts][:depth])
+        for qid, query in judgments.queries.items()
+    ]
+
+
+def _cross_validate(
+    pairs: Sequence[TeacherPair],
+    data: TrainingData,
+    teacher_dir: Path,
+    config: StudentConfig,
+    splits: Sequence[tuple[list[str], list[str]]],
+    work_dir: Path,
+) -> dict[str, dict[str, float]]:
+    """Precision -> qid -> NDCG@10 of the student variants, each query scored by the fold
+    model that never trained on it."""
+    scores: dict[str, dict[str, float]] = {"torch": {}, "onnx-fp32": {}, "onnx-int8": {}}
+    for number, (train_qids, test_qids) in enumerate(splits, start=1):
+        logger.info("student %d layers, fold %d/%d", config.layers, number, len(splits))
+        result = distill_reranker(
+            pairs, data.product_texts, data.judgments, teacher_dir, config, train_qids=train_qids
+        )
+        fold_dir = work_dir / f"fold{number}"
+        paths = _export_variants(result, fold_dir, teacher_dir, config, data.sha256, {})
+        for precision, path in paths.items():
+            reranker = Reranker.load(
+                path,
+                backend="torch" if precision == "torch" else "onnx",
+                max_length=config.max_length,
+                max_query_tokens=config.max_query_tokens,
+            )
+            scores[precision].update(
+                _per_query_ndcg(
+                    _judged_scorer(reranker, data), data.judgments, test_qids, data.product_texts
+                )
+            )
+        shutil.rmtree(fold_dir, ignore_errors=True)
+    return scores
+
+
+def _judged_scorer(reranker: Reranker, data: TrainingData) -> Callable[[str, Sequence[str]], Any]:
+    """``score(qid, product_ids)`` through the served Reranker."""
+
+    def score(qid: str, product_ids: Sequence[str]) -> Any:
+        texts = [data.product_texts[pid] for pid in product_ids]
+        return reranker.score(data.judgments.queries[qid], texts)
+
+    return score
+
+
+def _student_variants(
+    pairs: Sequence[TeacherPair],
+    data: TrainingData,
+    teacher_dir: Path,
+    config: StudentConfig,
+    out_dir: Path,
+    cv: Mapping[str, Mapping[str, float]],
+) -> list[tuple[Variant, Path]]:
+    """The final student (every query) and its ONNX fp32 and int8 variants."""
+    result = distill_reranker(pairs, data.product_texts, data.judgments, teacher_dir, config)
+    metrics = {"cv_ndcg@10": {precision: _mean(v) for precision, v in cv.items()}}
+    paths = _export_variants(result, out_dir, teacher_dir, config, data.sha256, metrics)
+    names = {"torch": "torch fp32", "onnx-fp32": "onnx fp32", "onnx-int8": "onnx int8"}
+    return [
+        (
+            Variant(
+                f"student {config.layers}L {names[precision]}",
+                str(path),
+                config.layers,
+                precision,
+                cv_ndcg=_mean(cv[precision]),
+            ),
+            path,
+        )
+        for precision, path in paths.items()
+    ]
+
+
+def _export_variants(
+    result: Any,
+    out_dir: Path,
+    teacher_dir: Path,
+    config: StudentConfig,
+    data_sha256: str,
+    metrics: Mapping[str, Any],
+) -> dict[str, Path]:
+    torch_dir = out_dir / "torch"
+    save_student(
+        result,
+        torch_dir,
+        teacher_dir=teacher_dir,
+        config=config.model_copy(update={"save_dtype": "float32"}),
+        data_sha256=data_sha256,
+        metrics=metrics,
+    )
+    fp32 = export_model(torch_dir, out_dir / "onnx-fp32", task=ModelTask.SCORE).path
+    int8 = quantize_model(fp32, out_dir / "onnx-int8", precision=Precision.QINT8).path
+    return {"torch": torch_dir, "onnx-fp32": fp32, "onnx-int8": int8}
+
+
+def _timed(
+    variant: Variant,
+    reranker: Reranker,
+    cases: Sequence[tuple[str, list[str]]],
+    config: CompressConfig,
+    *,
+    cv_ndcg: float | None,
+) -> Variant:
+    def call(i: int) -> object:
+        query, documents = cases[i % len(cases)]
+        return reranker.score(query, documents)
+
+    timing = time_calls(call, repeats=config.latency_repeats)
+    variant.p50_ms, variant.p99_ms = timing.p50_ms, timing.p99_ms
+    mean_docs = float(np.mean([len(documents) for _, documents in cases]))
+    variant.pairs_per_s = mean_docs / timing.mean_ms * 1e3
+    variant.cv_ndcg = cv_ndcg
+    if variant.path is not None:
+        variant.size_mb = _size_mb(Path(variant.path))
+    return variant
+
+
+def _install(source: Path, target: Path, variant: Variant, report: CompressionReport) -> None:
+    """Copy the winner into the served location with the gate's verdict in its manifest."""
+    with atomic_directory(target) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+        manifest = read_manifest(staging) or {}
+        manifest["gate"] = {
+            "variant": variant.name,
+            "cv_ndcg@10": variant.cv_ndcg,
+            "teacher": report.teacher,
+            "teacher_ndcg@10": report.teacher_cv_ndcg,
+            "p50_ms": variant.p50_ms,
+            "passed": True,
+        }
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
+
+
+def _per_query_ndcg(
+    score: Callable[[str, Sequence[str]], Any],
+    judgments: Judgments,
+    qids: Sequence[str],
+    texts: Mapping[str, str],
+) -> dict[str, float]:
+    values = {}
+    for qid in qids:
+        ids = [pid for pid in judgments.qrels[qid] if pid in texts]
+        scores = np.asarray(score(qid, ids), dtype=np.float64)
+        values[qid] = ndcg_at_k(
+            ranked_ids(dict(zip(ids, scores.tolist(), strict=True))), judgments.qrels[qid], k=10
+        )
+    return values
+
+
+def _mean(values: Mapping[str, float]) -> float:
+    return float(np.mean(list(values.values()))) if values else 0.0
+
+
+def _layers(model_dir: Path) -> int:
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    return int(config.get("num_hidden_layers", 0))
+
+
+def _size_mb(path: Path) -> float:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    weights = [p for p in files if p.suffix in (".onnx", ".safetensors", ".bin")]
+    return sum(p.stat().st_size for p in weights) / 2**20
+
+
+def write_report(report: CompressionReport, out_dir: Path, *, max_ndcg_drop: float) -> Path:
+    """``report.md``, ``report.png`` and ``report.json`` in ``out_dir``."""
+    base = report.variants[0]
+    lines = [
+        "# shoprank compression report",
+        "",
+        f"Teacher: {report.teacher}. Rerank-{RERANK_DEPTH} latency on this machine; NDCG@10 "
+        f"on the rerank task, {report.folds}-fold cross-validated by query (each student "
+        "scores only queries it never trained on; the teacher's figure is on the same "
+        "queries, in-sample if it was trained on them).",
+        f"Gate: NDCG@10 ≥ teacher's {report.teacher_cv_ndcg:.4f} − {max_ndcg_drop} = "
+        f"{report.teacher_cv_ndcg - max_ndcg_drop:.4f}.",
+        "",
+        "| variant | size (MB) | p50 (ms) | p99 (ms) | pairs/s | speed-up | NDCG@10 | gate |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for v in report.variants:
+        gate = "teacher" if v.name == TEACHER else ("pass" if v.passes else "fail")
+        if v.name == report.served:
+            gate += " (served)"
+        ndcg = f"{v.cv_ndcg:.4f}" if v.cv_ndcg is not None else "–"
+        lines.append(
+            f"| {v.name} | {v.size_mb:.1f} | {v.p50_ms:.1f} | {v.p99_ms:.1f} | "
+            f"{v.pairs_per_s:.0f} | {base.p50_ms / v.p50_ms:.1f}× | {ndcg} | {gate} |"
+        )
+    lines += ["", f"Served: {report.served or 'the teacher (no student passed)'}.", ""]
+    lines.append("![latency against NDCG@10](report.png)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out_dir / "report.md", ("\n".join(lines) + "\n").encode())
+    atomic_write_bytes(out_dir / "report.json", json.dumps(report.as_dict(), indent=2).encode())
+    atomic_write_bytes(out_dir / "report.png", _chart(report, max_ndcg_drop))
+    return out_dir / "report.md"
+
+
+def _chart(report: CompressionReport, max_ndcg_drop: float) -> bytes:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for v in report.variants:
+        if v.cv_ndcg is None:
+            continue
+        axes.scatter(v.p50_ms, v.cv_ndcg, color="tab:green" if v.passes else "tab:red")
+        axes.annotate(
+            v.name, (v.p50_ms, v.cv_ndcg), fontsize=7, xytext=(4, 2), textcoords="offset points"
+        )
+    axes.axhline(report.teacher_cv_ndcg - max_ndcg_drop, linestyle="--", color="gray", label="gate")
+    axes.set_xscale("log")
+    axes.set_xlabel(f"rerank-{RERANK_DEPTH} p50 (ms, log scale)")
+    axes.set_ylabel("NDCG@10 (rerank task, cross-validated)")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    return buffer.getvalue()
