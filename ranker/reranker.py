@@ -118,9 +118,14 @@ class Reranker:
 
     def score(self, query: str, documents: Sequence[str]) -> FloatArray:
         """Relevance logits, one per document, in the documents' order."""
+        cross_encoder, prior = self.score_parts(query, documents)
+        return cross_encoder + prior
+
+    def score_parts(self, query: str, documents: Sequence[str]) -> tuple[FloatArray, FloatArray]:
+        """The cross-encoder's logits and the dense prior's terms (zeros without one)."""
         scores = np.zeros(len(documents), dtype=np.float32)
         if not documents:
-            return scores
+            return scores, scores.copy()
         query, query_pieces = self.tokenizer.encode_query(query, self.max_query_tokens)
         encodings = self.tokenizer.pair_encodings(
             query_pieces, self.tokenizer.encode_documents(documents)
@@ -128,9 +133,9 @@ class Reranker:
         for indices in length_sorted_batches([len(e.ids) for e in encodings], self.batch_size):
             batch = pad_batch([encodings[i] for i in indices], pad_id=self.tokenizer.pad_id)
             scores[indices] = self.backend.infer(batch)
-        if self.prior is not None:
-            scores += self.prior.scores(query, documents)
-        return scores
+        if self.prior is None:
+            return scores, np.zeros_like(scores)
+        return scores, self.prior.scores(query, documents)
 
 
 def _dense_prior(

@@ -1,11 +1,12 @@
 """Distils the served cross-encoder (the teacher) into a shallower, shorter-input student.
 
-The target is the teacher's served score: its cross-encoder logit plus, for a teacher
-trained with one, its dense prior. The student is the teacher's own cross-encoder with its
-top layers dropped (the bottom ones are kept, as Sajjad et al. 2023, "On the effect of
-dropping layers of pre-trained transformer models", found best), trained with mean squared
-error against those scores on shorter inputs. It absorbs the prior, so it serves without a
-bi-encoder.
+The student is the teacher's own cross-encoder with its top layers dropped (the bottom ones
+are kept, as Sajjad et al. 2023, "On the effect of dropping layers of pre-trained
+transformer models", found best), trained with mean squared error against the teacher's
+cross-encoder logits on shorter inputs. A teacher trained with a dense prior hands it on:
+the student serves with the same prior, so it learns only the cross-encoder's part
+(``keep_prior``). Without it, the student must learn the whole served score, the bi-encoder's
+cosine over the full product text included, which two layers on 64 word pieces learn badly.
 
 Training pairs need no labels, only the teacher: judged queries against their judged and
 retrieved products, and pseudo-queries cut from product titles against the products that
@@ -31,7 +32,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from ranker.evaluation.judgments import Judgments
-from ranker.model_files import model_id, weights_sha256
+from ranker.model_files import model_id, read_manifest, weights_sha256
 from ranker.tokenization import PairTokenizer
 from ranker.training.artifacts import save_model_dir
 from ranker.training.common import (
@@ -61,16 +62,28 @@ class StudentConfig(TrainingConfig):
     learning_rate: float = Field(default=1e-4, gt=0)
     weight_decay: float = Field(default=0.01, ge=0)
     evals_per_epoch: int = Field(default=2, ge=1)
+    keep_prior: bool = Field(
+        default=True, description="Serve with the teacher's dense prior and learn the rest."
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class TeacherPair:
-    """One (query, product) pair and the teacher's served score for it."""
+    """One (query, product) pair: the teacher's served score and its dense prior's part."""
 
     qid: str
     query: str
     product_id: str
     score: float
+    prior: float = 0.0
+
+    def target(self, keep_prior: bool) -> float:
+        """What a student learns: the whole score, or the part its prior does not give."""
+        return self.score - self.prior if keep_prior else self.score
+
+    def offset(self, keep_prior: bool) -> float:
+        """What a student's own logit is added to when served."""
+        return self.prior if keep_prior else 0.0
 
 
 def pseudo_queries(
@@ -104,18 +117,19 @@ def _words(title: str) -> list[str]:
     return re.findall(r"[\w][\w'.&-]*", title.lower())
 
 
+ScoreParts = Callable[[str, Sequence[str]], tuple[np.ndarray, np.ndarray]]
+"""``(query, texts) -> (cross-encoder logits, prior terms)``, e.g. ``Reranker.score_parts``."""
+
+
 def teacher_pairs(
-    score: Callable[[str, Sequence[str]], np.ndarray],
+    score_parts: ScoreParts,
     queries: Mapping[str, str],
     candidates: Mapping[str, Sequence[str]],
     product_texts: Mapping[str, str],
     *,
     progress: bool = True,
 ) -> list[TeacherPair]:
-    """The teacher's score for every (query, candidate) pair whose product has a text.
-
-    ``score(query, texts)`` is the teacher's served scoring, e.g. ``Reranker.score``.
-    """
+    """The teacher's scores for every (query, candidate) pair whose product has a text."""
     pairs: list[TeacherPair] = []
     for qid in tqdm(queries, desc="teacher scores", unit="query", disable=not progress):
         product_ids = [
@@ -123,10 +137,10 @@ def teacher_pairs(
         ]
         if not product_ids:
             continue
-        scores = score(queries[qid], [product_texts[pid] for pid in product_ids])
+        logits, priors = score_parts(queries[qid], [product_texts[pid] for pid in product_ids])
         pairs.extend(
-            TeacherPair(qid, queries[qid], pid, float(value))
-            for pid, value in zip(product_ids, scores.tolist(), strict=True)
+            TeacherPair(qid, queries[qid], pid, float(logit + prior), float(prior))
+            for pid, logit, prior in zip(product_ids, logits.tolist(), priors.tolist(), strict=True)
         )
     return pairs
 
@@ -176,6 +190,7 @@ def distill_reranker(
         raise ValueError("no distillation pairs left to train on")
     tokenizer = PairTokenizer.from_model_dir(teacher_dir, max_length=config.max_length)
     model = student_from_teacher(teacher_dir, config.layers)
+    offsets = {(p.qid, p.product_id): p.offset(config.keep_prior) for p in pairs}
     generator = random.Random(config.seed)
     steps_per_epoch = math.ceil(len(training) / config.batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
@@ -190,13 +205,16 @@ def distill_reranker(
     )
 
     def student_score(qid: str, product_ids: Sequence[str]) -> np.ndarray:
-        return score_pairs(
+        logits = score_pairs(
             model,
             tokenizer,
             judgments.queries[qid],
             [product_texts[pid] for pid in product_ids],
             max_query_tokens=config.max_query_tokens,
         )
+        offset = np.array([offsets.get((qid, pid), 0.0) for pid in product_ids])
+        scores: np.ndarray = logits + offset
+        return scores
 
     def validation_ndcg() -> float:
         return rerank_ndcg(student_score, judgments, validation_qids, product_texts)
@@ -225,7 +243,7 @@ def distill_reranker(
                 [(p.query, product_texts[p.product_id]) for p in chunk],
                 config.max_query_tokens,
             )
-            targets = torch.tensor([p.score for p in chunk], dtype=torch.float32)
+            targets = torch.tensor([p.target(config.keep_prior) for p in chunk])
             loss = torch.nn.functional.mse_loss(logits, targets)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -261,23 +279,6 @@ def distill_reranker(
     return result
 
 
-def student_scorer(
-    result: TrainingResult, config: StudentConfig, judgments: Judgments, texts: Mapping[str, str]
-) -> Callable[[str, Sequence[str]], np.ndarray]:
-    """``score(qid, product_ids)`` with a trained student, for :func:`rerank_ndcg`."""
-
-    def score(qid: str, product_ids: Sequence[str]) -> np.ndarray:
-        return score_pairs(
-            result.model,
-            result.tokenizer,
-            judgments.queries[qid],
-            [texts[pid] for pid in product_ids],
-            max_query_tokens=config.max_query_tokens,
-        )
-
-    return score
-
-
 def save_student(
     result: TrainingResult,
     output_dir: Path,
@@ -288,7 +289,11 @@ def save_student(
     metrics: Mapping[str, Any],
     cross_validation: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write the student's model directory with its manifest (lineage: teacher, data, shape)."""
+    """Write the student's model directory with its manifest (lineage: teacher, data, shape).
+
+    With ``keep_prior`` the manifest carries the teacher's dense prior, so serving adds it.
+    """
+    teacher_prior = (read_manifest(teacher_dir) or {}).get("prior")
     manifest = {
         "kind": "cross-encoder",
         "base_model": str(teacher_dir),
@@ -303,7 +308,7 @@ def save_student(
         "history": result.history,
         "metrics": dict(metrics),
         "cross_validation": dict(cross_validation) if cross_validation else None,
-        "prior": None,
+        "prior": teacher_prior if config.keep_prior else None,
         "training_seconds": round(result.seconds, 1),
     }
     save_model_dir(

@@ -184,6 +184,7 @@ def cached_teacher_pairs(
     teacher = pipeline.reranker
     assert teacher is not None
     key = {
+        "format": 2,
         "teacher_weights_sha256": teacher.weights_sha256,
         "data_sha256": data.sha256,
         "pseudo_queries": config.pseudo_queries,
@@ -196,7 +197,7 @@ def cached_teacher_pairs(
             logger.info("reusing %d teacher scores from %s", len(lines) - 1, path)
             return [TeacherPair(**json.loads(line)) for line in lines[1:]]
     queries, candidates = distillation_queries(pipeline, data.judgments, config)
-    pairs = teacher_pairs(teacher.score, queries, candidates, data.product_texts)
+    pairs = teacher_pairs(teacher.score_parts, queries, candidates, data.product_texts)
     body = "\n".join(json.dumps(asdict(p)) for p in pairs)
     atomic_write_bytes(path, (json.dumps(key) + "\n" + body + "\n").encode())
     return pairs

@@ -69,7 +69,7 @@ def texts(sample_products: list[Product]) -> dict[str, str]:
 def pairs(tiny_reranker_dir: Path, judged: Judgments, texts: dict[str, str]) -> list[TeacherPair]:
     teacher = Reranker.load(tiny_reranker_dir, backend="torch", max_length=64)
     candidates = {qid: list(judged.qrels[qid]) for qid in judged.queries}
-    return teacher_pairs(teacher.score, judged.queries, candidates, texts, progress=False)
+    return teacher_pairs(teacher.score_parts, judged.queries, candidates, texts, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,7 @@ def test_teacher_pairs_cover_every_candidate_with_a_text(
     expected = {(qid, pid) for qid in judged.queries for pid in judged.qrels[qid] if pid in texts}
     assert {(p.qid, p.product_id) for p in pairs} == expected
     assert all(np.isfinite(p.score) for p in pairs)
+    assert all(p.prior == 0.0 for p in pairs)  # the tiny teacher has no dense prior
 
 
 def test_student_keeps_the_bottom_layers(tiny_reranker_dir: Path) -> None:

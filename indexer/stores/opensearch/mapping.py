@@ -5,23 +5,24 @@ vector, so one index serves the vector store, the BM25 index and the product sto
 
 - ``embedding``: ``knn_vector``, HNSW in the lucene engine (the only one without native
   libraries), ``innerproduct`` on unit vectors like FAISS, or ``cosinesimil``.
-- Text fields are analyzed like the embedded SQLite FTS5 index's
+- Text is analyzed like the embedded SQLite FTS5 index's
   ``porter unicode61 remove_diacritics 2`` tokenizer: split on everything but Unicode
   letters, numbers and private-use characters (unicode61's default token characters),
   lowercase, fold diacritics, Porter stemmer; no stop words (FTS5 keeps them).
-- BM25 queries are ``cross_fields`` with ``tie_breaker`` 1, the closest OpenSearch 2.19 has to
-  FTS5's ``bm25()``: FTS5 scores each query term once per row, with the row's document
-  frequency and a weighted sum of the columns' term frequencies; ``cross_fields`` blends
-  the fields' document frequencies into one per term (so a term's rarity is judged per
-  product, not per field, unlike ``most_fields``) and, with ``tie_breaker`` 1, adds every
-  field's evidence (``best_fields`` would keep only the best field's). The fields carry the
-  SQLite index's column weights (title 3, brand 2, color and bullets 1, description and
-  category 0.5) translated to boosts that score a single occurrence as FTS5 does
-  (:func:`fts5_equivalent_boost`: FTS5 weighs term frequency inside the saturation, Lucene
-  the field's score after it). What remains different: Lucene saturates term frequency and
-  normalizes length per field, FTS5 over the whole row (``combined_fields``, Lucene's BM25F,
-  arrives in OpenSearch 3.2), and Lucene's idf is ``log(1 + (N - n + 0.5) / (n + 0.5))``, FTS5's the
-  same without the ``1 +``.
+- BM25 runs on ``bm25_text``, one field that is the FTS5 row: FTS5's ``bm25()`` is a single
+  BM25 over all columns of a row, each query term scored once with the row's document
+  frequency, the row's length, and the columns' term frequencies summed with the column
+  weights (title 3, brand 2, color and bullets 1, description and category 0.5) inside the
+  saturation. ``bm25_text`` holds each column repeated twice its weight (title 6 times,
+  description once), so its term frequency is twice FTS5's weighted one, and its BM25 has
+  k1 2.4 (twice FTS5's 1.2, which undoes the factor 2) and b 0.75. What remains different:
+  the length normalization sees the weighted length (FTS5: the plain token count), Lucene
+  stores lengths lossily, and its idf is ``log(1 + (N - n + 0.5) / (n + 0.5))`` (FTS5: the
+  same without ``1 +``, floored at 1e-6). Per-field queries (``most_fields``,
+  ``cross_fields``) cannot express the weighted sum inside one saturation, and
+  ``combined_fields`` (Lucene's BM25F) arrives only in OpenSearch 3.2. The field is
+  indexed without positions and left out of ``_source``. The separate text fields stay for
+  other queries (the rerank pipeline's example, users' own).
 - ``model_text`` keeps the text the models read (the text template's rendering), stored but
   not indexed, for the ``rerank`` search processor's ``document_fields``.
 - ``brand.keyword`` and ``category.keyword`` (lowercased) and ``price`` carry the filters.
@@ -63,38 +64,52 @@ TEXT_FIELD_WEIGHTS: Mapping[str, float] = {
     "category": 0.5,
 }
 """The embedded SQLite index's FTS5 column weights."""
-BM25_K1 = 1.2
-"""k1 of FTS5's ``bm25()`` and of OpenSearch's default BM25 similarity (b is 0.75 in both)."""
+BM25_TEXT_FIELD = "bm25_text"
+"""The FTS5 row: every text column repeated ``ROW_WEIGHT_SCALE`` times its weight."""
+ROW_WEIGHT_SCALE = 2
+"""Repetitions per unit of column weight: the smallest that makes every weight whole."""
+FTS5_K1 = 1.2
+FTS5_B = 0.75
+ROW_SIMILARITY = "shoprank_fts5_row"
+ROW_SIMILARITY_SETTINGS = {"type": "BM25", "k1": FTS5_K1 * ROW_WEIGHT_SCALE, "b": FTS5_B}
+"""BM25 whose k1 absorbs the repetition: ``s tf / (s tf + s k1 N) = tf / (tf + k1 N)``."""
 
 
-def fts5_equivalent_boost(weight: float, *, k1: float = BM25_K1) -> float:
-    """The field boost that scores like an FTS5 column weight, ``w (k1 + 1) / (w + k1)``.
-
-    FTS5 multiplies a column's term frequency by its weight inside BM25's saturation,
-    ``tf (k1 + 1) / (tf + k1 N)``; Lucene multiplies the field's whole score by the boost. For
-    the common case, a query term once in one column of an average-length row (tf 1, N 1),
-    FTS5 scores ``w (k1 + 1) / (w + k1)`` times the idf and Lucene ``boost`` times the idf,
-    so this boost makes the two agree there: title 3 acts as 1.57, brand 2 as 1.38, color
-    and bullets 1 as 1, description and category 0.5 as 0.65.
-    """
-    return weight * (k1 + 1.0) / (weight + k1)
+def column_repetitions(weights: Mapping[str, float] = TEXT_FIELD_WEIGHTS) -> dict[str, int]:
+    """How many times each column goes into ``bm25_text``; refuses weights it cannot express."""
+    repetitions = {name: round(weight * ROW_WEIGHT_SCALE) for name, weight in weights.items()}
+    for name, weight in weights.items():
+        if weight < 0 or abs(repetitions[name] - weight * ROW_WEIGHT_SCALE) > 1e-9:
+            raise ValueError(
+                f"column weight {name}={weight} is not a multiple of 1/{ROW_WEIGHT_SCALE}"
+            )
+    return repetitions
 
 
-CROSS_FIELD_TIE_BREAKER = 0.1
-"""How much a query term's other fields add to its best field's score.
+COLUMN_REPETITIONS = column_repetitions()
 
-FTS5 saturates the weighted sum of a term's frequencies over all columns, so a second
-column adds little: with one occurrence each, title alone scores 1.57, title and bullets
-1.69 (+0.12 for a column worth 1.0 alone), title and description 1.64 (+0.07 for 0.65),
-title, bullets and description 1.74 (+0.17 for 1.65). A term-centric ``dis_max`` over the
-fields (``cross_fields``) with this tie-breaker adds about that fraction (0.1 to 0.12 when
-the title matches, the common case for a relevant product).
-"""
 
-TEXT_FIELD_BOOSTS: Mapping[str, float] = {
-    name: round(fts5_equivalent_boost(weight), 4) for name, weight in TEXT_FIELD_WEIGHTS.items()
-}
-"""BM25 field boosts: the FTS5 column weights, translated (:func:`fts5_equivalent_boost`)."""
+def fts5_columns(product: Product) -> dict[str, str]:
+    """A product's text columns as the embedded FTS5 index stores them."""
+    return {
+        "title": product.title,
+        "brand": product.brand,
+        "color": product.color,
+        "bullet_points": "\n".join(product.bullet_points),
+        "description": product.description,
+        "category": " > ".join(product.category),
+    }
+
+
+def bm25_text(product: Product) -> str:
+    """The product's FTS5 row, each column repeated by its weight (see the module docstring)."""
+    columns = fts5_columns(product)
+    return "\n".join(
+        columns[name]
+        for name, times in COLUMN_REPETITIONS.items()
+        for _ in range(times)
+        if columns[name]
+    )
 
 
 def _text(*, keyword: bool = False) -> dict[str, Any]:
@@ -122,6 +137,7 @@ def index_template(
                     "number_of_shards": config.shards,
                     "number_of_replicas": config.replicas,
                 },
+                "similarity": {ROW_SIMILARITY: dict(ROW_SIMILARITY_SETTINGS)},
                 "analysis": {
                     "normalizer": {NORMALIZER: {"type": "custom", "filter": ["lowercase"]}},
                     "tokenizer": {TOKENIZER: {"type": "pattern", "pattern": TOKEN_SEPARATORS}},
@@ -136,6 +152,7 @@ def index_template(
             },
             "mappings": {
                 "dynamic": "strict",
+                "_source": {"excludes": [BM25_TEXT_FIELD]},
                 "properties": {
                     "id": {"type": "keyword"},
                     "title": _text(),
@@ -147,6 +164,12 @@ def index_template(
                     "price": {"type": "double"},
                     "attributes": {"type": "object", "enabled": False},
                     MODEL_TEXT_FIELD: {"type": "text", "index": False},
+                    BM25_TEXT_FIELD: {
+                        "type": "text",
+                        "analyzer": ANALYZER,
+                        "similarity": ROW_SIMILARITY,
+                        "index_options": "freqs",
+                    },
                     VECTOR_FIELD: {
                         "type": "knn_vector",
                         "dimension": dimension,
@@ -197,6 +220,7 @@ def product_fields(product: Product, *, model_text: str) -> dict[str, Any]:
     """A product's document fields, without its vector; ``model_text``: its rendered text."""
     fields = product.model_dump(mode="json")
     fields[MODEL_TEXT_FIELD] = model_text
+    fields[BM25_TEXT_FIELD] = bm25_text(product)
     return fields
 
 
@@ -210,7 +234,11 @@ def product_document(product: Product, vector: FloatMatrix, *, model_text: str) 
 def product_from_source(source: Mapping[str, Any]) -> Product:
     """The product a document's ``_source`` holds (its vector and rendered text left out)."""
     return Product.model_validate(
-        {k: v for k, v in source.items() if k not in (VECTOR_FIELD, MODEL_TEXT_FIELD)}
+        {
+            k: v
+            for k, v in source.items()
+            if k not in (VECTOR_FIELD, MODEL_TEXT_FIELD, BM25_TEXT_FIELD)
+        }
     )
 
 
@@ -262,20 +290,11 @@ def knn_query(
 
 
 def bm25_query(query: str, *, k: int, search_filter: SearchFilter | None) -> dict[str, Any]:
-    """A BM25 search body over the weighted text fields, filters in the same bool query.
+    """A BM25 search body on the FTS5 row field, filters in the same bool query.
 
-    ``cross_fields`` with :data:`CROSS_FIELD_TIE_BREAKER` and ``operator`` or: see the module
-    docstring for why this is the closest to the embedded index's FTS5 ``bm25()``.
+    Any query token matches (``operator`` or), as the embedded index OR-s them.
     """
-    match = {
-        "multi_match": {
-            "query": query,
-            "type": "cross_fields",
-            "tie_breaker": CROSS_FIELD_TIE_BREAKER,
-            "operator": "or",
-            "fields": [f"{name}^{boost:g}" for name, boost in TEXT_FIELD_BOOSTS.items()],
-        }
-    }
+    match = {"match": {BM25_TEXT_FIELD: {"query": query, "operator": "or"}}}
     return {
         "size": k,
         "query": {"bool": {"must": [match], "filter": filter_clauses(search_filter)}},

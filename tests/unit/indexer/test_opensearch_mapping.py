@@ -9,14 +9,17 @@ from indexer.catalog import Product
 from indexer.stores.base import SearchFilter
 from indexer.stores.opensearch.mapping import (
     ANALYZER,
-    BM25_K1,
+    BM25_TEXT_FIELD,
+    FTS5_K1,
     MODEL_TEXT_FIELD,
-    TEXT_FIELD_BOOSTS,
+    ROW_SIMILARITY,
+    ROW_WEIGHT_SCALE,
     TEXT_FIELD_WEIGHTS,
     VECTOR_FIELD,
     bm25_query,
+    bm25_text,
+    column_repetitions,
     filter_clauses,
-    fts5_equivalent_boost,
     index_template,
     knn_query,
     product_document,
@@ -71,12 +74,52 @@ def test_the_analyzer_mirrors_fts5_porter_unicode61() -> None:
     assert analyzer["filter"] == ["lowercase", "asciifolding", "porter_stem"]
 
 
-def test_bm25_sums_every_field_with_one_document_frequency_per_term() -> None:
+def test_bm25_matches_any_token_of_the_fts5_row() -> None:
     match = bm25_query("usb c charger", k=5, search_filter=None)["query"]["bool"]["must"][0]
-    assert match["multi_match"]["type"] == "cross_fields"
-    assert match["multi_match"]["tie_breaker"] == 1.0
-    assert match["multi_match"]["operator"] == "or"
-    assert match["multi_match"]["fields"] == [f"{f}^{w:g}" for f, w in TEXT_FIELD_BOOSTS.items()]
+    assert match == {"match": {BM25_TEXT_FIELD: {"query": "usb c charger", "operator": "or"}}}
+
+
+def test_the_row_repeats_each_column_by_its_weight() -> None:
+    product = Product(
+        id="p1",
+        title="Kettle",
+        brand="Acme",
+        color="red",
+        bullet_points=("1.7 l", "steel"),
+        description="boils",
+        category=("Home", "Kitchen"),
+    )
+    lines = bm25_text(product).split("\n")
+    assert lines.count("Kettle") == 6
+    assert lines.count("Acme") == 4
+    assert lines.count("red") == 2
+    assert lines.count("steel") == 2
+    assert lines.count("boils") == 1
+    assert lines.count("Home > Kitchen") == 1
+    with pytest.raises(ValueError, match="multiple of 1/2"):
+        column_repetitions({"title": 0.3})
+
+
+def test_the_row_field_is_unstored_with_k1_scaled_by_the_repetition() -> None:
+    body = index_template(OpenSearchSettings(), dimension=4, index_patterns=["x-v*"])
+    mappings = body["template"]["mappings"]
+    similarity = body["template"]["settings"]["similarity"][ROW_SIMILARITY]
+    assert mappings["properties"][BM25_TEXT_FIELD]["similarity"] == ROW_SIMILARITY
+    assert mappings["_source"] == {"excludes": [BM25_TEXT_FIELD]}
+    assert similarity == {"type": "BM25", "k1": FTS5_K1 * ROW_WEIGHT_SCALE, "b": 0.75}
+
+
+@pytest.mark.parametrize("weighted_tf", [0.5, 1.0, 3.5, 7.0])
+@pytest.mark.parametrize("norm", [0.6, 1.0, 2.5])
+def test_row_bm25_saturates_like_fts5(weighted_tf: float, norm: float) -> None:
+    # FTS5: f (k1 + 1) / (f + k1 N) with f the weighted term frequency; the row field sees
+    # s f and k1 s: the same up to the constant factor (k1 s + 1) / (k1 + 1).
+    fts5 = weighted_tf * (FTS5_K1 + 1) / (weighted_tf + FTS5_K1 * norm)
+    k1 = FTS5_K1 * ROW_WEIGHT_SCALE
+    tf = weighted_tf * ROW_WEIGHT_SCALE
+    row = tf * (k1 + 1) / (tf + k1 * norm)
+    assert row / fts5 == pytest.approx((k1 + 1) / (FTS5_K1 + 1))
+    assert set(column_repetitions()) == set(TEXT_FIELD_WEIGHTS)
 
 
 def test_filters_become_clauses_inside_the_queries() -> None:
@@ -107,7 +150,7 @@ def test_filters_become_clauses_inside_the_queries() -> None:
     )
     bm25 = bm25_query("red kettle", k=5, search_filter=search_filter)
     assert bm25["query"]["bool"]["filter"] == clauses
-    assert "title^1.5714" in bm25["query"]["bool"]["must"][0]["multi_match"]["fields"]
+    assert BM25_TEXT_FIELD in bm25["query"]["bool"]["must"][0]["match"]
 
 
 @pytest.mark.parametrize("similarity", [-0.9, -0.2, 0.0, 0.3, 1.0])
@@ -123,14 +166,3 @@ def test_settings_refuse_two_kinds_of_auth() -> None:
         OpenSearchSettings(username="u", password="p", api_key="k")
     with pytest.raises(ValueError, match="both username and password"):
         OpenSearchSettings(username="u")
-
-
-@pytest.mark.parametrize("weight", [0.5, 1.0, 2.0, 3.0])
-def test_boosts_score_one_occurrence_like_an_fts5_column_weight(weight: float) -> None:
-    # One occurrence at average length (length norm 1): FTS5 saturates the weighted term
-    # frequency, Lucene multiplies the saturated one by the boost.
-    fts5 = weight * (BM25_K1 + 1) / (weight + BM25_K1)
-    lucene = fts5_equivalent_boost(weight) * 1 * (BM25_K1 + 1) / (1 + BM25_K1)
-    assert lucene == pytest.approx(fts5)
-    assert fts5_equivalent_boost(1.0) == pytest.approx(1.0)
-    assert set(TEXT_FIELD_BOOSTS) == set(TEXT_FIELD_WEIGHTS)

@@ -1,8 +1,8 @@
-"""Pseudo-queries cut from product titles for distillation."""
+"""Distillation inputs: pseudo-queries cut from product titles, and teacher targets."""
 
 from __future__ import annotations
 
-from ranker.compress.distill import pseudo_queries
+from ranker.compress.distill import TeacherPair, pseudo_queries
 
 TITLES = [
     "Amazon Basics AA Rechargeable Batteries, 8-Pack",
@@ -34,3 +34,11 @@ def test_one_word_titles_are_skipped_and_small_catalogs_give_fewer() -> None:
     assert pseudo_queries(["Lamp", "Chair"], 5, seed=0) == []
     few = pseudo_queries(["Red Lamp"], 5, seed=0)
     assert few == ["red lamp"]
+
+
+def test_a_student_that_keeps_the_prior_learns_only_the_rest() -> None:
+    pair = TeacherPair("q1", "red lamp", "p1", score=3.5, prior=2.0)
+    assert pair.target(keep_prior=True) == 1.5
+    assert pair.offset(keep_prior=True) == 2.0
+    assert pair.target(keep_prior=False) == 3.5
+    assert pair.offset(keep_prior=False) == 0.0
