@@ -4,49 +4,30 @@ from __future__ import annotations
 
 import logging
 import os
-import statistics
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ranker.backends import ModelTask
+from ranker.compress.timing import Timing, time_calls
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_MODELS_DIR",
+    "PARITY_QUERIES",
+    "Timing",
+    "ensure_variants",
+    "product_texts",
+    "quiet_libraries",
+    "ratio_table",
+    "time_calls",
+    "timing_dict",
+]
 
 DEFAULT_MODELS_DIR = Path("var/bench-models")
 PARITY_QUERIES = 10
 """Judged queries the bench's exports are checked on (the export default is 20)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Timing:
-    """Wall times of repeated calls, in milliseconds."""
-
-    p50_ms: float
-    p99_ms: float
-    mean_ms: float
-    calls: int
-
-
-def time_calls(fn: Callable[[int], object], *, repeats: int, warmup: int = 2) -> Timing:
-    """Call ``fn(i)`` ``warmup`` times untimed, then ``repeats`` times timed."""
-    for i in range(warmup):
-        fn(i)
-    times = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        fn(i)
-        times.append(1e3 * (time.perf_counter() - start))
-    times.sort()
-    p99_index = min(len(times) - 1, round(0.99 * (len(times) - 1)))
-    return Timing(
-        p50_ms=statistics.median(times),
-        p99_ms=times[p99_index],
-        mean_ms=statistics.fmean(times),
-        calls=repeats,
-    )
 
 
 def timing_dict(timing: Timing) -> dict[str, Any]:

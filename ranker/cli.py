@@ -448,6 +448,23 @@ def bench(
     models_dir: Annotated[
         Path, typer.Option("--models-dir", help="Where the ONNX exports are made once.")
     ] = Path("var/bench-models"),
+    index: Annotated[
+        bool,
+        typer.Option(
+            "--index",
+            help="Also indexing throughput: the embedded build vs OpenSearch bulk (starts a "
+            "dev node: java and mvn; or --opensearch-url).",
+        ),
+    ] = False,
+    index_docs: Annotated[
+        int, typer.Option(min=0, help="With --index: products indexed; 0: the whole catalog.")
+    ] = 512,
+    opensearch_url: Annotated[
+        str | None,
+        typer.Option(
+            help="With --index: this cluster (SHOPRANK_OPENSEARCH__* auth), not a dev node."
+        ),
+    ] = None,
 ) -> None:
     """Rerank-50 and embedding speed per backend, side by side, with ratios (see bench/)."""
     try:
@@ -455,7 +472,14 @@ def bench(
     except ImportError as exc:
         raise _fail(f"the benchmarks need the dev extra (pip install -e '.[dev]'): {exc}") from exc
     try:
-        result = run_all(repeats=repeats, docs=docs, models_dir=models_dir)
+        result = run_all(
+            repeats=repeats,
+            docs=docs,
+            models_dir=models_dir,
+            index=index,
+            index_docs=index_docs or None,
+            opensearch_url=opensearch_url,
+        )
     except (OSError, ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(json.dumps(result, indent=2) if as_json else render_all(result))

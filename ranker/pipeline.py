@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from indexer.catalog import Product, TextTemplate
-from indexer.stores.base import Hit, LexicalIndex, ProductStore, SearchFilter, VectorStore
+from indexer.stores.base import (
+    Hit,
+    HybridSearcher,
+    LexicalIndex,
+    ProductStore,
+    SearchFilter,
+    VectorStore,
+)
 from ranker.embedder import Embedder
 from ranker.fusion import reciprocal_rank_fusion
 from ranker.reranker import Reranker
@@ -107,10 +114,28 @@ class SearchPipeline:
         search_filter: SearchFilter | None = None,
         timer: _Timer | None = None,
     ) -> list[Hit]:
-        """First-stage hits, best first: dense, lexical or their reciprocal rank fusion."""
+        """First-stage hits, best first: dense, lexical or their fusion.
+
+        Hybrid fuses by reciprocal rank fusion here, unless the vector store fuses itself
+        (:class:`~indexer.stores.base.HybridSearcher` with ``server_hybrid``: OpenSearch's
+        hybrid query), which gets the same candidate depth and weights.
+        """
         timer = timer or _Timer()
         mode = mode or self.retrieval.mode
         depth = max(k, self.retrieval.candidates)
+        store = self.vector_store
+        if mode == "hybrid" and isinstance(store, HybridSearcher) and store.server_hybrid:
+            with timer.stage("embed_query"):
+                vector = self.embedder.embed_query(query)
+            with timer.stage("hybrid"):
+                return store.search_hybrid(
+                    query,
+                    vector,
+                    k,
+                    search_filter,
+                    depth=depth,
+                    weights=(self.retrieval.dense_weight, self.retrieval.lexical_weight),
+                )
         dense: list[Hit] = []
         lexical: list[Hit] = []
         if mode in ("dense", "hybrid"):

@@ -146,6 +146,23 @@ class OpenSearchSettings(BaseModel):
     )
     shards: int = Field(default=1, ge=1)
     replicas: int = Field(default=1, ge=0)
+    hybrid: Literal["client_rrf", "server"] = Field(
+        default="client_rrf",
+        description="Hybrid retrieval: 'client_rrf' fuses k-NN and BM25 hits in shoprank "
+        "(RRF, any cluster); 'server' runs OpenSearch's hybrid query through the search "
+        "pipeline hybrid_pipeline (normalization-processor: hybrid_normalization, then the "
+        "arithmetic mean weighted by retrieval's dense_weight and lexical_weight; needs the "
+        "neural-search plugin).",
+    )
+    hybrid_pipeline: str = Field(
+        default="shoprank-hybrid",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+        description="The search pipeline server-side hybrid creates, or reuses when it holds "
+        "the same processor.",
+    )
+    hybrid_normalization: Literal["min_max", "l2"] = Field(
+        default="min_max", description="How server-side hybrid normalizes each sub-query."
+    )
     space_type: Literal["innerproduct", "cosinesimil"] = "innerproduct"
     hnsw_m: int = Field(default=16, ge=2, le=100)
     hnsw_ef_construction: int = Field(default=128, ge=2)

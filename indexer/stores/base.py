@@ -124,6 +124,33 @@ class VectorStore(Protocol):
 
 
 @runtime_checkable
+class HybridSearcher(Protocol):
+    """A vector store that can also fuse its k-NN and BM25 hits itself, in one request.
+
+    OpenSearch's ``hybrid`` query with a normalization search pipeline is one. The search
+    pipeline calls :meth:`search_hybrid` instead of fusing by RRF when ``server_hybrid`` is
+    true (a setting), and keeps client-side RRF otherwise.
+    """
+
+    @property
+    def server_hybrid(self) -> bool:
+        """Whether hybrid retrieval should run here rather than by client-side RRF."""
+
+    def search_hybrid(
+        self,
+        query: str,
+        vector: FloatMatrix,
+        k: int,
+        search_filter: SearchFilter | None = None,
+        *,
+        depth: int,
+        weights: tuple[float, float],
+    ) -> list[Hit]:
+        """The ``k`` best fused hits; ``depth`` candidates per retriever, ``weights``
+        (dense, lexical) as the settings give them."""
+
+
+@runtime_checkable
 class LexicalIndex(Protocol):
     """BM25 search over product text."""
 

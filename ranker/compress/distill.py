@@ -58,10 +58,11 @@ class StudentConfig(TrainingConfig):
     max_length: int = Field(default=64, ge=16, le=512)
     max_query_tokens: int = Field(default=24, ge=1)
     batch_size: int = Field(default=32, ge=2)
-    epochs: float = Field(default=3.0, gt=0)
+    epochs: float = Field(default=1.0, gt=0)
     learning_rate: float = Field(default=1e-4, gt=0)
     weight_decay: float = Field(default=0.01, ge=0)
-    evals_per_epoch: int = Field(default=2, ge=1)
+    evals_per_epoch: int = Field(default=4, ge=1)
+    patience: int = Field(default=2, ge=1)
     keep_prior: bool = Field(
         default=True, description="Serve with the teacher's dense prior and learn the rest."
     )

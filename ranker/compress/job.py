@@ -44,6 +44,7 @@ from ranker.compress.distill import (
 from ranker.compress.export import export_model
 from ranker.compress.quantize import Precision, quantize_model
 from ranker.compress.timing import time_calls
+from ranker.embedder import Embedder
 from ranker.evaluation.judgments import Judgments, kfold_query_splits
 from ranker.evaluation.metrics import ndcg_at_k, ranked_ids
 from ranker.loading import COMPRESSED_RERANKER_DIR, reranker_dir
@@ -145,18 +146,21 @@ def compress_reranker(
     for layers in config.layers:
         student_config = StudentConfig(seed=settings.seed, **{**config.student, "layers": layers})
         cv = _cross_validate(
-            pairs, data, teacher_dir, student_config, splits, work_dir / f"cv-l{layers}"
+            pairs,
+            data,
+            teacher_dir,
+            student_config,
+            splits,
+            work_dir / f"cv-l{layers}",
+            embedder=pipeline.embedder,
+            settings=settings,
         )
         final = _student_variants(
             pairs, data, teacher_dir, student_config, work_dir / f"student-l{layers}", cv
         )
         for variant, path in final:
-            reranker = Reranker.load(
-                path,
-                backend="onnx" if variant.precision != "torch" else "torch",
-                max_length=student_config.max_length,
-                max_query_tokens=student_config.max_query_tokens,
-                backend_config=settings.backends,
+            reranker = _load_student(
+                path, variant.precision, student_config, pipeline.embedder, settings
             )
             report.variants.append(
                 _timed(variant, reranker, cases, config, cv_ndcg=variant.cv_ndcg)
@@ -239,6 +243,9 @@ def _cross_validate(
     config: StudentConfig,
     splits: Sequence[tuple[list[str], list[str]]],
     work_dir: Path,
+    *,
+    embedder: Embedder,
+    settings: Settings,
 ) -> dict[str, dict[str, float]]:
     """Precision -> qid -> NDCG@10 of the student variants, each query scored by the fold
     model that never trained on it."""
@@ -251,12 +258,7 @@ def _cross_validate(
         fold_dir = work_dir / f"fold{number}"
         paths = _export_variants(result, fold_dir, teacher_dir, config, data.sha256, {})
         for precision, path in paths.items():
-            reranker = Reranker.load(
-                path,
-                backend="torch" if precision == "torch" else "onnx",
-                max_length=config.max_length,
-                max_query_tokens=config.max_query_tokens,
-            )
+            reranker = _load_student(path, precision, config, embedder, settings)
             scores[precision].update(
                 _per_query_ndcg(
                     _judged_scorer(reranker, data), data.judgments, test_qids, data.product_texts
@@ -264,6 +266,22 @@ def _cross_validate(
             )
         shutil.rmtree(fold_dir, ignore_errors=True)
     return scores
+
+
+def _load_student(
+    path: Path, precision: str, config: StudentConfig, embedder: Embedder, settings: Settings
+) -> Reranker:
+    """A student variant as serving loads it, with the teacher's prior when it keeps one."""
+    return Reranker.load(
+        path,
+        backend="torch" if precision == "torch" else "onnx",
+        max_length=config.max_length,
+        max_query_tokens=config.max_query_tokens,
+        embedder=embedder,
+        token_cache_size=settings.rerank.token_cache_size,
+        prior_cache_size=settings.rerank.prior_cache_size,
+        backend_config=settings.backends,
+    )
 
 
 def _judged_scorer(reranker: Reranker, data: TrainingData) -> Callable[[str, Sequence[str]], Any]:

@@ -11,6 +11,8 @@ from typing import Literal, Protocol
 from pydantic import SecretStr
 
 SpaceType = Literal["innerproduct", "cosinesimil"]
+HybridMode = Literal["client_rrf", "server"]
+HybridNormalization = Literal["min_max", "l2"]
 
 
 class OpenSearchConfig(Protocol):
@@ -32,6 +34,9 @@ class OpenSearchConfig(Protocol):
     hnsw_m: int
     hnsw_ef_construction: int
     hnsw_ef_search: int
+    hybrid: HybridMode
+    hybrid_pipeline: str
+    hybrid_normalization: HybridNormalization
     bulk_max_docs: int
     bulk_max_bytes: int
     bulk_max_retries: int

@@ -41,7 +41,7 @@ import numpy as np
 
 from indexer.catalog import Product, TextTemplate
 from indexer.stores.base import FloatMatrix, ModelIdentity, SearchFilter
-from indexer.stores.opensearch.config import OpenSearchConfig, SpaceType
+from indexer.stores.opensearch.config import HybridNormalization, OpenSearchConfig, SpaceType
 
 FORMAT_VERSION = 2
 META_KEY = "shoprank"
@@ -313,3 +313,60 @@ def similarity_from_score(score: float, space_type: SpaceType) -> float:
     if space_type == "cosinesimil":
         return 2.0 * score - 1.0
     return score - 1.0 if score >= 1.0 else 1.0 - 1.0 / score
+
+
+def hybrid_weights(*, dense: float, lexical: float) -> tuple[float, float]:
+    """The dense and BM25 weights as the normalization processor wants them: summing to 1."""
+    if dense < 0 or lexical < 0 or dense + lexical <= 0:
+        raise ValueError(f"hybrid weights must be >= 0 and not both 0, got {dense}, {lexical}")
+    share = round(dense / (dense + lexical), 6)
+    return share, round(1.0 - share, 6)
+
+
+def hybrid_pipeline_body(
+    *, normalization: HybridNormalization, weights: tuple[float, float]
+) -> dict[str, Any]:
+    """A search pipeline whose ``normalization-processor`` (neural-search) fuses a hybrid
+    query's two sub-queries: each one's scores normalized (``min_max`` or ``l2``), then their
+    weighted arithmetic mean; ``weights`` in the order of :func:`hybrid_query`'s queries
+    (dense, BM25), summing to 1."""
+    if len(weights) != 2 or abs(sum(weights) - 1.0) > 1e-6:
+        raise ValueError(f"two weights summing to 1 are needed, got {weights}")
+    return {
+        "description": "shoprank: server-side hybrid, k-NN and BM25 normalized and combined",
+        "phase_results_processors": [
+            {
+                "normalization-processor": {
+                    "normalization": {"technique": normalization},
+                    "combination": {
+                        "technique": "arithmetic_mean",
+                        "parameters": {"weights": [float(w) for w in weights]},
+                    },
+                }
+            }
+        ],
+    }
+
+
+def hybrid_query(
+    query: str,
+    vector: FloatMatrix,
+    *,
+    depth: int,
+    ef_search: int,
+    search_filter: SearchFilter | None,
+) -> dict[str, Any]:
+    """A ``hybrid`` search body: the k-NN query and the BM25 query of the other bodies, each
+    keeping its own filter (inside the graph search for k-NN), fused by the search pipeline.
+
+    Each sub-query keeps its top ``depth`` per shard (a hybrid query keeps ``from + size``),
+    so ``size`` is ``depth`` and the caller takes the first k: the fusion sees as many
+    candidates as client-side RRF does.
+    """
+    dense = knn_query(vector, k=depth, ef_search=ef_search, search_filter=search_filter)
+    lexical = bm25_query(query, k=depth, search_filter=search_filter)
+    return {
+        "size": depth,
+        "query": {"hybrid": {"queries": [dense["query"], lexical["query"]]}},
+        "_source": False,
+    }

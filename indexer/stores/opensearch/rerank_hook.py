@@ -18,7 +18,11 @@
    ``"ext": {"rerank": {"query_context": {"query_text": "..."}}}`` comes back ordered by
    shoprank's reranker, ``_score`` its relevance score.
 
-Each run registers a new connector and model and points the pipeline at them.
+Running it again changes nothing: a connector of the same name posting to the same endpoint
+with the same functions and body is reused, so is a model of that name on it (deployed if it
+is not), the pipeline is written only when it differs, and the cluster settings only when
+they lack the endpoint. A new endpoint gets a new connector and model, and the pipeline
+moves to them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from urllib.parse import urlsplit
 from indexer.stores.base import StoreError
 from indexer.stores.opensearch.client import import_opensearch
 from indexer.stores.opensearch.mapping import MODEL_TEXT_FIELD
+from indexer.stores.opensearch.pipelines import ensure_search_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +57,8 @@ PRIVATE_IP = "plugins.ml_commons.connector.private_ip_enabled"
 DEFAULT_PIPELINE = "shoprank-rerank"
 DEFAULT_DOCUMENT_FIELDS: tuple[str, ...] = (MODEL_TEXT_FIELD,)
 ML = "/_plugins/_ml"
+SEARCH_SIZE = 100
+"""Connectors or models of one name read back when looking for one to reuse."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +69,9 @@ class RerankHook:
     model_id: str
     pipeline: str
     endpoint: str
+    changed: tuple[str, ...] = ()
+    """What this run created or changed, of ``settings``, ``connector``, ``model``
+    (registered or deployed) and ``pipeline``; empty when everything was there already."""
 
 
 def rerank_endpoint(api_url: str) -> str:
@@ -169,20 +179,98 @@ def _request(client: Any, method: str, path: str, body: Any | None = None) -> di
     return response
 
 
-def _trust(client: Any, endpoint: str) -> None:
-    """Add the endpoint's regex to the trusted ones; allow private IPs when it needs them."""
+def _trust(client: Any, endpoint: str) -> bool:
+    """Add the endpoint's regex to the trusted ones; allow private IPs when it needs them.
+
+    Returns whether the cluster settings changed (False when they already allowed it).
+    """
     regex = trusted_endpoint_regex(endpoint)
     current = _request(client, "GET", "/_cluster/settings?flat_settings=true")
     found: list[str] = []
+    private_ip = False
     for scope in ("persistent", "transient"):
-        value = current.get(scope, {}).get(TRUSTED_ENDPOINTS)
+        values = current.get(scope, {})
+        value = values.get(TRUSTED_ENDPOINTS)
         if isinstance(value, list):
             found.extend(str(item) for item in value)
+        private_ip = private_ip or str(values.get(PRIVATE_IP, "")).lower() == "true"
+    needs_private = is_private_host(endpoint)
+    if regex in found and (private_ip or not needs_private):
+        logger.info("%s is trusted already", regex)
+        return False
     settings: dict[str, Any] = {TRUSTED_ENDPOINTS: list(dict.fromkeys([*found, regex]))}
-    if is_private_host(endpoint):
+    if needs_private:
         settings[PRIVATE_IP] = True
     _request(client, "PUT", "/_cluster/settings", {"persistent": settings})
-    logger.info("trusted %s%s", regex, " (private IPs allowed)" if PRIVATE_IP in settings else "")
+    logger.info("trusted %s%s", regex, " (private IPs allowed)" if needs_private else "")
+    return True
+
+
+def _search(client: Any, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The hits of an ML Commons ``_search``; none when its system index does not exist yet."""
+    opensearchpy = import_opensearch()
+    try:
+        response = client.transport.perform_request("POST", path, body=body)
+    except opensearchpy.NotFoundError:
+        return []
+    except opensearchpy.TransportError as exc:
+        raise StoreError(f"OpenSearch POST {path} failed: {exc}") from exc
+    hits: list[dict[str, Any]] = (response or {}).get("hits", {}).get("hits", [])
+    return hits
+
+
+def _newest(hits: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    def updated(hit: dict[str, Any]) -> int:
+        source = hit.get("_source", {})
+        return int(source.get("last_updated_time") or source.get("created_time") or 0)
+
+    return max(hits, key=updated, default=None)
+
+
+def _same_connector(source: dict[str, Any], *, name: str, endpoint: str) -> bool:
+    """Whether a stored connector is ours: same name, and one predict action posting to
+    ``endpoint`` with our request body and rerank functions."""
+    if source.get("name") != name:
+        return False
+    return any(
+        action.get("action_type", "").lower() == "predict"
+        and action.get("url") == endpoint
+        and action.get("request_body") == REQUEST_BODY
+        and action.get("pre_process_function") == PRE_PROCESS_FUNCTION
+        and action.get("post_process_function") == POST_PROCESS_FUNCTION
+        for action in source.get("actions", [])
+    )
+
+
+def find_connector(client: Any, *, name: str, endpoint: str) -> str | None:
+    """The id of the newest connector :func:`setup_rerank` would create for ``endpoint``."""
+    hits = _search(
+        client,
+        f"{ML}/connectors/_search",
+        {"query": {"match": {"name": name}}, "size": SEARCH_SIZE},
+    )
+    ours = [h for h in hits if _same_connector(h.get("_source", {}), name=name, endpoint=endpoint)]
+    newest = _newest(ours)
+    return None if newest is None else str(newest["_id"])
+
+
+def find_model(client: Any, *, name: str, connector_id: str) -> tuple[str, str] | None:
+    """The id and state of the newest model named ``name`` on ``connector_id``."""
+    hits = _search(
+        client,
+        f"{ML}/models/_search",
+        {"query": {"match": {"connector_id": connector_id}}, "size": SEARCH_SIZE},
+    )
+    ours = [
+        h
+        for h in hits
+        if h.get("_source", {}).get("connector_id") == connector_id
+        and h.get("_source", {}).get("name") == name
+    ]
+    newest = _newest(ours)
+    if newest is None:
+        return None
+    return str(newest["_id"]), str(newest.get("_source", {}).get("model_state", ""))
 
 
 def _wait_for_task(client: Any, task_id: str, *, timeout_s: float) -> dict[str, Any]:
@@ -209,15 +297,68 @@ def setup_rerank(
     request_timeout_s: float = 30.0,
     deploy_timeout_s: float = 120.0,
 ) -> RerankHook:
-    """Register the connector, the model and the search pipeline (module docstring)."""
-    _trust(client, endpoint)
-    connector = _request(
-        client,
-        "POST",
-        f"{ML}/connectors/_create",
-        connector_body(endpoint=endpoint, name=name, timeout_s=request_timeout_s),
+    """Register the connector, the model and the search pipeline, reusing what is there
+    already (module docstring)."""
+    changed: list[str] = []
+    if _trust(client, endpoint):
+        changed.append("settings")
+    connector_id = find_connector(client, name=name, endpoint=endpoint)
+    if connector_id is None:
+        connector = _request(
+            client,
+            "POST",
+            f"{ML}/connectors/_create",
+            connector_body(endpoint=endpoint, name=name, timeout_s=request_timeout_s),
+        )
+        connector_id = str(connector["connector_id"])
+        changed.append("connector")
+    else:
+        logger.info("reusing connector %s to %s", connector_id, endpoint)
+    found = find_model(client, name=name, connector_id=connector_id)
+    if found is None:
+        model_id = _register_model(
+            client,
+            name=name,
+            endpoint=endpoint,
+            connector_id=connector_id,
+            timeout_s=deploy_timeout_s,
+        )
+        changed.append("model")
+    else:
+        model_id, state = found
+        if state != "DEPLOYED":
+            logger.info("deploying model %s (%s)", model_id, state or "no state")
+            deployed = _request(client, "POST", f"{ML}/models/{model_id}/_deploy")
+            if deployed.get("task_id") is not None:
+                _wait_for_task(client, str(deployed["task_id"]), timeout_s=deploy_timeout_s)
+            changed.append("model")
+        else:
+            logger.info("reusing model %s", model_id)
+    if ensure_search_pipeline(
+        client, pipeline, pipeline_body(model_id=model_id, document_fields=document_fields)
+    ):
+        changed.append("pipeline")
+    hook = RerankHook(
+        connector_id=connector_id,
+        model_id=model_id,
+        pipeline=pipeline,
+        endpoint=endpoint,
+        changed=tuple(changed),
     )
-    connector_id = str(connector["connector_id"])
+    logger.info(
+        "rerank pipeline %s: model %s, connector %s (%s)",
+        pipeline,
+        model_id,
+        connector_id,
+        ", ".join(changed) + " changed" if changed else "nothing changed",
+    )
+    return hook
+
+
+def _register_model(
+    client: Any, *, name: str, endpoint: str, connector_id: str, timeout_s: float
+) -> str:
+    """Register and deploy a remote model on the connector; its id."""
     registered = _request(
         client,
         "POST",
@@ -232,18 +373,8 @@ def setup_rerank(
     model_id = registered.get("model_id")
     task_id = registered.get("task_id")
     if task_id is not None:
-        task = _wait_for_task(client, str(task_id), timeout_s=deploy_timeout_s)
+        task = _wait_for_task(client, str(task_id), timeout_s=timeout_s)
         model_id = model_id or task.get("model_id")
     if not model_id:
         raise StoreError(f"ML Commons registered no model: {registered}")
-    _request(
-        client,
-        "PUT",
-        f"/_search/pipeline/{pipeline}",
-        pipeline_body(model_id=str(model_id), document_fields=document_fields),
-    )
-    hook = RerankHook(
-        connector_id=connector_id, model_id=str(model_id), pipeline=pipeline, endpoint=endpoint
-    )
-    logger.info("rerank pipeline %s: model %s, connector %s", pipeline, model_id, connector_id)
-    return hook
+    return str(model_id)

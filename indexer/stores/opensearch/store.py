@@ -10,7 +10,9 @@ rejected document; bulk loads go through ``indexer.stores.opensearch.jobs``.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,11 +33,14 @@ from indexer.stores.opensearch.client import (
     store_error,
     unreachable_reason,
 )
-from indexer.stores.opensearch.config import OpenSearchConfig, SpaceType
+from indexer.stores.opensearch.config import HybridNormalization, OpenSearchConfig, SpaceType
 from indexer.stores.opensearch.mapping import (
     META_KEY,
     VECTOR_FIELD,
     bm25_query,
+    hybrid_pipeline_body,
+    hybrid_query,
+    hybrid_weights,
     identity_from_meta,
     knn_query,
     product_document,
@@ -43,8 +48,24 @@ from indexer.stores.opensearch.mapping import (
     product_from_source,
     similarity_from_score,
 )
+from indexer.stores.opensearch.pipelines import NEURAL_SEARCH, ensure_search_pipeline
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerHybrid:
+    """Server-side hybrid: the search pipeline to run the ``hybrid`` query through."""
+
+    pipeline: str
+    normalization: HybridNormalization
+
+
+def server_hybrid_from(config: OpenSearchConfig) -> ServerHybrid | None:
+    """What ``config`` says about server-side hybrid; None: client-side RRF."""
+    if config.hybrid != "server":
+        return None
+    return ServerHybrid(pipeline=config.hybrid_pipeline, normalization=config.hybrid_normalization)
 
 
 def _check_identity(found: ModelIdentity, expected: ModelIdentity | None, where: str) -> None:
@@ -80,6 +101,7 @@ class OpenSearchIndex:
         bulk: BulkOptions,
         url: str = "the cluster",
         search_timeout_s: float | None = None,
+        hybrid: ServerHybrid | None = None,
     ) -> None:
         self.client = client
         self.url = url
@@ -92,6 +114,9 @@ class OpenSearchIndex:
         )
         self.ef_search = ef_search
         self.bulk = bulk
+        self.hybrid = hybrid
+        self._hybrid_lock = threading.Lock()
+        self._hybrid_ready: dict[str, Any] | None = None
 
     @classmethod
     def open(
@@ -104,6 +129,7 @@ class OpenSearchIndex:
         expected: ModelIdentity | None = None,
         url: str = "the cluster",
         search_timeout_s: float | None = None,
+        hybrid: ServerHybrid | None = None,
     ) -> OpenSearchIndex:
         """Open the index behind ``alias``; refuses one built with another embedding model."""
         opensearchpy = import_opensearch()
@@ -130,6 +156,7 @@ class OpenSearchIndex:
             bulk=bulk,
             url=url,
             search_timeout_s=search_timeout_s,
+            hybrid=hybrid,
         )
         _check_identity(index.identity, expected, f"OpenSearch index {name!r}")
         return index
@@ -197,10 +224,15 @@ class OpenSearchIndex:
         actions = [{"_op_type": "delete", "_index": self.alias, "_id": pid} for pid in ids]
         return self._write(actions, "delete").succeeded
 
-    def _hits(self, body: Mapping[str, Any], *, dense: bool) -> list[Hit]:
+    def _hits(
+        self, body: Mapping[str, Any], *, dense: bool, pipeline: str | None = None
+    ) -> list[Hit]:
         opensearchpy = import_opensearch()
+        extra: dict[str, Any] = dict(self._timeout())
+        if pipeline is not None:
+            extra["search_pipeline"] = pipeline
         try:
-            response = self.client.search(index=self.alias, body=body, **self._timeout())
+            response = self.client.search(index=self.alias, body=body, **extra)
         except opensearchpy.TransportError as exc:
             raise store_error(exc, url=self.url, what=f"search on {self.alias!r}") from exc
         hits = response["hits"]["hits"]
@@ -235,6 +267,54 @@ class OpenSearchIndex:
         if search_filter is not None and search_filter.product_ids == frozenset():
             return []
         return self._hits(bm25_query(query, k=k, search_filter=search_filter), dense=False)
+
+    def ensure_hybrid_pipeline(self, weights: tuple[float, float]) -> str:
+        """The hybrid search pipeline for ``weights`` (dense, lexical), created or updated
+        on the cluster once per process and weights; raises when hybrid is client-side."""
+        if self.hybrid is None:
+            raise StoreError("server-side hybrid is off (opensearch.hybrid: client_rrf)")
+        body = hybrid_pipeline_body(
+            normalization=self.hybrid.normalization,
+            weights=hybrid_weights(dense=weights[0], lexical=weights[1]),
+        )
+        with self._hybrid_lock:
+            if self._hybrid_ready != body:
+                ensure_search_pipeline(
+                    self.client, self.hybrid.pipeline, body, requires=NEURAL_SEARCH, url=self.url
+                )
+                self._hybrid_ready = body
+        return self.hybrid.pipeline
+
+    def search_hybrid(
+        self,
+        query: str,
+        vector: FloatMatrix,
+        k: int,
+        search_filter: SearchFilter | None = None,
+        *,
+        depth: int,
+        weights: tuple[float, float],
+    ) -> list[Hit]:
+        """The ``k`` best hits of OpenSearch's ``hybrid`` query (k-NN and BM25, each with the
+        filter, ``depth`` candidates each), fused by the normalization search pipeline;
+        scores are the pipeline's combined scores."""
+        row = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if row.shape != (self.identity.dimension,):
+            raise ValueError(
+                f"expected one query vector of shape ({self.identity.dimension},), "
+                f"got {np.shape(vector)}"
+            )
+        if k < 1 or (search_filter is not None and search_filter.product_ids == frozenset()):
+            return []
+        pipeline = self.ensure_hybrid_pipeline(weights)
+        body = hybrid_query(
+            query,
+            row,
+            depth=max(k, depth),
+            ef_search=self.ef_search,
+            search_filter=search_filter,
+        )
+        return self._hits(body, dense=False, pipeline=pipeline)[:k]
 
     def get_many(self, product_ids: Sequence[str]) -> list[Product | None]:
         """Products in the order asked, None where an id is unknown."""
@@ -278,6 +358,26 @@ class OpenSearchVectorStore:
     ) -> list[Hit]:
         """k-NN with the filter inside the graph search; scores are inner products (or cosines)."""
         return self.index.search_vector(vector, k, search_filter)
+
+    @property
+    def server_hybrid(self) -> bool:
+        """Whether hybrid retrieval runs in OpenSearch (``opensearch.hybrid: server``)."""
+        return self.index.hybrid is not None
+
+    def search_hybrid(
+        self,
+        query: str,
+        vector: FloatMatrix,
+        k: int,
+        search_filter: SearchFilter | None = None,
+        *,
+        depth: int,
+        weights: tuple[float, float],
+    ) -> list[Hit]:
+        """Server-side hybrid (:class:`~indexer.stores.base.HybridSearcher`)."""
+        return self.index.search_hybrid(
+            query, vector, k, search_filter, depth=depth, weights=weights
+        )
 
 
 class OpenSearchLexicalIndex:
@@ -336,4 +436,5 @@ def open_opensearch_index(
         expected=expected,
         url=config.url,
         search_timeout_s=config.search_timeout_s,
+        hybrid=server_hybrid_from(config),
     )

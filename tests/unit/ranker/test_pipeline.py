@@ -124,3 +124,70 @@ def test_id_filter_keeps_to_the_candidates() -> None:
     )
 
     assert [r.product.id for r in outcome.results] == ["d", "e"]
+
+
+class _ServerHybrid(_Ranked):
+    """A vector store that fuses itself (like OpenSearch's hybrid query) when told to."""
+
+    def __init__(self, order: str, *, enabled: bool) -> None:
+        super().__init__(order)
+        self.enabled = enabled
+        self.calls: list[dict[str, Any]] = []
+
+    @property
+    def server_hybrid(self) -> bool:
+        return self.enabled
+
+    def search_hybrid(
+        self,
+        query: str,
+        vector: Any,
+        k: int,
+        search_filter: SearchFilter | None = None,
+        *,
+        depth: int,
+        weights: tuple[float, float],
+    ) -> list[Hit]:
+        self.calls.append({"query": query, "k": k, "depth": depth, "weights": weights})
+        return [Hit(p, 1.0 - rank / 10) for rank, p in enumerate("fedcba"[:k])]
+
+
+def _hybrid_pipeline(store: _ServerHybrid) -> SearchPipeline:
+    return SearchPipeline(
+        embedder=_Embedder(),  # type: ignore[arg-type]
+        vector_store=store,  # type: ignore[arg-type]
+        lexical_index=_Ranked("bacdfe"),  # type: ignore[arg-type]
+        product_store=_Products(),  # type: ignore[arg-type]
+        template=TextTemplate("{title}"),
+        retrieval=RetrievalSettings(rrf_k=60, dense_weight=1.0, lexical_weight=3.0, candidates=50),
+        rerank=RerankSettings(depth=3),
+    )
+
+
+def test_server_side_hybrid_replaces_rrf_with_the_settings_depth_and_weights() -> None:
+    store = _ServerHybrid("abcdef", enabled=True)
+
+    outcome = _hybrid_pipeline(store).search("q", k=4, rerank=False)
+
+    assert [r.product.id for r in outcome.results] == ["f", "e", "d", "c"]
+    assert store.calls == [{"query": "q", "k": 4, "depth": 50, "weights": (1.0, 3.0)}]
+    assert "hybrid" in outcome.timings_ms
+    assert "fusion" not in outcome.timings_ms
+
+
+def test_server_side_hybrid_off_keeps_client_rrf() -> None:
+    store = _ServerHybrid("abcdef", enabled=False)
+
+    hits = _hybrid_pipeline(store).retrieve("q", k=6)
+
+    assert store.calls == []
+    assert [h.product_id for h in hits][:2] == ["b", "a"]
+
+
+def test_dense_mode_never_uses_server_side_hybrid() -> None:
+    store = _ServerHybrid("abcdef", enabled=True)
+
+    hits = _hybrid_pipeline(store).retrieve("q", k=3, mode="dense")
+
+    assert store.calls == []
+    assert [h.product_id for h in hits] == ["a", "b", "c"]

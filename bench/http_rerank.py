@@ -1,0 +1,167 @@
+"""Rerank-50 over HTTP: ``POST /v1/rerank`` on the served models, beside the torch teacher.
+
+Starts ``python -m ranker serve`` once per served reranker (127.0.0.1, a free port, the
+index the main job built), sends each judged query with 50 product texts, and times the
+round trips with one keep-alive client. The first pass over the queries meets cold caches
+(product token ids and prior vectors), the second warm ones, since a catalog's products
+recur between queries. The baseline is sentence-transformers' CrossEncoder, torch fp32, on
+the teacher's weights, called in this process (no HTTP), as the issue measures it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from bench.common import ratio_table, timing_dict
+from bench.rerank import DEPTH, _sentence_transformers, cycle, rerank_cases
+from ranker.compress.timing import time_calls
+
+BASELINE = "sentence-transformers torch fp32 teacher (in process)"
+START_TIMEOUT_S = 300.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def served(env_overrides: Mapping[str, str]) -> Iterator[tuple[httpx.Client, dict[str, Any]]]:
+    """A ``shoprank serve`` process with these settings; stopped by its PID afterwards."""
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **env_overrides}
+    port = _free_port()
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ranker", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0) as client:
+                yield client, _wait_until_healthy(client, process, log)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+
+
+def _wait_until_healthy(
+    client: httpx.Client, process: subprocess.Popen[bytes], log: Any
+) -> dict[str, Any]:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            tail = log.read().decode(errors="replace")[-3000:]
+            raise RuntimeError(f"the server exited with code {process.returncode}:\n{tail}")
+        try:
+            health: dict[str, Any] = client.get("/healthz", timeout=5.0).json()
+        except httpx.TransportError:
+            time.sleep(0.5)
+            continue
+        if health.get("status") != "ok":
+            raise RuntimeError(f"the server is not healthy: {health}")
+        return health
+    raise RuntimeError(f"the server was not healthy after {START_TIMEOUT_S:.0f} s")
+
+
+def _http_passes(client: httpx.Client, cases: list[tuple[str, list[str]]]) -> dict[str, Any]:
+    """Time one cold pass over every case, then one warm pass."""
+
+    def call(i: int) -> None:
+        query, documents = cases[i % len(cases)]
+        response = client.post("/v1/rerank", json={"query": query, "documents": documents})
+        response.raise_for_status()
+
+    cold = time_calls(call, repeats=len(cases), warmup=0)
+    warm = time_calls(call, repeats=len(cases), warmup=0)
+    return {"cold": timing_dict(cold), "warm": timing_dict(warm)}
+
+
+def run(*, baseline_repeats: int = 10) -> dict[str, Any]:
+    """The baseline in process, then the served default and the served teacher over HTTP."""
+    from ranker.loading import reranker_dir
+    from ranker.settings import Settings
+
+    cases = rerank_cases()
+    settings = Settings()
+    teacher_settings = settings.model_copy(
+        update={"rerank": settings.rerank.model_copy(update={"compressed": False})}
+    )
+    teacher = reranker_dir(teacher_settings)
+    baseline = time_calls(
+        cycle(_sentence_transformers(teacher), cases), repeats=baseline_repeats, warmup=1
+    )
+    rows: list[dict[str, Any]] = [
+        {"variant": BASELINE, **timing_dict(baseline), "pairs_per_s": DEPTH / baseline.p50_ms * 1e3}
+    ]
+    paths = {
+        "served default over HTTP": {},
+        "served teacher over HTTP": {"SHOPRANK_RERANK__COMPRESSED": "false"},
+    }
+    models: dict[str, str] = {}
+    for name, overrides in paths.items():
+        with served(overrides) as (client, health):
+            models[name] = f"{health['reranker']} on {health['backend'].get('reranker')}"
+            passes = _http_passes(client, cases)
+        for phase in ("cold", "warm"):
+            timing = passes[phase]
+            rows.append(
+                {
+                    "variant": f"{name}, caches {phase}",
+                    **timing,
+                    "pairs_per_s": DEPTH / timing["p50_ms"] * 1e3,
+                }
+            )
+    for row in rows:
+        row["speedup"] = rows[0]["p50_ms"] / row["p50_ms"]
+    return {
+        "task": f"rerank-{DEPTH} over HTTP",
+        "queries": len(cases),
+        "rows": rows,
+        "models": models,
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    """The rows as a table with ratios against the baseline."""
+    table = ratio_table(
+        result["rows"],
+        columns=[("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"), ("pairs/s", "pairs_per_s")],
+        baseline=BASELINE,
+    )
+    served = "; ".join(f"{name}: {model}" for name, model in result["models"].items())
+    return (
+        f"{result['task']}: {result['queries']} queries, one pass cold, one warm\n{table}\n{served}"
+    )
+
+
+def main() -> None:
+    """Command line: print the table, or JSON with ``--json``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--baseline-repeats", type=int, default=10)
+    args = parser.parse_args()
+    result = run(baseline_repeats=args.baseline_repeats)
+    print(json.dumps(result, indent=2) if args.json else render(result))
+
+
+if __name__ == "__main__":
+    main()
