@@ -525,7 +525,11 @@ def opensearch_setup_rerank(
     ] = None,
     name: Annotated[str, typer.Option(help="Connector and model name.")] = "shoprank-reranker",
 ) -> None:
-    """Register an ML Commons connector to /v1/rerank, a model and a rerank search pipeline."""
+    """Register an ML Commons connector to /v1/rerank, a model and a rerank search pipeline.
+
+    Idempotent: a connector and model of this name on the same endpoint, and a pipeline
+    that already holds the processor, are reused.
+    """
     from indexer.stores.base import StoreError
     from indexer.stores.opensearch.client import make_client
     from indexer.stores.opensearch.rerank_hook import (
@@ -545,8 +549,10 @@ def opensearch_setup_rerank(
         )
     except (StoreError, ValueError) as exc:
         raise _fail(str(exc)) from exc
+    changed = ", ".join(hook.changed) if hook.changed else "nothing, all reused"
     typer.echo(
         f"search pipeline {hook.pipeline}: model {hook.model_id} (connector {hook.connector_id}) "
-        f"-> {hook.endpoint}\nsearch with ?search_pipeline={hook.pipeline} and "
+        f"-> {hook.endpoint} (changed: {changed})\n"
+        f"search with ?search_pipeline={hook.pipeline} and "
         '"ext": {"rerank": {"query_context": {"query_text": "..."}}}'
     )

@@ -13,6 +13,7 @@ from ranker.embedder import Embedder
 from ranker.model_files import (
     ONNX_MODEL_NAME,
     SHIPPED_RERANKER,
+    SHIPPED_STUDENT,
     ModelNotFoundError,
     read_manifest,
     shipped_model_dir,
@@ -50,15 +51,19 @@ def reranker_dir(settings: Settings) -> Path:
     """
     if settings.rerank.model is not None:
         return Path(settings.rerank.model)
-    teacher = _teacher_dir(settings)
+    teacher = teacher_dir(settings)
     if settings.rerank.compressed:
-        student = settings.models_path / COMPRESSED_RERANKER_DIR
-        if _is_gated_student_of(student, teacher):
-            return student
+        compressed_here = settings.models_path / COMPRESSED_RERANKER_DIR
+        if _is_gated_student_of(compressed_here, teacher):
+            return compressed_here
+        shipped = shipped_model_dir(SHIPPED_STUDENT)
+        if _is_gated_student_of(shipped, teacher, quiet=True):
+            return shipped
     return teacher
 
 
-def _teacher_dir(settings: Settings) -> Path:
+def teacher_dir(settings: Settings) -> Path:
+    """The uncompressed reranker: one trained here, else the shipped one."""
     trained = settings.models_path / TRAINED_RERANKER_DIR
     if (trained / "config.json").is_file():
         return trained
@@ -71,13 +76,19 @@ def _teacher_dir(settings: Settings) -> Path:
     )
 
 
-def _is_gated_student_of(student: Path, teacher: Path) -> bool:
-    """A compressed directory that passed the gate against this very teacher, and can run."""
+def _is_gated_student_of(student: Path, teacher: Path, *, quiet: bool = False) -> bool:
+    """A compressed directory that passed the gate against this very teacher, and can run.
+
+    ``quiet``: a mismatch is expected (the shipped student of the shipped teacher, while a
+    teacher trained here serves), so it is not worth a warning.
+    """
     manifest = read_manifest(student) if (student / "config.json").is_file() else None
     if not manifest or not (manifest.get("gate") or {}).get("passed"):
         return False
     distilled_from = (manifest.get("distilled_from") or {}).get("weights_sha256")
     if distilled_from != weights_sha256(teacher):
+        if quiet:
+            return False
         logger.warning(
             "ignoring the compressed reranker in %s: it was distilled from another teacher "
             "than %s; run `shoprank compress` again",

@@ -24,6 +24,8 @@ ONNX_MODEL_NAME = "model.onnx"
 """The ONNX graph in an exported model directory (one variant per directory)."""
 SHIPPED_RERANKER = "esci-minilm-ce"
 """The cross-encoder shoprank trained on the ESCI sample and ships in ``ranker/shipped``."""
+SHIPPED_STUDENT = "esci-minilm-ce-student"
+"""The student `shoprank compress` distilled from it and gated, shipped beside it."""
 
 
 class ModelNotFoundError(FileNotFoundError):

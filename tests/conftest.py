@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-TINY_BERT = {
+TINY_BERT: dict[str, Any] = {
     "hidden_size": 32,
     "num_hidden_layers": 2,
     "num_attention_heads": 2,
@@ -29,7 +30,7 @@ def make_tiny_model(directory: Path, *, scoring: bool) -> Path:
     from ranker.training.artifacts import TOKENIZER_FILES
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, num_labels=1, **TINY_BERT)
+    config = BertConfig(vocab_size=30522, **{**TINY_BERT, "num_labels": 1})
     model = BertForSequenceClassification(config) if scoring else BertModel(config)
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(directory))

@@ -26,7 +26,7 @@ from ranker.evaluation.systems import (
     Task,
     system_run,
 )
-from ranker.loading import open_serving_pipeline, reranker_dir
+from ranker.loading import open_serving_pipeline, reranker_dir, teacher_dir
 from ranker.model_files import read_manifest
 from ranker.pipeline import SearchPipeline
 from ranker.settings import Settings
@@ -69,11 +69,13 @@ def _cross_validated(
     return _rows(RERANKED_SYSTEM.name, cv, f"{folds}-fold CV by query, trained here")
 
 
-def _from_manifest(manifest: dict[str, object]) -> list[SystemResult]:
+def _from_manifest(
+    manifest: dict[str, object], *, source: str = "from the model's manifest"
+) -> list[SystemResult]:
     stored = manifest.get("cross_validation")
     if not isinstance(stored, dict):
         return []
-    note = f"{stored.get('folds', '?')}-fold CV by query (from the model's manifest)"
+    note = f"{stored.get('folds', '?')}-fold CV by query ({source})"
     return [
         SystemResult(
             RERANKED_SYSTEM.name, task, {k: float(v) for k, v in stored[task].items()}, note
@@ -104,6 +106,13 @@ def run_evaluation(
     manifest = read_manifest(served_dir) or {}
     if folds >= 2:
         results += _cross_validated(settings, pipeline, judgments_path, folds)
+    elif manifest.get("distilled_from"):
+        # A distilled student serves: the cross-validated figures are its teacher's recipe's,
+        # and the student passed a gate against that teacher (see `shoprank compress`).
+        results += _from_manifest(
+            read_manifest(teacher_dir(settings)) or {},
+            source="the teacher's manifest; a student distilled from it serves",
+        )
     else:
         results += _from_manifest(manifest)
     trained_on = {str(q) for q in manifest.get("train_query_ids", [])}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from indexer.catalog import Product, TextTemplate
-from indexer.stores.base import ModelIdentity, SearchFilter, StoreMismatchError
+from indexer.stores.base import ModelIdentity, SearchFilter, StoreError, StoreMismatchError
 from indexer.stores.opensearch.aliases import alias_targets, prune_retired, versioned_indexes
 from indexer.stores.opensearch.bulk import bulk_options, run_bulk
 from indexer.stores.opensearch.client import make_client
@@ -23,6 +23,7 @@ from indexer.stores.opensearch.jobs import (
 from indexer.stores.opensearch.store import (
     OpenSearchIndex,
     OpenSearchVectorStore,
+    ServerHybrid,
     open_opensearch_index,
 )
 from ranker.embedder import Embedder
@@ -309,3 +310,21 @@ def test_no_search_fails_while_a_reindex_swaps_the_alias(
     now = float(retired["retired_at"]) + 3601
     assert prune_retired(index.client, "it-swap", grace_s=3600.0, now=now) == [second.index]
     assert len(index) == 50
+
+
+def test_server_hybrid_without_neural_search_names_the_plugin(
+    index: OpenSearchIndex, tiny_embedder: Embedder
+) -> None:
+    """The plain dev node has k-NN but not neural-search: no pipeline, a clear error."""
+    server = OpenSearchIndex(
+        index.client,
+        alias=index.alias,
+        meta=index.meta,
+        ef_search=index.ef_search,
+        bulk=index.bulk,
+        hybrid=ServerHybrid(pipeline="it-no-hybrid", normalization="min_max"),
+    )
+    vector = tiny_embedder.embed_query("gym bag")
+
+    with pytest.raises(StoreError, match="neural-search plugin"):
+        server.search_hybrid("gym bag", vector, K, depth=50, weights=(1.0, 1.0))

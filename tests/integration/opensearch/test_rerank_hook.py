@@ -188,3 +188,20 @@ def test_the_pipeline_runs_the_rerank_processor_on_our_model(
 
     assert processor["ml_opensearch"]["model_id"] == hook.model_id
     assert processor["context"]["document_fields"] == [MODEL_TEXT_FIELD]
+
+
+def test_setup_rerank_run_again_reuses_the_connector_model_and_pipeline(
+    hook: RerankHook, api: httpx.Client, ml_config: OpenSearchSettings
+) -> None:
+    client = make_client(ml_config)
+    time.sleep(1.5)  # ML Commons' system indexes refresh every second: searchable by now
+
+    again = setup_rerank(
+        client,
+        endpoint=rerank_endpoint(str(api.base_url)),
+        pipeline=PIPELINE,
+        document_fields=[MODEL_TEXT_FIELD],
+    )
+
+    assert (again.connector_id, again.model_id) == (hook.connector_id, hook.model_id)
+    assert again.changed == ()

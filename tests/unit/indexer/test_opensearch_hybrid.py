@@ -21,7 +21,7 @@ from ranker.settings import OpenSearchSettings
 
 opensearchpy = pytest.importorskip("opensearchpy")
 
-FILTER = SearchFilter(brands=frozenset({"Adidas"}), price_max=50.0)
+FILTER = SearchFilter(brands=("Adidas",), price_max=50.0)
 
 
 def test_hybrid_query_holds_knn_then_bm25_each_with_the_filter() -> None:
@@ -47,7 +47,9 @@ def test_hybrid_query_holds_knn_then_bm25_each_with_the_filter() -> None:
 
 
 def test_hybrid_query_without_filter_has_no_knn_filter() -> None:
-    body = hybrid_query("bag", np.ones(2), depth=10, ef_search=5, search_filter=None)
+    body = hybrid_query(
+        "bag", np.ones(2, dtype=np.float32), depth=10, ef_search=5, search_filter=None
+    )
 
     knn = body["query"]["hybrid"]["queries"][0]["knn"][VECTOR_FIELD]
     assert "filter" not in knn
@@ -103,9 +105,7 @@ class _Transport:
         self.pipelines: dict[str, Any] = {}
         self.calls: list[tuple[str, str]] = []
 
-    def perform_request(
-        self, method: str, path: str, body: Any = None, params: Any = None
-    ) -> Any:
+    def perform_request(self, method: str, path: str, body: Any = None, params: Any = None) -> Any:
         self.calls.append((method, path))
         if path == "/_cat/plugins":
             return [{"name": "node", "component": c, "version": "2.19.1.0"} for c in self.plugins]

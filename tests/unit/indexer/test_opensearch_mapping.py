@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
 from indexer.catalog import Product
 from indexer.stores.base import SearchFilter
@@ -144,9 +145,9 @@ def test_filters_become_clauses_inside_the_queries() -> None:
     assert inner["filter"] == {"bool": {"filter": clauses}}
     assert (
         "filter"
-        not in knn_query(np.zeros(3), k=1, ef_search=1, search_filter=None)["query"]["knn"][
-            VECTOR_FIELD
-        ]
+        not in knn_query(np.zeros(3, dtype=np.float32), k=1, ef_search=1, search_filter=None)[
+            "query"
+        ]["knn"][VECTOR_FIELD]
     )
     bm25 = bm25_query("red kettle", k=5, search_filter=search_filter)
     assert bm25["query"]["bool"]["filter"] == clauses
@@ -163,6 +164,6 @@ def test_lucene_scores_convert_back_to_similarities(similarity: float) -> None:
 
 def test_settings_refuse_two_kinds_of_auth() -> None:
     with pytest.raises(ValueError, match="not both"):
-        OpenSearchSettings(username="u", password="p", api_key="k")
+        OpenSearchSettings(username="u", password=SecretStr("p"), api_key=SecretStr("k"))
     with pytest.raises(ValueError, match="both username and password"):
         OpenSearchSettings(username="u")

@@ -1,0 +1,159 @@
+"""`setup_rerank` run again reuses its connector, model and pipeline (a pretend cluster)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from indexer.stores.opensearch.rerank_hook import (
+    PRIVATE_IP,
+    TRUSTED_ENDPOINTS,
+    rerank_endpoint,
+    setup_rerank,
+)
+
+opensearchpy = pytest.importorskip("opensearchpy")
+
+ML = "/_plugins/_ml"
+ENDPOINT = rerank_endpoint("http://127.0.0.1:8000")
+
+
+class _Cluster:
+    """Just enough of ML Commons, cluster settings and search pipelines."""
+
+    def __init__(self) -> None:
+        self.settings: dict[str, Any] = {}
+        self.connectors: dict[str, dict[str, Any]] = {}
+        self.models: dict[str, dict[str, Any]] = {}
+        self.pipelines: dict[str, Any] = {}
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.writes: list[tuple[str, str]] = []
+        self._ids = itertools.count(1)
+        self._clock = itertools.count(1000)
+
+    def _id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids)}"
+
+    @staticmethod
+    def _hits(docs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        if not docs:
+            raise opensearchpy.NotFoundError(404, "index_not_found_exception", {})
+        return {"hits": {"hits": [{"_id": i, "_source": s} for i, s in docs.items()]}}
+
+    def perform_request(self, method: str, path: str, body: Any = None, params: Any = None) -> Any:
+        if method in ("PUT", "POST") and not path.endswith("/_search"):
+            self.writes.append((method, path))
+        if path == "/_cluster/settings?flat_settings=true":
+            return {"persistent": dict(self.settings), "transient": {}}
+        if path == "/_cluster/settings":
+            for key, value in body["persistent"].items():
+                self.settings[key] = "true" if value is True else value
+            return {"acknowledged": True}
+        if path == f"{ML}/connectors/_search":
+            return self._hits(self.connectors)
+        if path == f"{ML}/connectors/_create":
+            connector_id = self._id("c")
+            self.connectors[connector_id] = {**body, "created_time": next(self._clock)}
+            return {"connector_id": connector_id}
+        if path == f"{ML}/models/_search":
+            return self._hits(self.models)
+        if path == f"{ML}/models/_register?deploy=true":
+            model_id, task_id = self._id("m"), self._id("t")
+            self.models[model_id] = {
+                "name": body["name"],
+                "connector_id": body["connector_id"],
+                "algorithm": "REMOTE",
+                "model_state": "DEPLOYED",
+                "created_time": next(self._clock),
+            }
+            self.tasks[task_id] = {"state": "COMPLETED", "model_id": model_id}
+            return {"task_id": task_id, "status": "CREATED", "model_id": model_id}
+        if path.startswith(f"{ML}/models/") and path.endswith("/_deploy"):
+            model_id = path.split("/")[-2]
+            self.models[model_id]["model_state"] = "DEPLOYED"
+            task_id = self._id("t")
+            self.tasks[task_id] = {"state": "COMPLETED", "model_id": model_id}
+            return {"task_id": task_id, "status": "CREATED"}
+        if path.startswith(f"{ML}/tasks/"):
+            return self.tasks[path.rsplit("/", 1)[-1]]
+        if path.startswith("/_search/pipeline/"):
+            name = path.rsplit("/", 1)[-1]
+            if method == "PUT":
+                self.pipelines[name] = body
+                return {"acknowledged": True}
+            if name not in self.pipelines:
+                raise opensearchpy.NotFoundError(404, "resource_not_found_exception", {})
+            return {name: self.pipelines[name]}
+        raise AssertionError(f"unexpected {method} {path}")
+
+
+class _Client:
+    def __init__(self) -> None:
+        self.transport = _Cluster()
+
+
+def test_the_first_run_registers_everything() -> None:
+    client = _Client()
+
+    hook = setup_rerank(client, endpoint=ENDPOINT, pipeline="p")
+
+    cluster = client.transport
+    assert hook.changed == ("settings", "connector", "model", "pipeline")
+    assert list(cluster.connectors) == [hook.connector_id]
+    assert list(cluster.models) == [hook.model_id]
+    assert cluster.settings[TRUSTED_ENDPOINTS] == [r"^http://127\.0\.0\.1:8000/.*$"]
+    assert cluster.settings[PRIVATE_IP] == "true"
+    processor = cluster.pipelines["p"]["response_processors"][0]["rerank"]
+    assert processor["ml_opensearch"]["model_id"] == hook.model_id
+
+
+def test_a_second_run_reuses_and_writes_nothing() -> None:
+    client = _Client()
+    first = setup_rerank(client, endpoint=ENDPOINT, pipeline="p")
+    client.transport.writes.clear()
+
+    second = setup_rerank(client, endpoint=ENDPOINT, pipeline="p")
+
+    assert (second.connector_id, second.model_id) == (first.connector_id, first.model_id)
+    assert second.changed == ()
+    assert client.transport.writes == []
+    assert len(client.transport.connectors) == len(client.transport.models) == 1
+
+
+def test_an_undeployed_model_is_deployed_not_registered_again() -> None:
+    client = _Client()
+    first = setup_rerank(client, endpoint=ENDPOINT, pipeline="p")
+    client.transport.models[first.model_id]["model_state"] = "UNDEPLOYED"
+
+    second = setup_rerank(client, endpoint=ENDPOINT, pipeline="p")
+
+    assert second.model_id == first.model_id
+    assert second.changed == ("model",)
+    assert client.transport.models[first.model_id]["model_state"] == "DEPLOYED"
+
+
+def test_another_endpoint_gets_its_own_connector_and_the_pipeline_moves() -> None:
+    client = _Client()
+    first = setup_rerank(client, endpoint=ENDPOINT, pipeline="p")
+    other = rerank_endpoint("http://127.0.0.1:9000")
+
+    second = setup_rerank(client, endpoint=other, pipeline="p")
+
+    assert second.connector_id != first.connector_id
+    assert second.model_id != first.model_id
+    assert second.changed == ("settings", "connector", "model", "pipeline")
+    processor = client.transport.pipelines["p"]["response_processors"][0]["rerank"]
+    assert processor["ml_opensearch"]["model_id"] == second.model_id
+    assert len(client.transport.settings[TRUSTED_ENDPOINTS]) == 2
+
+
+def test_another_document_field_only_rewrites_the_pipeline() -> None:
+    client = _Client()
+    first = setup_rerank(client, endpoint=ENDPOINT, pipeline="p")
+
+    second = setup_rerank(client, endpoint=ENDPOINT, pipeline="p", document_fields=["title"])
+
+    assert second.model_id == first.model_id
+    assert second.changed == ("pipeline",)
