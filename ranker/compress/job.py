@@ -17,6 +17,7 @@ the gate is conservative: it favours the teacher.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -32,6 +33,8 @@ from pydantic import BaseModel, Field
 from indexer.catalog import load_products, sample_catalog_path
 from indexer.stores.atomic import atomic_directory, atomic_write_bytes
 from ranker.backends import ModelTask
+from ranker.backends.base import FloatArray
+from ranker.caching import TextCache
 from ranker.compress.distill import (
     PSEUDO_QUERY_PREFIX,
     StudentConfig,
@@ -42,6 +45,7 @@ from ranker.compress.distill import (
     teacher_pairs,
 )
 from ranker.compress.export import export_model
+from ranker.compress.parity import ParityError
 from ranker.compress.quantize import Precision, quantize_model
 from ranker.compress.timing import time_calls
 from ranker.embedder import Embedder
@@ -57,6 +61,8 @@ from ranker.training.jobs import TrainingData, load_training_data
 logger = logging.getLogger(__name__)
 
 TEACHER = "teacher (torch fp32)"
+PRECISIONS = {"torch": "torch fp32", "onnx-fp32": "onnx fp32", "onnx-int8": "onnx int8"}
+"""Each student's variants: directory name -> how the report names it."""
 RERANK_DEPTH = 50
 
 
@@ -91,6 +97,7 @@ class Variant:
     pairs_per_s: float = 0.0
     cv_ndcg: float | None = None
     passes: bool = False
+    note: str = ""
 
 
 @dataclass
@@ -143,6 +150,7 @@ def compress_reranker(
             cv_ndcg=report.teacher_cv_ndcg,
         )
     )
+    prior_cache: TextCache[FloatArray] = TextCache(settings.rerank.prior_cache_size)
     for layers in config.layers:
         student_config = StudentConfig(seed=settings.seed, **{**config.student, "layers": layers})
         cv = _cross_validate(
@@ -154,23 +162,25 @@ def compress_reranker(
             work_dir / f"cv-l{layers}",
             embedder=pipeline.embedder,
             settings=settings,
+            prior_cache=prior_cache,
         )
         final = _student_variants(
-            pairs, data, teacher_dir, student_config, work_dir / f"student-l{layers}", cv
+            pairs, data, teacher_dir, student_config, work_dir / f"student-l{layers}", *cv
         )
-        for variant, path in final:
-            reranker = _load_student(
-                path, variant.precision, student_config, pipeline.embedder, settings
-            )
-            report.variants.append(
+        for variant in final:
+            if variant.path is not None:
+                reranker = _load_student(
+                    Path(variant.path),
+                    variant.precision,
+                    student_config,
+                    pipeline.embedder,
+                    settings,
+                    TextCache(settings.rerank.prior_cache_size),
+                )
                 _timed(variant, reranker, cases, config, cv_ndcg=variant.cv_ndcg)
-            )
-    floor = report.teacher_cv_ndcg - config.max_ndcg_drop
-    for variant in report.variants:
-        variant.passes = variant.cv_ndcg is not None and variant.cv_ndcg >= floor
-    passing = [v for v in report.variants if v.passes and v.name != TEACHER]
-    if passing:
-        best = min(passing, key=lambda v: v.p50_ms)
+            report.variants.append(variant)
+    best = apply_gate(report.variants, report.teacher_cv_ndcg, config.max_ndcg_drop)
+    if best is not None:
         served = settings.models_path / COMPRESSED_RERANKER_DIR
         _install(Path(str(best.path)), served, best, report)
         report.served, report.served_path = best.name, str(served)
@@ -179,6 +189,21 @@ def compress_reranker(
     report.seconds = time.perf_counter() - started
     write_report(report, work_dir, max_ndcg_drop=config.max_ndcg_drop)
     return report
+
+
+def apply_gate(
+    variants: Sequence[Variant], teacher_ndcg: float, max_ndcg_drop: float
+) -> Variant | None:
+    """Mark each variant as passing or not; the fastest passing student, if any.
+
+    A variant passes when its cross-validated NDCG@10 is at least ``teacher_ndcg`` minus
+    ``max_ndcg_drop``; one without a figure fails. The teacher is never the winner.
+    """
+    floor = teacher_ndcg - max_ndcg_drop
+    for variant in variants:
+        variant.passes = variant.cv_ndcg is not None and variant.cv_ndcg >= floor
+    passing = [v for v in variants if v.passes and v.name != TEACHER]
+    return min(passing, key=lambda v: v.p50_ms) if passing else None
 
 
 def cached_teacher_pairs(
@@ -246,42 +271,60 @@ def _cross_validate(
     *,
     embedder: Embedder,
     settings: Settings,
-) -> dict[str, dict[str, float]]:
+    prior_cache: TextCache[FloatArray],
+) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """Precision -> qid -> NDCG@10 of the student variants, each query scored by the fold
-    model that never trained on it."""
-    scores: dict[str, dict[str, float]] = {"torch": {}, "onnx-fp32": {}, "onnx-int8": {}}
+    model that never trained on it; and the variants refused in some fold, with why."""
+    scores: dict[str, dict[str, float]] = {precision: {} for precision in PRECISIONS}
+    refused: dict[str, str] = {}
     for number, (train_qids, test_qids) in enumerate(splits, start=1):
         logger.info("student %d layers, fold %d/%d", config.layers, number, len(splits))
         result = distill_reranker(
             pairs, data.product_texts, data.judgments, teacher_dir, config, train_qids=train_qids
         )
         fold_dir = work_dir / f"fold{number}"
-        paths = _export_variants(result, fold_dir, teacher_dir, config, data.sha256, {})
+        paths, fold_refused = _export_variants(
+            result, fold_dir, teacher_dir, config, data.sha256, {}
+        )
+        refused.update({p: f"fold {number}: {why}" for p, why in fold_refused.items()})
         for precision, path in paths.items():
-            reranker = _load_student(path, precision, config, embedder, settings)
+            if precision in refused:
+                continue
+            reranker = _load_student(path, precision, config, embedder, settings, prior_cache)
             scores[precision].update(
                 _per_query_ndcg(
                     _judged_scorer(reranker, data), data.judgments, test_qids, data.product_texts
                 )
             )
         shutil.rmtree(fold_dir, ignore_errors=True)
-    return scores
+    return {p: v for p, v in scores.items() if p not in refused}, refused
 
 
 def _load_student(
-    path: Path, precision: str, config: StudentConfig, embedder: Embedder, settings: Settings
+    path: Path,
+    precision: str,
+    config: StudentConfig,
+    embedder: Embedder,
+    settings: Settings,
+    prior_cache: TextCache[FloatArray],
 ) -> Reranker:
-    """A student variant as serving loads it, with the teacher's prior when it keeps one."""
-    return Reranker.load(
+    """A student variant as serving loads it, with the teacher's prior when it keeps one.
+
+    The prior's product vectors come from ``prior_cache``, shared by every variant (they
+    all use the same bi-encoder), so each product is embedded once per job.
+    """
+    reranker = Reranker.load(
         path,
         backend="torch" if precision == "torch" else "onnx",
         max_length=config.max_length,
         max_query_tokens=config.max_query_tokens,
         embedder=embedder,
         token_cache_size=settings.rerank.token_cache_size,
-        prior_cache_size=settings.rerank.prior_cache_size,
         backend_config=settings.backends,
     )
+    if reranker.prior is not None:
+        reranker.prior = dataclasses.replace(reranker.prior, cache=prior_cache)
+    return reranker
 
 
 def _judged_scorer(reranker: Reranker, data: TrainingData) -> Callable[[str, Sequence[str]], Any]:
@@ -301,25 +344,32 @@ def _student_variants(
     config: StudentConfig,
     out_dir: Path,
     cv: Mapping[str, Mapping[str, float]],
-) -> list[tuple[Variant, Path]]:
-    """The final student (every query) and its ONNX fp32 and int8 variants."""
+    cv_refused: Mapping[str, str],
+) -> list[Variant]:
+    """The final student (every query) and its ONNX fp32 and int8 variants.
+
+    A variant refused by a parity check, here or in a fold, is listed with the reason and
+    without a path or a cross-validated figure, so it cannot pass the gate.
+    """
     result = distill_reranker(pairs, data.product_texts, data.judgments, teacher_dir, config)
     metrics = {"cv_ndcg@10": {precision: _mean(v) for precision, v in cv.items()}}
-    paths = _export_variants(result, out_dir, teacher_dir, config, data.sha256, metrics)
-    names = {"torch": "torch fp32", "onnx-fp32": "onnx fp32", "onnx-int8": "onnx int8"}
-    return [
-        (
+    paths, refused = _export_variants(result, out_dir, teacher_dir, config, data.sha256, metrics)
+    refused = {**cv_refused, **refused}
+    variants = []
+    for precision in PRECISIONS:
+        name = f"student {config.layers}L {PRECISIONS[precision]}"
+        if precision in refused or precision not in paths:
+            reason = refused.get(precision, "not made")
+            variants.append(
+                Variant(name, None, config.layers, precision, note=f"refused: {reason}")
+            )
+            continue
+        variants.append(
             Variant(
-                f"student {config.layers}L {names[precision]}",
-                str(path),
-                config.layers,
-                precision,
-                cv_ndcg=_mean(cv[precision]),
-            ),
-            path,
+                name, str(paths[precision]), config.layers, precision, cv_ndcg=_mean(cv[precision])
+            )
         )
-        for precision, path in paths.items()
-    ]
+    return variants
 
 
 def _export_variants(
@@ -329,7 +379,8 @@ def _export_variants(
     config: StudentConfig,
     data_sha256: str,
     metrics: Mapping[str, Any],
-) -> dict[str, Path]:
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """Save the torch student, export it and quantize it; parity refusals are returned."""
     torch_dir = out_dir / "torch"
     save_student(
         result,
@@ -339,9 +390,22 @@ def _export_variants(
         data_sha256=data_sha256,
         metrics=metrics,
     )
-    fp32 = export_model(torch_dir, out_dir / "onnx-fp32", task=ModelTask.SCORE).path
-    int8 = quantize_model(fp32, out_dir / "onnx-int8", precision=Precision.QINT8).path
-    return {"torch": torch_dir, "onnx-fp32": fp32, "onnx-int8": int8}
+    paths = {"torch": torch_dir}
+    try:
+        paths["onnx-fp32"] = export_model(
+            torch_dir, out_dir / "onnx-fp32", task=ModelTask.SCORE
+        ).path
+    except ParityError as exc:
+        logger.warning("%s", exc)
+        return paths, {"onnx-fp32": str(exc), "onnx-int8": "no fp32 export to quantize"}
+    try:
+        paths["onnx-int8"] = quantize_model(
+            paths["onnx-fp32"], out_dir / "onnx-int8", precision=Precision.QINT8
+        ).path
+    except ParityError as exc:
+        logger.warning("%s", exc)
+        return paths, {"onnx-int8": str(exc)}
+    return paths, {}
 
 
 def _timed(
@@ -422,21 +486,27 @@ def write_report(report: CompressionReport, out_dir: Path, *, max_ndcg_drop: flo
         f"Teacher: {report.teacher}. Rerank-{RERANK_DEPTH} latency on this machine; NDCG@10 "
         f"on the rerank task, {report.folds}-fold cross-validated by query (each student "
         "scores only queries it never trained on; the teacher's figure is on the same "
-        "queries, in-sample if it was trained on them).",
+        "queries, in-sample if it was trained on them). Timings: the served scoring, dense "
+        "prior included, one query's judged products per call, the prior's product cache "
+        "empty at the start.",
         f"Gate: NDCG@10 ≥ teacher's {report.teacher_cv_ndcg:.4f} − {max_ndcg_drop} = "
         f"{report.teacher_cv_ndcg - max_ndcg_drop:.4f}.",
         "",
-        "| variant | size (MB) | p50 (ms) | p99 (ms) | pairs/s | speed-up | NDCG@10 | gate |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| variant | size (MB) | p50 (ms) | p99 (ms) | pairs/s | speed-up | NDCG@10 | gate "
+        "| note |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for v in report.variants:
         gate = "teacher" if v.name == TEACHER else ("pass" if v.passes else "fail")
         if v.name == report.served:
             gate += " (served)"
         ndcg = f"{v.cv_ndcg:.4f}" if v.cv_ndcg is not None else "–"
+        if v.path is None:
+            lines.append(f"| {v.name} | – | – | – | – | – | {ndcg} | {gate} | {v.note} |")
+            continue
         lines.append(
             f"| {v.name} | {v.size_mb:.1f} | {v.p50_ms:.1f} | {v.p99_ms:.1f} | "
-            f"{v.pairs_per_s:.0f} | {base.p50_ms / v.p50_ms:.1f}× | {ndcg} | {gate} |"
+            f"{v.pairs_per_s:.0f} | {base.p50_ms / v.p50_ms:.1f}× | {ndcg} | {gate} | {v.note} |"
         )
     lines += ["", f"Served: {report.served or 'the teacher (no student passed)'}.", ""]
     lines.append("![latency against NDCG@10](report.png)")
