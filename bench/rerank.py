@@ -87,9 +87,16 @@ def cross_encoder(model_dir: Path, backend: str, *, batch_size: int | None = Non
 
 
 def _sentence_transformers(model_dir: Path) -> Callable[[str, Sequence[str]], Any]:
+    import torch
     from sentence_transformers import CrossEncoder
 
-    model = CrossEncoder(str(model_dir), device="cpu", max_length=RerankSettings().max_length)
+    model = CrossEncoder(
+        str(model_dir),
+        device="cpu",
+        max_length=RerankSettings().max_length,
+        # The shipped weights are float16; the baseline is the fp32 teacher.
+        model_kwargs={"dtype": torch.float32},
+    )
 
     def score(query: str, documents: Sequence[str]) -> Any:
         pairs = [(query, document) for document in documents]

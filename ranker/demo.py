@@ -113,6 +113,13 @@ def _describe_reranker(settings: Settings) -> None:
     manifest = read_manifest(path) or {}
     size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 2**20
     _say(f"reranker: {path} ({manifest.get('model_id', 'untracked')}, {size:.0f} MiB)")
+    gate = manifest.get("gate")
+    if isinstance(gate, dict):
+        _say(
+            f"  the gated student of {gate.get('teacher')}: {gate.get('variant')}, "
+            f"cross-validated NDCG@10 {gate.get('cv_ndcg@10', 0):.4f} against the teacher's "
+            f"{gate.get('teacher_ndcg@10', 0):.4f} (`shoprank compress`)"
+        )
 
 
 def _print_search(base_url: str, query: str, *, filters: dict[str, Any] | None = None) -> None:
