@@ -134,8 +134,20 @@ def run(
             served.prior.cache.clear()
         return served.score(query, documents)
 
+    warmed = False
+
+    def served_warm(query: str, documents: Sequence[str]) -> Any:
+        # The first (untimed warm-up) call scores every case once, so the timed calls find
+        # every product's token ids and prior vector cached.
+        nonlocal warmed
+        if not warmed:
+            for case_query, case_documents in cases:
+                served.score(case_query, case_documents)
+            warmed = True
+        return served.score(query, documents)
+
     paths["served onnx int8 + int8 prior, caches cold"] = served_cold
-    paths["served onnx int8 + int8 prior, caches warm"] = served.score
+    paths["served onnx int8 + int8 prior, caches warm"] = served_warm
     rows: list[dict[str, Any]] = []
     for name, score in paths.items():
         timing = time_calls(cycle(score, cases), repeats=repeats)
