@@ -11,11 +11,14 @@ from typing import Literal
 
 from indexer.catalog import Product, TextTemplate
 from indexer.stores.base import (
+    FloatMatrix,
     Hit,
     HybridSearcher,
     LexicalIndex,
     ProductStore,
     SearchFilter,
+    StoredVectors,
+    StoreError,
     VectorStore,
 )
 from ranker.embedder import Embedder
@@ -194,6 +197,22 @@ class SearchPipeline:
             for hit in fused
         ]
 
+    def _stored_prior_vectors(self, product_ids: Sequence[str]) -> FloatMatrix | None:
+        """The products' vectors from the index, when the reranker's dense prior can use
+        them: the index was built with the prior's bi-encoder (or what it was exported
+        from), over the same texts the reranker reads. Else None: the prior embeds."""
+        prior = self.reranker.prior if self.reranker is not None else None
+        store = self.vector_store
+        if prior is None or not isinstance(store, StoredVectors):
+            return None
+        if store.identity.weights_sha256 not in prior.embedder.lineage:
+            return None
+        try:
+            return store.vectors(product_ids)
+        except StoreError as exc:
+            logger.warning("the prior embeds the products: %s", exc)
+            return None
+
     def product_texts(self, products: Sequence[Product]) -> list[str]:
         """The text the models see for each product."""
         return [self.template.render(product) for product in products]
@@ -232,7 +251,13 @@ class SearchPipeline:
         if do_rerank and results and self.reranker is not None:
             head, tail = results[:depth], results[depth:]
             with timer.stage("rerank"):
-                scores = self.reranker.score(query, self.product_texts([r.product for r in head]))
+                texts = self.product_texts([r.product for r in head])
+                vectors = self._stored_prior_vectors([r.product.id for r in head])
+                scores = (
+                    self.reranker.score(query, texts)
+                    if vectors is None
+                    else self.reranker.score(query, texts, document_vectors=vectors)
+                )
             rescored = self._order_head(head, [float(s) for s in scores])
             # The tail keeps retrieval order, scored below the reranked head so that
             # scores decrease down the list (TREC tools sort by score, not by rank).

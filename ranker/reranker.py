@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.stores.base import FloatMatrix
 from ranker.backends import Backend, ModelTask, load_backend
 from ranker.backends.base import FloatArray
 from ranker.caching import TextCache
@@ -36,14 +37,24 @@ class DensePrior:
     embedder: Embedder
     cache: TextCache[FloatArray] = field(default_factory=lambda: TextCache(0))
 
-    def scores(self, query: str, documents: Sequence[str]) -> FloatArray:
-        """The prior for each document: the query embedded now, documents from the cache."""
+    def scores(
+        self,
+        query: str,
+        documents: Sequence[str],
+        document_vectors: FloatMatrix | None = None,
+    ) -> FloatArray:
+        """The prior for each document: the query embedded now; the documents' vectors as
+        given (e.g. stored in the index by this bi-encoder), else from the cache."""
         query_vector = self.embedder.embed([query])[0]
 
         def embed(texts: list[str]) -> list[FloatArray]:
             return list(self.embedder.embed(texts))
 
-        vectors = np.stack(self.cache.get_many(documents, embed))
+        vectors = (
+            document_vectors
+            if document_vectors is not None
+            else np.stack(self.cache.get_many(documents, embed))
+        )
         prior: FloatArray = self.weight * (vectors @ query_vector) + self.bias
         return prior.astype(np.float32)
 
@@ -116,13 +127,33 @@ class Reranker:
             prior=_dense_prior(model_dir, embedder, cache_size=prior_cache_size),
         )
 
-    def score(self, query: str, documents: Sequence[str]) -> FloatArray:
-        """Relevance logits, one per document, in the documents' order."""
-        cross_encoder, prior = self.score_parts(query, documents)
+    def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        document_vectors: FloatMatrix | None = None,
+    ) -> FloatArray:
+        """Relevance logits, one per document, in the documents' order.
+
+        ``document_vectors``: the documents' vectors from the prior's bi-encoder, when the
+        caller has them (the index stores them), so the prior does not embed them again.
+        """
+        cross_encoder, prior = self.score_parts(query, documents, document_vectors=document_vectors)
         return cross_encoder + prior
 
-    def score_parts(self, query: str, documents: Sequence[str]) -> tuple[FloatArray, FloatArray]:
+    def score_parts(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        document_vectors: FloatMatrix | None = None,
+    ) -> tuple[FloatArray, FloatArray]:
         """The cross-encoder's logits and the dense prior's terms (zeros without one)."""
+        if document_vectors is not None and len(document_vectors) != len(documents):
+            raise ValueError(
+                f"{len(document_vectors)} document vectors for {len(documents)} documents"
+            )
         scores = np.zeros(len(documents), dtype=np.float32)
         if not documents:
             return scores, scores.copy()
@@ -135,7 +166,7 @@ class Reranker:
             scores[indices] = self.backend.infer(batch)
         if self.prior is None:
             return scores, np.zeros_like(scores)
-        return scores, self.prior.scores(query, documents)
+        return scores, self.prior.scores(query, documents, document_vectors)
 
 
 def _dense_prior(

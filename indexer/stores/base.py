@@ -104,6 +104,16 @@ FloatMatrix = npt.NDArray[np.float32]
 
 
 @runtime_checkable
+class StoredVectors(Protocol):
+    """A vector store that hands back the vectors it stored (the embedded FAISS store does)."""
+
+    identity: ModelIdentity
+
+    def vectors(self, product_ids: Sequence[str]) -> FloatMatrix:
+        """The stored vectors of ``product_ids``, shape ``(len(product_ids), dim)``."""
+
+
+@runtime_checkable
 class VectorStore(Protocol):
     """Nearest-neighbour search over product vectors (inner product on normalized vectors)."""
 

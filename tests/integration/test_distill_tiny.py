@@ -214,3 +214,32 @@ def test_the_compressed_setting_turns_the_student_off(served_home: Settings) -> 
         update={"rerank": served_home.rerank.model_copy(update={"compressed": False})}
     )
     assert reranker_dir(settings) == served_home.models_path / TRAINED_RERANKER_DIR
+
+
+def test_the_prior_gives_the_same_scores_from_given_vectors(
+    tiny_reranker_dir: Path, tiny_embedder_dir: Path, tmp_path: Path, texts: dict[str, str]
+) -> None:
+    from ranker.embedder import Embedder
+
+    embedder = Embedder.load(tiny_embedder_dir, backend="torch")
+    with_prior = tmp_path / "with-prior"
+    shutil.copytree(tiny_reranker_dir, with_prior)
+    (with_prior / MANIFEST_NAME).write_text(
+        json.dumps(
+            {
+                "kind": "cross-encoder",
+                "prior": {
+                    "weight": 3.0,
+                    "bias": -1.0,
+                    "embedder": {"weights_sha256": embedder.identity.weights_sha256},
+                },
+            }
+        )
+    )
+    reranker = Reranker.load(with_prior, backend="torch", max_length=64, embedder=embedder)
+    documents = list(texts.values())[:6]
+    embedded = reranker.score("usb charger", documents)
+    given = reranker.score("usb charger", documents, document_vectors=embedder.embed(documents))
+    np.testing.assert_allclose(given, embedded, atol=1e-5)
+    with pytest.raises(ValueError, match="2 document vectors for 6 documents"):
+        reranker.score("usb charger", documents, document_vectors=embedder.embed(documents[:2]))

@@ -56,6 +56,7 @@ class _Reranker:
     def __init__(self, table: dict[str, float]) -> None:
         self.table = table
         self.seen: list[int] = []
+        self.prior: Any = None
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         self.seen.append(len(documents))
@@ -191,3 +192,53 @@ def test_dense_mode_never_uses_server_side_hybrid() -> None:
 
     assert store.calls == []
     assert [h.product_id for h in hits] == ["a", "b", "c"]
+
+
+class _StoredRanked(_Ranked):
+    """A dense store that also hands back stored vectors (one per product, by id)."""
+
+    def vectors(self, product_ids: Sequence[str]) -> np.ndarray:
+        return np.array([[ord(p), 0.0] for p in product_ids], dtype=np.float32)
+
+
+class _PriorReranker(_Reranker):
+    """A reranker with a dense prior whose bi-encoder has the given weights lineage."""
+
+    def __init__(self, table: dict[str, float], lineage: tuple[str, ...]) -> None:
+        super().__init__(table)
+        self.prior = type("Prior", (), {"embedder": type("E", (), {"lineage": lineage})()})()
+        self.vectors_seen: list[np.ndarray | None] = []
+
+    def score(
+        self, query: str, documents: Sequence[str], *, document_vectors: Any = None
+    ) -> np.ndarray:
+        self.vectors_seen.append(document_vectors)
+        return super().score(query, documents)
+
+
+def _stored_pipeline(reranker: _PriorReranker) -> SearchPipeline:
+    return SearchPipeline(
+        embedder=_Embedder(),  # type: ignore[arg-type]
+        vector_store=_StoredRanked("abcdef"),  # type: ignore[arg-type]
+        lexical_index=_Ranked("bacdfe"),  # type: ignore[arg-type]
+        product_store=_Products(),  # type: ignore[arg-type]
+        template=TextTemplate("{title}"),
+        retrieval=RetrievalSettings(rrf_k=60),
+        rerank=RerankSettings(depth=3, retrieval_weight=0.0),
+        reranker=reranker,  # type: ignore[arg-type]
+    )
+
+
+def test_the_prior_reads_the_heads_vectors_from_the_index_built_with_its_bi_encoder() -> None:
+    reranker = _PriorReranker(SCORES, lineage=(_Embedder.identity.weights_sha256,))
+    outcome = _stored_pipeline(reranker).search("q", k=3, mode="dense")
+    [vectors] = reranker.vectors_seen
+    assert vectors is not None
+    assert [chr(int(row[0])) for row in vectors] == ["a", "b", "c"]  # the head, in order
+    assert [r.product.id for r in outcome.results] == ["c", "b", "a"]
+
+
+def test_an_index_of_another_bi_encoder_leaves_the_prior_to_embed() -> None:
+    reranker = _PriorReranker(SCORES, lineage=("f" * 64,))
+    _stored_pipeline(reranker).search("q", k=3, mode="dense")
+    assert reranker.vectors_seen == [None]
