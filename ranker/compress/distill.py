@@ -15,7 +15,6 @@ retrieval finds for them. Labels are used only to stop early on validation NDCG@
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import random
@@ -36,6 +35,7 @@ from ranker.model_files import model_id, read_manifest, weights_sha256
 from ranker.tokenization import PairTokenizer
 from ranker.training.artifacts import save_model_dir
 from ranker.training.common import (
+    BestCheckpoint,
     TrainingConfig,
     TrainingResult,
     linear_schedule,
@@ -223,18 +223,16 @@ def distill_reranker(
     result = TrainingResult(
         model=model, tokenizer=tokenizer, train_queries=fit_qids, validation_queries=validation_qids
     )
-    best_ndcg = validation_ndcg()
-    best_state = copy.deepcopy(model.state_dict())
-    result.history.append({"step": 0, "validation_ndcg@10": best_ndcg})
-    evals_without_gain = 0
+    best = BestCheckpoint(model, validation_ndcg())
+    result.history.append({"step": 0, "validation_ndcg@10": best.ndcg})
     step = 0
     losses: list[float] = []
     bar = tqdm(total=total_steps, desc="distilling reranker", unit="step", disable=not progress)
-    while step < total_steps and evals_without_gain < config.patience:
+    while step < total_steps and best.evals_without_gain < config.patience:
         order = list(training)
         generator.shuffle(order)
         for start in range(0, len(order), config.batch_size):
-            if step >= total_steps or evals_without_gain >= config.patience:
+            if step >= total_steps or best.evals_without_gain >= config.patience:
                 break
             chunk = order[start : start + config.batch_size]
             model.train()
@@ -254,7 +252,7 @@ def distill_reranker(
             step += 1
             losses.append(loss.item())
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best_ndcg:.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best.ndcg:.4f}")
             if step % eval_every == 0 or step == total_steps:
                 ndcg = validation_ndcg()
                 result.history.append(
@@ -264,18 +262,10 @@ def distill_reranker(
                     "step %d: mse %.4f, validation NDCG@10 %.4f", step, np.mean(losses), ndcg
                 )
                 losses.clear()
-                if ndcg > best_ndcg:
-                    best_ndcg, best_state, evals_without_gain = (
-                        ndcg,
-                        copy.deepcopy(model.state_dict()),
-                        0,
-                    )
-                else:
-                    evals_without_gain += 1
+                best.offer(model, ndcg)
     bar.close()
-    model.load_state_dict(best_state)
-    model.eval()
-    result.best_validation_ndcg = best_ndcg
+    best.restore(model)
+    result.best_validation_ndcg = best.ndcg
     result.seconds = time.perf_counter() - started
     return result
 

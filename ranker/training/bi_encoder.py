@@ -10,7 +10,6 @@ twice, so no positive is used as another pair's negative.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import random
@@ -29,6 +28,7 @@ from ranker.model_files import resolve_model_dir
 from ranker.tokenization import PairTokenizer, pad_batch
 from ranker.training.artifacts import save_model_dir
 from ranker.training.common import (
+    BestCheckpoint,
     TrainingConfig,
     TrainingResult,
     linear_schedule,
@@ -193,16 +193,14 @@ def train_bi_encoder(
     result = TrainingResult(
         model=model, tokenizer=tokenizer, train_queries=fit_qids, validation_queries=validation_qids
     )
-    best_ndcg = validation_ndcg()
-    best_state = copy.deepcopy(model.state_dict())
-    result.history.append({"step": 0, "validation_ndcg@10": best_ndcg})
-    evals_without_gain = 0
+    best = BestCheckpoint(model, validation_ndcg())
+    result.history.append({"step": 0, "validation_ndcg@10": best.ndcg})
     step = 0
     interval_losses: list[float] = []
     bar = tqdm(total=total_steps, desc="training bi-encoder", unit="step", disable=not progress)
-    while step < total_steps and evals_without_gain < config.patience:
+    while step < total_steps and best.evals_without_gain < config.patience:
         for batch in _batches_without_repeated_queries(triples, config.batch_size, generator):
-            if step >= total_steps or evals_without_gain >= config.patience:
+            if step >= total_steps or best.evals_without_gain >= config.patience:
                 break
             model.train()
             queries = _mean_pool(model, tokenizer, [t.query for t in batch])
@@ -219,7 +217,7 @@ def train_bi_encoder(
             step += 1
             interval_losses.append(loss.item())
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best_ndcg:.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best.ndcg:.4f}")
             if step % eval_every == 0 or step == total_steps:
                 ndcg = validation_ndcg()
                 mean_loss = float(np.mean(interval_losses))
@@ -228,18 +226,10 @@ def train_bi_encoder(
                     {"step": step, "train_loss": mean_loss, "validation_ndcg@10": ndcg}
                 )
                 logger.info("step %d: loss %.4f, validation NDCG@10 %.4f", step, mean_loss, ndcg)
-                if ndcg > best_ndcg:
-                    best_ndcg, best_state, evals_without_gain = (
-                        ndcg,
-                        copy.deepcopy(model.state_dict()),
-                        0,
-                    )
-                else:
-                    evals_without_gain += 1
+                best.offer(model, ndcg)
     bar.close()
-    model.load_state_dict(best_state)
-    model.eval()
-    result.best_validation_ndcg = best_ndcg
+    best.restore(model)
+    result.best_validation_ndcg = best.ndcg
     result.seconds = time.perf_counter() - started
     return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,36 @@ class TrainingResult:
     output_dir: Path | None = None
     prior: dict[str, float] | None = None
     """Learned ``{"weight": w, "bias": b}`` of the dense prior, if one was used."""
+
+
+class BestCheckpoint:
+    """The best model state so far by validation NDCG@10, for early stopping.
+
+    It starts from the model as given (the untrained state counts as a candidate) and
+    counts the evaluations since the score last improved.
+    """
+
+    def __init__(self, model: torch.nn.Module, ndcg: float) -> None:
+        self.ndcg = ndcg
+        self.state = copy.deepcopy(model.state_dict())
+        self.evals_without_gain = 0
+
+    def offer(self, model: torch.nn.Module, ndcg: float) -> bool:
+        """Keep the model's state if ``ndcg`` beats the best; True when it did."""
+        if ndcg > self.ndcg:
+            self.ndcg, self.state, self.evals_without_gain = (
+                ndcg,
+                copy.deepcopy(model.state_dict()),
+                0,
+            )
+            return True
+        self.evals_without_gain += 1
+        return False
+
+    def restore(self, model: torch.nn.Module) -> None:
+        """Load the best state into ``model`` and put it in evaluation mode."""
+        model.load_state_dict(self.state)
+        model.eval()
 
 
 def set_seed(seed: int) -> None:

@@ -14,7 +14,6 @@ whose pair head starts from scratch ranks below the zero-shot bi-encoder on this
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import random
@@ -34,6 +33,7 @@ from ranker.model_files import read_manifest, resolve_model_dir
 from ranker.tokenization import PairTokenizer, pad_batch
 from ranker.training.artifacts import save_model_dir
 from ranker.training.common import (
+    BestCheckpoint,
     TrainingConfig,
     TrainingResult,
     linear_schedule,
@@ -229,18 +229,16 @@ def train_cross_encoder(
         validation_queries=validation_qids,
     )
     # The starting point counts as a candidate: if no step beats it, it is what comes back.
-    best_state = copy.deepcopy(model.state_dict())
+    best = BestCheckpoint(model, validation_ndcg())
     best_prior = (prior_weight.item(), prior_bias.item())
-    best_ndcg = validation_ndcg()
-    result.history.append({"step": 0, "validation_ndcg@10": best_ndcg})
-    logger.info("validation NDCG@10 before training: %.4f", best_ndcg)
-    evals_without_gain = 0
+    result.history.append({"step": 0, "validation_ndcg@10": best.ndcg})
+    logger.info("validation NDCG@10 before training: %.4f", best.ndcg)
     step = 0
     running_loss = 0.0
     bar = tqdm(total=total_steps, desc="training reranker", unit="step", disable=not progress)
-    while step < total_steps and evals_without_gain < config.patience:
+    while step < total_steps and best.evals_without_gain < config.patience:
         for chunk in _batches(pairs, config, generator):
-            if step >= total_steps or evals_without_gain >= config.patience:
+            if step >= total_steps or best.evals_without_gain >= config.patience:
                 break
             model.train()
             logits = pair_logits(
@@ -262,7 +260,7 @@ def train_cross_encoder(
             step += 1
             running_loss += loss.item()
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best_ndcg:.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best.ndcg:.4f}")
             if step % eval_every == 0 or step == total_steps:
                 ndcg = validation_ndcg()
                 mean_loss = running_loss / (
@@ -273,19 +271,13 @@ def train_cross_encoder(
                     {"step": step, "train_loss": mean_loss, "validation_ndcg@10": ndcg}
                 )
                 logger.info("step %d: loss %.4f, validation NDCG@10 %.4f", step, mean_loss, ndcg)
-                if ndcg > best_ndcg:
-                    best_ndcg = ndcg
-                    best_state = copy.deepcopy(model.state_dict())
+                if best.offer(model, ndcg):
                     best_prior = (prior_weight.item(), prior_bias.item())
-                    evals_without_gain = 0
-                else:
-                    evals_without_gain += 1
     bar.close()
-    model.load_state_dict(best_state)
-    model.eval()
+    best.restore(model)
     if priors is not None:
         result.prior = {"weight": best_prior[0], "bias": best_prior[1]}
-    result.best_validation_ndcg = best_ndcg
+    result.best_validation_ndcg = best.ndcg
     result.seconds = time.perf_counter() - started
     return result
 

@@ -335,23 +335,38 @@ class OpenSearchIndex:
         ]
 
 
-class OpenSearchVectorStore:
-    """:class:`~indexer.stores.base.VectorStore` on an :class:`OpenSearchIndex`."""
+class _IndexView:
+    """One contract's view of the shared :class:`OpenSearchIndex`: size and delete."""
 
     def __init__(self, index: OpenSearchIndex) -> None:
         self.index = index
-        self.identity = index.identity
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def upsert(self, products: Sequence[Product], vectors: FloatMatrix) -> None:
-        """Insert or replace products with their vectors."""
-        self.index.upsert(products, vectors)
-
     def delete(self, product_ids: Sequence[str]) -> int:
         """Remove products; returns how many were present."""
         return self.index.delete(product_ids)
+
+
+class _FieldsView(_IndexView):
+    """A view whose upsert writes product fields and keeps the stored vectors."""
+
+    def upsert(self, products: Sequence[Product]) -> None:
+        """Insert or update product documents, keeping stored vectors."""
+        self.index.upsert_fields(products)
+
+
+class OpenSearchVectorStore(_IndexView):
+    """:class:`~indexer.stores.base.VectorStore` on an :class:`OpenSearchIndex`."""
+
+    def __init__(self, index: OpenSearchIndex) -> None:
+        super().__init__(index)
+        self.identity = index.identity
+
+    def upsert(self, products: Sequence[Product], vectors: FloatMatrix) -> None:
+        """Insert or replace products with their vectors."""
+        self.index.upsert(products, vectors)
 
     def search(
         self, vector: FloatMatrix, k: int, search_filter: SearchFilter | None = None
@@ -380,44 +395,16 @@ class OpenSearchVectorStore:
         )
 
 
-class OpenSearchLexicalIndex:
+class OpenSearchLexicalIndex(_FieldsView):
     """:class:`~indexer.stores.base.LexicalIndex` (BM25, FTS5-like analysis) on the same index."""
-
-    def __init__(self, index: OpenSearchIndex) -> None:
-        self.index = index
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def upsert(self, products: Sequence[Product]) -> None:
-        """Insert or update product text, keeping stored vectors."""
-        self.index.upsert_fields(products)
-
-    def delete(self, product_ids: Sequence[str]) -> int:
-        """Remove products; returns how many were present."""
-        return self.index.delete(product_ids)
 
     def search(self, query: str, k: int, search_filter: SearchFilter | None = None) -> list[Hit]:
         """The ``k`` best BM25 hits for ``query``, best first."""
         return self.index.search_text(query, k, search_filter)
 
 
-class OpenSearchProductStore:
+class OpenSearchProductStore(_FieldsView):
     """:class:`~indexer.stores.base.ProductStore` on the same index (``_source``)."""
-
-    def __init__(self, index: OpenSearchIndex) -> None:
-        self.index = index
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def upsert(self, products: Sequence[Product]) -> None:
-        """Insert or update product documents, keeping stored vectors."""
-        self.index.upsert_fields(products)
-
-    def delete(self, product_ids: Sequence[str]) -> int:
-        """Remove products; returns how many were present."""
-        return self.index.delete(product_ids)
 
     def get_many(self, product_ids: Sequence[str]) -> list[Product | None]:
         """Products in the order asked, None where an id is unknown."""
