@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -29,57 +24,20 @@ from bench.rerank import DEPTH, _sentence_transformers, cycle, rerank_cases
 from ranker.compress.timing import time_calls
 
 BASELINE = "sentence-transformers torch fp32 teacher (in process)"
-START_TIMEOUT_S = 300.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
 def served(env_overrides: Mapping[str, str]) -> Iterator[tuple[httpx.Client, dict[str, Any]]]:
-    """A ``shoprank serve`` process with these settings; stopped by its PID afterwards."""
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", **env_overrides}
-    port = _free_port()
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ranker", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60.0) as client:
-                yield client, _wait_until_healthy(client, process, log)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+    """A ``shoprank serve`` process with these settings (its log discarded), stopped by PID."""
+    from ranker.demo import running_server
+    from ranker.settings import Settings
 
-
-def _wait_until_healthy(
-    client: httpx.Client, process: subprocess.Popen[bytes], log: Any
-) -> dict[str, Any]:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            tail = log.read().decode(errors="replace")[-3000:]
-            raise RuntimeError(f"the server exited with code {process.returncode}:\n{tail}")
-        try:
-            health: dict[str, Any] = client.get("/healthz", timeout=5.0).json()
-        except httpx.TransportError:
-            time.sleep(0.5)
-            continue
-        if health.get("status") != "ok":
-            raise RuntimeError(f"the server is not healthy: {health}")
-        return health
-    raise RuntimeError(f"the server was not healthy after {START_TIMEOUT_S:.0f} s")
+    env = {"TOKENIZERS_PARALLELISM": "false", **env_overrides}
+    with (
+        running_server(Settings(), port=0, env=env, output=subprocess.DEVNULL) as base_url,
+        httpx.Client(base_url=base_url, timeout=60.0) as client,
+    ):
+        yield client, client.get("/healthz").json()
 
 
 def _http_passes(client: httpx.Client, cases: list[tuple[str, list[str]]]) -> dict[str, Any]:

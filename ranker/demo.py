@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
 
 import httpx
 
@@ -41,8 +42,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextlib.contextmanager
-def running_server(settings: Settings, *, port: int) -> Iterator[str]:
-    """Start ``shoprank serve`` in a child process; stop it (by its PID) on exit."""
+def running_server(
+    settings: Settings,
+    *,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    output: int | IO[bytes] | None = None,
+) -> Iterator[str]:
+    """Start ``shoprank serve`` in a child process; stop it (by its PID) on exit.
+
+    ``env`` adds environment variables (settings) for the child; ``output`` takes its
+    stdout and stderr (default: this process's).
+    """
     host = "127.0.0.1"
     port = port or free_port(host)
     command = [
@@ -59,7 +70,12 @@ def running_server(settings: Settings, *, port: int) -> Iterator[str]:
     ]
     if settings.rerank.model is not None:
         command += ["--reranker", str(settings.rerank.model)]
-    child = subprocess.Popen(command)
+    child = subprocess.Popen(
+        command,
+        env={**os.environ, **env} if env else None,
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not None else None,
+    )
     base_url = f"http://{host}:{port}"
     try:
         _wait_healthy(base_url, child)
