@@ -59,6 +59,15 @@ JudgmentsOption = Annotated[
 ]
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    """``"1,2"`` -> ``(1, 2)``; a ValueError names a part that is not an integer."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        return tuple(int(part) for part in parts)
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def _settings(index_dir: Path | None = None, reranker: Path | None = None) -> Settings:
     """Settings from the environment, with command-line flags on top."""
     settings = get_settings()
@@ -340,8 +349,12 @@ def train(
 @app.command()
 def compress(
     layers: Annotated[
-        str, typer.Option(help="Student shapes to try: teacher layers kept, comma-separated.")
-    ] = "2,3",
+        str, typer.Option(help="Teacher layers the students keep, comma-separated.")
+    ] = "1,2",
+    max_lengths: Annotated[
+        str,
+        typer.Option(help="Students' maximum pair lengths in word pieces, comma-separated."),
+    ] = "48,64",
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds, by query.")] = 3,
     pseudo_queries: Annotated[
         int, typer.Option(min=0, help="Pseudo-queries cut from product titles.")
@@ -352,29 +365,26 @@ def compress(
     ] = None,
     index_dir: IndexDirOption = None,
 ) -> None:
-    """Distil the reranker into students, export to ONNX, quantize, gate, serve the winner."""
-    from ranker.compress.job import CompressConfig, compress_reranker
-    from ranker.loading import open_serving_pipeline
+    """Compress the bi-encoder and the reranker: export, quantize, distil, gate, serve winners."""
+    from ranker.compress.job import CompressConfig, compress_models
 
     settings = _settings(index_dir)
-    teacher_settings = settings.model_copy(
-        update={"rerank": settings.rerank.model_copy(update={"compressed": False})}
-    )
     try:
         config = CompressConfig(
-            layers=tuple(int(part) for part in layers.split(",") if part.strip()),
+            layers=_int_list(layers),
+            max_lengths=_int_list(max_lengths),
             folds=folds,
             pseudo_queries=pseudo_queries,
         )
-        pipeline = open_serving_pipeline(teacher_settings)
-        report = compress_reranker(
-            teacher_settings, pipeline, config, work_dir=out or settings.home / "compress"
-        )
+        work = out or settings.home / "compress"
+        embedder_report, report = compress_models(settings, config, work_dir=work)
     except (OSError, ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from exc
-    work = out or settings.home / "compress"
     typer.echo((work / "report.md").read_text(encoding="utf-8"))
-    typer.echo(f"served: {report.served_path or 'the teacher (no student passed the gate)'}")
+    typer.echo(f"reranker served: {report.served_path or 'the teacher (no student passed)'}")
+    typer.echo(
+        f"bi-encoder served: {embedder_report.served_path or 'the source (no variant passed)'}"
+    )
 
 
 @app.command("eval")

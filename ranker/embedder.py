@@ -28,7 +28,6 @@ class Embedder:
         backend: Backend,
         identity: ModelIdentity,
         batch_size: int = 64,
-        lineage: tuple[str, ...] = (),
     ) -> None:
         if backend.task is not ModelTask.EMBED:
             raise ValueError(f"an Embedder needs an embedding backend, got {backend.task}")
@@ -36,7 +35,7 @@ class Embedder:
         self.backend = backend
         self.identity = identity
         self.batch_size = batch_size
-        self.lineage = lineage or (identity.weights_sha256,)
+        self.lineage = (identity.weights_sha256, *identity.lineage)
         """Its weights hash, then those of the models it was exported or quantized from."""
 
     @classmethod
@@ -58,14 +57,9 @@ class Embedder:
             model_id=model_id(model_dir),
             weights_sha256=weights_sha256(model_dir),
             dimension=dimension,
+            lineage=lineage(model_dir)[1:],
         )
-        return cls(
-            tokenizer=tokenizer,
-            backend=loaded,
-            identity=identity,
-            batch_size=batch_size,
-            lineage=lineage(model_dir),
-        )
+        return cls(tokenizer=tokenizer, backend=loaded, identity=identity, batch_size=batch_size)
 
     @property
     def dimension(self) -> int:

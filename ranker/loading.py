@@ -16,6 +16,7 @@ from ranker.model_files import (
     SHIPPED_STUDENT,
     ModelNotFoundError,
     read_manifest,
+    resolve_model_dir,
     shipped_model_dir,
     weights_sha256,
 )
@@ -29,12 +30,42 @@ TRAINED_RERANKER_DIR = "reranker"
 """Where `shoprank train` puts the reranker inside the models directory."""
 COMPRESSED_RERANKER_DIR = "reranker-compressed"
 """Where `shoprank compress` puts the student that passed its gate."""
+COMPRESSED_EMBEDDER_DIR = "embedder-compressed"
+"""Where `shoprank compress` puts the bi-encoder variant that passed its gate."""
+
+
+def embedder_dir(settings: Settings) -> Path:
+    """The bi-encoder to serve: the settings' model, or its variant that `shoprank compress`
+    gated (an ONNX export) when ``embedder.compressed`` and the backend setting allow it."""
+    configured = resolve_model_dir(settings.embedder.model)
+    if not settings.embedder.compressed or settings.embedder.backend not in ("auto", "onnx"):
+        return configured
+    compressed = settings.models_path / COMPRESSED_EMBEDDER_DIR
+    manifest = read_manifest(compressed) if (compressed / "config.json").is_file() else None
+    if not manifest or not (manifest.get("gate") or {}).get("passed"):
+        return configured
+    if weights_sha256(configured) not in manifest.get("derived_from", []):
+        logger.warning(
+            "ignoring the compressed bi-encoder in %s: it was made from another model than "
+            "%s; run `shoprank compress` again",
+            compressed,
+            configured,
+        )
+        return configured
+    if importlib.util.find_spec("onnxruntime") is None:
+        logger.warning(
+            "ignoring the compressed bi-encoder in %s: it needs onnxruntime "
+            "(pip install 'shoprank[onnx]')",
+            compressed,
+        )
+        return configured
+    return compressed
 
 
 def load_embedder(settings: Settings) -> Embedder:
-    """The bi-encoder that settings name (all-MiniLM-L6-v2 by default)."""
+    """The bi-encoder :func:`embedder_dir` picks (all-MiniLM-L6-v2 by default)."""
     return Embedder.load(
-        settings.embedder.model,
+        embedder_dir(settings),
         backend=settings.embedder.backend,
         max_length=settings.embedder.max_length,
         batch_size=settings.embedder.batch_size,

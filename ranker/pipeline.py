@@ -21,6 +21,7 @@ from indexer.stores.base import (
     StoreError,
     VectorStore,
 )
+from ranker.catalog_vectors import CatalogVectors
 from ranker.embedder import Embedder
 from ranker.fusion import reciprocal_rank_fusion
 from ranker.reranker import Reranker
@@ -197,15 +198,33 @@ class SearchPipeline:
             for hit in fused
         ]
 
-    def _stored_prior_vectors(self, product_ids: Sequence[str]) -> FloatMatrix | None:
-        """The products' vectors from the index, when the reranker's dense prior can use
-        them: the index was built with the prior's bi-encoder (or what it was exported
-        from), over the same texts the reranker reads. Else None: the prior embeds."""
+    def _prior_store(self) -> StoredVectors | None:
+        """The vector store when the reranker's dense prior can use its vectors: the index
+        was built with the prior's bi-encoder (or what it was exported from), over the same
+        texts the reranker reads. Else None: the prior embeds."""
         prior = self.reranker.prior if self.reranker is not None else None
         store = self.vector_store
         if prior is None or not isinstance(store, StoredVectors):
             return None
         if store.identity.weights_sha256 not in prior.embedder.lineage:
+            return None
+        return store
+
+    def catalog_vectors(self) -> CatalogVectors | None:
+        """Every indexed product's text digested, for the prior to find its stored vector by
+        text (see :mod:`ranker.catalog_vectors`); None when the prior cannot use the store
+        or the product store cannot list its products."""
+        store = self._prior_store()
+        iter_products = getattr(self.product_store, "iter_products", None)
+        if store is None or iter_products is None:
+            return None
+        return CatalogVectors.build(iter_products(), self.template, store)
+
+    def _stored_prior_vectors(self, product_ids: Sequence[str]) -> FloatMatrix | None:
+        """The products' vectors from the index, when the reranker's dense prior can use
+        them (see :meth:`_prior_store`); else None."""
+        store = self._prior_store()
+        if store is None:
             return None
         try:
             return store.vectors(product_ids)

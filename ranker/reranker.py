@@ -13,6 +13,7 @@ from indexer.stores.base import FloatMatrix
 from ranker.backends import Backend, ModelTask, load_backend
 from ranker.backends.base import FloatArray
 from ranker.caching import TextCache
+from ranker.catalog_vectors import CatalogVectors
 from ranker.embedder import Embedder
 from ranker.model_files import model_id, read_manifest, resolve_model_dir, weights_sha256
 from ranker.settings import BackendSettings
@@ -29,13 +30,16 @@ class RerankerError(ValueError):
 class DensePrior:
     """``w * cos(E(q), E(d)) + b`` added to the cross-encoder's logit (see training).
 
-    Product vectors are kept in a bounded LRU cache (``cache``) between requests.
+    Product vectors are kept in a bounded LRU cache (``cache``) between requests; a text
+    the cache misses is looked up in the index's stored vectors (``catalog``, when serving
+    attached one) before the bi-encoder embeds it.
     """
 
     weight: float
     bias: float
     embedder: Embedder
     cache: TextCache[FloatArray] = field(default_factory=lambda: TextCache(0))
+    catalog: CatalogVectors | None = None
 
     def scores(
         self,
@@ -44,19 +48,26 @@ class DensePrior:
         document_vectors: FloatMatrix | None = None,
     ) -> FloatArray:
         """The prior for each document: the query embedded now; the documents' vectors as
-        given (e.g. stored in the index by this bi-encoder), else from the cache."""
+        given (e.g. stored in the index by this bi-encoder), else from the cache, the
+        catalog's stored vectors or the bi-encoder, in that order."""
         query_vector = self.embedder.embed([query])[0]
-
-        def embed(texts: list[str]) -> list[FloatArray]:
-            return list(self.embedder.embed(texts))
-
         vectors = (
             document_vectors
             if document_vectors is not None
-            else np.stack(self.cache.get_many(documents, embed))
+            else np.stack(self.cache.get_many(documents, self._document_vectors))
         )
         prior: FloatArray = self.weight * (vectors @ query_vector) + self.bias
         return prior.astype(np.float32)
+
+    def _document_vectors(self, texts: list[str]) -> list[FloatArray]:
+        """Stored vectors where the catalog has the text; the bi-encoder embeds the rest."""
+        found = self.catalog.vectors(texts) if self.catalog is not None else [None] * len(texts)
+        missing = [i for i, vector in enumerate(found) if vector is None]
+        if missing:
+            embedded = self.embedder.embed([texts[i] for i in missing])
+            for i, vector in zip(missing, embedded, strict=True):
+                found[i] = vector
+        return [vector for vector in found if vector is not None]
 
 
 class Reranker:
@@ -124,7 +135,7 @@ class Reranker:
             weights_sha256=weights_sha256(model_dir),
             batch_size=batch_size,
             max_query_tokens=max_query_tokens,
-            prior=_dense_prior(model_dir, embedder, cache_size=prior_cache_size),
+            prior=dense_prior(model_dir, embedder, cache_size=prior_cache_size),
         )
 
     def score(
@@ -169,7 +180,7 @@ class Reranker:
         return scores, self.prior.scores(query, documents, document_vectors)
 
 
-def _dense_prior(
+def dense_prior(
     model_dir: Path, embedder: Embedder | None, *, cache_size: int = 0
 ) -> DensePrior | None:
     """The prior a model's manifest declares, checked against the serving bi-encoder."""

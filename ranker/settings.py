@@ -34,6 +34,11 @@ class EmbedderSettings(BaseModel):
     backend: str = Field(
         default="auto", description="'auto', or a backend name: 'torch', 'onnx', 'tensorrt'."
     )
+    compressed: bool = Field(
+        default=True,
+        description="Serve the variant of this model that `shoprank compress` gated (int8 "
+        "ONNX), when there is one.",
+    )
 
 
 class RerankSettings(BaseModel):
@@ -77,6 +82,12 @@ class RerankSettings(BaseModel):
         ge=0,
         description="Product texts whose bi-encoder vectors (the dense prior's) are kept "
         "between requests (LRU, 1.5 KiB each at 384 dimensions); 0: none.",
+    )
+    prior_from_index: bool = Field(
+        default=True,
+        description="Let the dense prior read a product's vector from the embedded index "
+        "when a rerank request sends that product's indexed text (16 bytes of memory a "
+        "product, digested at start-up), instead of embedding it again.",
     )
 
 

@@ -619,6 +619,7 @@ class FaissStore:
                 "model_id": self.identity.model_id,
                 "weights_sha256": self.identity.weights_sha256,
                 "dimension": self.identity.dimension,
+                "lineage": list(self.identity.lineage),
                 "count": len(self),
                 "slots": len(self._slot_ids),
                 "tombstones": self.tombstones,
@@ -686,10 +687,7 @@ class FaissStore:
 
     @staticmethod
     def _check_identity(path: Path, built: ModelIdentity, expected: ModelIdentity) -> None:
-        if (
-            built.model_id != expected.model_id
-            or built.weights_sha256.lower() != expected.weights_sha256.lower()
-        ):
+        if not built.same_model_as(expected):
             raise StoreMismatchError(
                 f"index at {path} was built with model {built.model_id!r} (weights sha256 "
                 f"{_short(built.weights_sha256)}), not {expected.model_id!r} (weights sha256 "
@@ -717,6 +715,7 @@ class FaissStore:
                 model_id=str(manifest["model_id"]),
                 weights_sha256=str(manifest["weights_sha256"]),
                 dimension=int(manifest["dimension"]),
+                lineage=tuple(str(digest) for digest in manifest.get("lineage", ())),
             )
             kind = IndexKind(manifest["index_kind"])
             hnsw = manifest["hnsw"]

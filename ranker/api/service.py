@@ -10,6 +10,7 @@ because the cluster was unreachable is opened again on a later search (at most e
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -197,6 +198,8 @@ def load_service(settings: Settings) -> Service:
                     )
                 except (OSError, ValueError, RuntimeError) as exc:
                     problems.append(f"fallback index: {exc}")
+    if reranker is not None and pipeline is not None and settings.rerank.prior_from_index:
+        attach_catalog_vectors(reranker, pipeline)
     for problem in problems:
         logger.error("not loaded: %s", problem)
     for component in (embedder, reranker):
@@ -211,6 +214,23 @@ def load_service(settings: Settings) -> Service:
         fallback=fallback,
         reopen=reopen,
         probe=probe,
+    )
+
+
+def attach_catalog_vectors(reranker: Reranker, pipeline: SearchPipeline) -> None:
+    """Let the reranker's dense prior read indexed products' vectors by their text."""
+    if reranker.prior is None:
+        return
+    start = time.perf_counter()
+    catalog = pipeline.catalog_vectors()
+    if catalog is None:
+        logger.info("the dense prior embeds every product (the index's vectors do not fit it)")
+        return
+    reranker.prior = dataclasses.replace(reranker.prior, catalog=catalog)
+    logger.info(
+        "the dense prior reads %d products' vectors from the index (digested in %.1f s)",
+        len(catalog),
+        time.perf_counter() - start,
     )
 
 

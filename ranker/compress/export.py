@@ -242,7 +242,8 @@ def compare_to_reference(
     """Run both directories on ``groups`` through the serving tokenization and compare.
 
     The reference runs on ``reference_backend`` (fp32), the candidate on ONNX Runtime's CPU
-    provider; a cross-encoder is compared on its own logits, without any dense prior.
+    provider. A cross-encoder's logits are compared as they are, its rankings with the dense
+    prior its manifest declares added (computed once, by the serving bi-encoder).
     """
     from ranker.backends import load_backend
 
@@ -259,7 +260,21 @@ def compare_to_reference(
         groups,
         reference=_score_fn(reference_dir, reference),
         candidate=_score_fn(reference_dir, candidate),
+        prior=_prior_fn(reference_dir),
     )
+
+
+def _prior_fn(model_dir: Path) -> ScoreFn | None:
+    """The dense prior a cross-encoder's manifest declares, on the settings' bi-encoder."""
+    if not (read_manifest(model_dir) or {}).get("prior"):
+        return None
+    from ranker.loading import load_embedder
+    from ranker.reranker import dense_prior
+    from ranker.settings import Settings
+
+    prior = dense_prior(model_dir, load_embedder(Settings()))
+    assert prior is not None
+    return prior.scores
 
 
 def _embed_fn(model_dir: Path, backend: Backend) -> EmbedFn:

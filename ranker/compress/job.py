@@ -18,6 +18,7 @@ the gate is conservative: it favours the teacher.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import shutil
@@ -44,6 +45,7 @@ from ranker.compress.distill import (
     save_student,
     teacher_pairs,
 )
+from ranker.compress.embedder import EmbedderReport, embedder_table
 from ranker.compress.export import export_model
 from ranker.compress.parity import ParityError
 from ranker.compress.quantize import Precision, quantize_model
@@ -69,7 +71,10 @@ RERANK_DEPTH = 50
 class CompressConfig(BaseModel):
     """What `shoprank compress` tries and how it judges."""
 
-    layers: tuple[int, ...] = Field(default=(2, 3), description="Student shapes: layers kept.")
+    layers: tuple[int, ...] = Field(default=(1, 2), description="Teacher layers students keep.")
+    max_lengths: tuple[int, ...] = Field(
+        default=(48, 64), description="Students' maximum pair lengths (word pieces)."
+    )
     folds: int = Field(default=3, ge=2)
     pseudo_queries: int = Field(default=1000, ge=0)
     judged_query_depth: int = Field(
@@ -91,6 +96,7 @@ class Variant:
     path: str | None
     layers: int
     precision: str
+    max_length: int | None = None
     size_mb: float = 0.0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
@@ -117,13 +123,57 @@ class CompressionReport:
         return asdict(self)
 
 
+def compress_models(
+    settings: Settings, config: CompressConfig, *, work_dir: Path
+) -> tuple[EmbedderReport, CompressionReport]:
+    """The bi-encoder, then the reranker: each variant gated, the winners installed, one
+    report (``report.md``, ``.png``, ``.json`` in ``work_dir``).
+
+    The teacher scores with the models it was trained with (uncompressed); the students are
+    judged and timed with the bi-encoder serving will use, the compressed one if it passed.
+    """
+    from ranker.compress.embedder import compress_embedder
+    from ranker.loading import load_embedder, open_serving_pipeline
+
+    uncompressed = settings.model_copy(
+        update={
+            "embedder": settings.embedder.model_copy(update={"compressed": False}),
+            "rerank": settings.rerank.model_copy(update={"compressed": False}),
+        }
+    )
+    embedder_report = compress_embedder(
+        uncompressed, load_training_data(settings), work_dir=work_dir / "embedder"
+    )
+    pipeline = open_serving_pipeline(uncompressed)
+    report = compress_reranker(
+        uncompressed,
+        pipeline,
+        config,
+        work_dir=work_dir,
+        student_embedder=load_embedder(settings),
+        embedder_report=embedder_report,
+    )
+    return embedder_report, report
+
+
 def compress_reranker(
-    settings: Settings, pipeline: SearchPipeline, config: CompressConfig, *, work_dir: Path
+    settings: Settings,
+    pipeline: SearchPipeline,
+    config: CompressConfig,
+    *,
+    work_dir: Path,
+    student_embedder: Embedder | None = None,
+    embedder_report: EmbedderReport | None = None,
 ) -> CompressionReport:
-    """Run every step; writes variants and the report under ``work_dir``."""
+    """Run every step; writes variants and the report under ``work_dir``.
+
+    ``student_embedder``: the bi-encoder the students' dense prior uses (the pipeline's by
+    default); ``embedder_report`` is added to the written report.
+    """
     started = time.perf_counter()
     if pipeline.reranker is None:
         raise ValueError("compress needs the teacher reranker loaded in the pipeline")
+    student_embedder = student_embedder or pipeline.embedder
     teacher = pipeline.reranker
     teacher_dir = reranker_dir(settings)
     data = load_training_data(settings)
@@ -151,21 +201,25 @@ def compress_reranker(
         )
     )
     prior_cache: TextCache[FloatArray] = TextCache(settings.rerank.prior_cache_size)
-    for layers in config.layers:
-        student_config = StudentConfig(seed=settings.seed, **{**config.student, "layers": layers})
+    for layers, max_length in itertools.product(config.layers, config.max_lengths):
+        student_config = StudentConfig(
+            seed=settings.seed,
+            **{**config.student, "layers": layers, "max_length": max_length},
+        )
+        shape = f"l{layers}-t{max_length}"
         cv = _cross_validate(
             pairs,
             data,
             teacher_dir,
             student_config,
             splits,
-            work_dir / f"cv-l{layers}",
-            embedder=pipeline.embedder,
+            work_dir / f"cv-{shape}",
+            embedder=student_embedder,
             settings=settings,
             prior_cache=prior_cache,
         )
         final = _student_variants(
-            pairs, data, teacher_dir, student_config, work_dir / f"student-l{layers}", *cv
+            pairs, data, teacher_dir, student_config, work_dir / f"student-{shape}", *cv
         )
         for variant in final:
             if variant.path is not None:
@@ -173,7 +227,7 @@ def compress_reranker(
                     Path(variant.path),
                     variant.precision,
                     student_config,
-                    pipeline.embedder,
+                    student_embedder,
                     settings,
                     TextCache(settings.rerank.prior_cache_size),
                 )
@@ -187,7 +241,7 @@ def compress_reranker(
     else:
         logger.warning("no student passed the gate; serving stays on the teacher")
     report.seconds = time.perf_counter() - started
-    write_report(report, work_dir, max_ndcg_drop=config.max_ndcg_drop)
+    write_report(report, work_dir, max_ndcg_drop=config.max_ndcg_drop, embedder=embedder_report)
     return report
 
 
@@ -278,7 +332,13 @@ def _cross_validate(
     scores: dict[str, dict[str, float]] = {precision: {} for precision in PRECISIONS}
     refused: dict[str, str] = {}
     for number, (train_qids, test_qids) in enumerate(splits, start=1):
-        logger.info("student %d layers, fold %d/%d", config.layers, number, len(splits))
+        logger.info(
+            "student %d layers, %d tokens, fold %d/%d",
+            config.layers,
+            config.max_length,
+            number,
+            len(splits),
+        )
         result = distill_reranker(
             pairs, data.product_texts, data.judgments, teacher_dir, config, train_qids=train_qids
         )
@@ -357,18 +417,13 @@ def _student_variants(
     refused = {**cv_refused, **refused}
     variants = []
     for precision in PRECISIONS:
-        name = f"student {config.layers}L {PRECISIONS[precision]}"
+        name = f"student {config.layers}L/{config.max_length}t {PRECISIONS[precision]}"
+        variant = Variant(name, None, config.layers, precision, max_length=config.max_length)
         if precision in refused or precision not in paths:
-            reason = refused.get(precision, "not made")
-            variants.append(
-                Variant(name, None, config.layers, precision, note=f"refused: {reason}")
-            )
-            continue
-        variants.append(
-            Variant(
-                name, str(paths[precision]), config.layers, precision, cv_ndcg=_mean(cv[precision])
-            )
-        )
+            variant.note = f"refused: {refused.get(precision, 'not made')}"
+        else:
+            variant.path, variant.cv_ndcg = str(paths[precision]), _mean(cv[precision])
+        variants.append(variant)
     return variants
 
 
@@ -477,8 +532,15 @@ def _size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in weights) / 2**20
 
 
-def write_report(report: CompressionReport, out_dir: Path, *, max_ndcg_drop: float) -> Path:
-    """``report.md``, ``report.png`` and ``report.json`` in ``out_dir``."""
+def write_report(
+    report: CompressionReport,
+    out_dir: Path,
+    *,
+    max_ndcg_drop: float,
+    embedder: EmbedderReport | None = None,
+) -> Path:
+    """``report.md``, ``report.png`` and ``report.json`` in ``out_dir``; the bi-encoder's
+    variants follow the reranker's when ``embedder`` is given."""
     base = report.variants[0]
     lines = [
         "# shoprank compression report",
@@ -510,9 +572,12 @@ def write_report(report: CompressionReport, out_dir: Path, *, max_ndcg_drop: flo
         )
     lines += ["", f"Served: {report.served or 'the teacher (no student passed)'}.", ""]
     lines.append("![latency against NDCG@10](report.png)")
+    if embedder is not None:
+        lines += ["", *embedder_table(embedder)]
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / "report.md", ("\n".join(lines) + "\n").encode())
-    atomic_write_bytes(out_dir / "report.json", json.dumps(report.as_dict(), indent=2).encode())
+    document = {**report.as_dict(), "embedder": embedder.as_dict() if embedder else None}
+    atomic_write_bytes(out_dir / "report.json", json.dumps(document, indent=2).encode())
     atomic_write_bytes(out_dir / "report.png", _chart(report, max_ndcg_drop))
     return out_dir / "report.md"
 

@@ -55,9 +55,10 @@ class Agreement:
     max_abs_diff: float
     """Largest difference of raw outputs (logits, or unnormalized vectors)."""
     pearson: float
-    """Correlation of all scores, pooled over groups."""
+    """Correlation of all raw scores (logits, or cosines), pooled over groups."""
     spearman: float
-    """Mean over groups of the rank correlation of each query's scores."""
+    """Mean over groups of the rank correlation of each query's scores (for a reranker with
+    a dense prior, this and the other ranking figures are on the served scores)."""
     kendall: float
     """Mean over groups of Kendall's tau-b of each query's scores."""
     top10_overlap: float
@@ -152,13 +153,30 @@ def catalog_groups(*, queries: int = 20, text_template: str | None = None) -> li
 
 
 def score_agreement(
-    groups: Sequence[ParityGroup], *, reference: ScoreFn, candidate: ScoreFn
+    groups: Sequence[ParityGroup],
+    *,
+    reference: ScoreFn,
+    candidate: ScoreFn,
+    prior: ScoreFn | None = None,
 ) -> Agreement:
-    """Compare two scorers (cross-encoders) on each group's (query, product) pairs."""
+    """Compare two scorers (cross-encoders) on each group's (query, product) pairs.
+
+    ``prior``: the terms both models' served scores add to their logits (a dense prior).
+    The raw outputs (max abs difference, Pearson) are compared as the graphs give them; the
+    rankings (rank correlations, top-10 overlap, NDCG@10) as served, prior added, since that
+    is the order users see. Without the prior, a model whose logits barely vary within a
+    query would be judged on reshuffles its served ranking does not show.
+    """
     ref = [np.asarray(reference(g.query, g.documents), dtype=np.float64) for g in groups]
     cand = [np.asarray(candidate(g.query, g.documents), dtype=np.float64) for g in groups]
     max_diff = max(float(np.max(np.abs(r - c))) for r, c in zip(ref, cand, strict=True))
-    return _ranking_agreement(groups, ref, cand, max_abs_diff=max_diff)
+    pearson = _pearson(np.concatenate(ref), np.concatenate(cand))
+    if prior is not None:
+        offsets = [np.asarray(prior(g.query, g.documents), dtype=np.float64) for g in groups]
+        ref = [r + o for r, o in zip(ref, offsets, strict=True)]
+        cand = [c + o for c, o in zip(cand, offsets, strict=True)]
+    agreement = _ranking_agreement(groups, ref, cand, max_abs_diff=max_diff)
+    return dataclasses.replace(agreement, pearson=pearson)
 
 
 def embedding_agreement(

@@ -69,6 +69,13 @@ def variant_name(precision: Precision) -> str:
     return f"qint8_{int8_preset()}" if precision is Precision.QINT8 else "fp16"
 
 
+INT8_OP_TYPES = ("MatMul", "Attention")
+"""What int8 quantization converts. Not the embedding lookups (``Gather``,
+``EmbedLayerNormalization``): they do no arithmetic to speed up, and int8 rows of the
+word-embedding table cost shallow students their ranking (a 1-layer reranker's scores kept a
+Pearson of 0.30 with fp32 with them quantized, 0.9999 without)."""
+
+
 def quantize_int8(source: Path, target: Path, *, per_channel: bool, reduce_range: bool) -> None:
     """Dynamic int8 quantization of the graph's matrix multiplies and attention."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -76,6 +83,7 @@ def quantize_int8(source: Path, target: Path, *, per_channel: bool, reduce_range
     quantize_dynamic(
         str(source),
         str(target),
+        op_types_to_quantize=list(INT8_OP_TYPES),
         weight_type=QuantType.QInt8,
         per_channel=per_channel,
         reduce_range=reduce_range,
@@ -135,6 +143,7 @@ def quantize_model(
             )
             settings: dict[str, object] = {
                 "method": "dynamic",
+                "op_types": list(INT8_OP_TYPES),
                 "weight_type": "int8",
                 "per_channel": per_channel,
                 "reduce_range": reduce_range,

@@ -199,6 +199,7 @@ def index_meta(
             "model_id": identity.model_id,
             "weights_sha256": identity.weights_sha256,
             "dimension": identity.dimension,
+            "lineage": list(identity.lineage),
         },
         "text_template": template.template,
         "space_type": space_type,
@@ -213,6 +214,7 @@ def identity_from_meta(meta: Mapping[str, Any]) -> ModelIdentity:
         model_id=str(embedder["model_id"]),
         weights_sha256=str(embedder["weights_sha256"]),
         dimension=int(embedder["dimension"]),
+        lineage=tuple(str(digest) for digest in embedder.get("lineage", ())),
     )
 
 

@@ -71,11 +71,7 @@ def server_hybrid_from(config: OpenSearchConfig) -> ServerHybrid | None:
 def _check_identity(found: ModelIdentity, expected: ModelIdentity | None, where: str) -> None:
     if expected is None:
         return
-    if (found.model_id, found.weights_sha256, found.dimension) != (
-        expected.model_id,
-        expected.weights_sha256,
-        expected.dimension,
-    ):
+    if not found.compatible_with(expected):
         raise StoreMismatchError(
             f"{where} was built with model {found.model_id!r} "
             f"(weights {found.weights_sha256[:12]}, dimension {found.dimension}), not "

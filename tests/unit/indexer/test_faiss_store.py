@@ -498,3 +498,27 @@ def test_filters_follow_upserted_metadata() -> None:
     priced = ids(store.search(vectors[0], 100, SearchFilter(price_min=0)))
     assert "p0000" not in priced
     assert len(priced) == sum(p.price is not None for p in products[1:])
+
+
+def test_load_accepts_an_export_of_the_model_that_built_it(tmp_path: Path) -> None:
+    build(10)[0].save(tmp_path / "vectors")
+    int8 = ModelIdentity("test/model-a-onnx-qint8", "c3" * 32, DIM, lineage=("a1" * 32,))
+
+    loaded = FaissStore.load(tmp_path / "vectors", expected=int8)
+
+    assert loaded.identity == IDENTITY
+    unrelated = ModelIdentity("test/model-a-onnx-qint8", "c3" * 32, DIM, lineage=("d4" * 32,))
+    with pytest.raises(StoreMismatchError):
+        FaissStore.load(tmp_path / "vectors", expected=unrelated)
+
+
+def test_an_index_built_by_an_export_opens_with_its_source(tmp_path: Path) -> None:
+    int8 = ModelIdentity("test/model-a-onnx-qint8", "c3" * 32, DIM, lineage=("e5" * 32, "a1" * 32))
+    products = make_products(5)
+    FaissStore.build(int8, products, make_vectors(5)).save(tmp_path / "vectors")
+
+    loaded = FaissStore.load(tmp_path / "vectors", expected=IDENTITY)
+
+    assert loaded.identity == int8
+    assert IDENTITY.same_model_as(int8)
+    assert not IDENTITY.compatible_with(ModelIdentity("x", "c3" * 32, 8, lineage=("a1" * 32,)))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ranker.backends import ModelTask
 from ranker.compress.parity import ParityGroup, catalog_groups
+from ranker.model_files import weights_sha256
 
 ONNX_MISSING = "onnxruntime is not installed (pip install 'shoprank[onnx]')"
 
@@ -44,3 +48,25 @@ def onnx_reranker_dir(
 
     out = tmp_path_factory.mktemp("onnx") / "reranker-fp32"
     return export_model(tiny_reranker_dir, out, task=ModelTask.SCORE, groups=parity_groups).path
+
+
+def _with_prior(
+    reranker_dir: Path, embedder_dir: Path, tmp_path: Path, *, sha256: str | None = None
+) -> Path:
+    copy = tmp_path / "reranker-with-prior"
+    shutil.copytree(reranker_dir, copy)
+    prior = {
+        "kind": "dense-cosine",
+        "weight": 3.0,
+        "bias": -1.0,
+        "embedder": {"model_id": "tiny", "weights_sha256": sha256 or weights_sha256(embedder_dir)},
+    }
+    (copy / "shoprank.json").write_text(json.dumps({"prior": prior}))
+    return copy
+
+
+@pytest.fixture
+def with_prior() -> Callable[..., Path]:
+    """``with_prior(reranker_dir, embedder_dir, tmp_path, *, sha256=None)``: a copy of the
+    reranker whose manifest declares a dense prior on that bi-encoder (or on ``sha256``)."""
+    return _with_prior

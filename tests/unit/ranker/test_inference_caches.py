@@ -3,8 +3,7 @@ length buckets under a token budget; results identical to the uncached path."""
 
 from __future__ import annotations
 
-import json
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,12 @@ from tokenizers import Tokenizer
 
 from ranker.caching import TextCache
 from ranker.embedder import Embedder
-from ranker.model_files import base_model_dir, weights_sha256
+from ranker.model_files import base_model_dir
 from ranker.reranker import Reranker, RerankerError
 from ranker.tokenization import PairTokenizer, length_sorted_batches
+
+WithPrior = Callable[..., Path]
+"""``with_prior(reranker_dir, embedder_dir, tmp_path, *, sha256=None)`` (see conftest)."""
 
 QUERY = "stainless steel chef knife"
 DOCUMENTS = [
@@ -98,25 +100,13 @@ def test_token_budget_buckets_short_inputs_into_bigger_batches() -> None:
         length_sorted_batches(lengths, 4, max_tokens=0)
 
 
-def _with_prior(
-    reranker_dir: Path, embedder_dir: Path, tmp_path: Path, *, sha256: str | None = None
-) -> Path:
-    copy = tmp_path / "reranker-with-prior"
-    shutil.copytree(reranker_dir, copy)
-    prior = {
-        "kind": "dense-cosine",
-        "weight": 3.0,
-        "bias": -1.0,
-        "embedder": {"model_id": "tiny", "weights_sha256": sha256 or weights_sha256(embedder_dir)},
-    }
-    (copy / "shoprank.json").write_text(json.dumps({"prior": prior}))
-    return copy
-
-
 def test_prior_cache_gives_the_same_scores(
-    tiny_reranker_dir: Path, tiny_embedder_dir: Path, tmp_path: Path
+    tiny_reranker_dir: Path,
+    tiny_embedder_dir: Path,
+    tmp_path: Path,
+    with_prior: WithPrior,
 ) -> None:
-    model = _with_prior(tiny_reranker_dir, tiny_embedder_dir, tmp_path)
+    model = with_prior(tiny_reranker_dir, tiny_embedder_dir, tmp_path)
     embedder = Embedder.load(tiny_embedder_dir, backend="torch")
     cached = Reranker.load(
         model, embedder=embedder, token_cache_size=10, prior_cache_size=10, backend="torch"
@@ -134,9 +124,13 @@ def test_prior_cache_gives_the_same_scores(
 
 
 def test_prior_accepts_an_onnx_export_of_its_bi_encoder(
-    tiny_reranker_dir: Path, tiny_embedder_dir: Path, onnx_embedder_dir: Path, tmp_path: Path
+    tiny_reranker_dir: Path,
+    tiny_embedder_dir: Path,
+    onnx_embedder_dir: Path,
+    tmp_path: Path,
+    with_prior: WithPrior,
 ) -> None:
-    model = _with_prior(tiny_reranker_dir, tiny_embedder_dir, tmp_path)
+    model = with_prior(tiny_reranker_dir, tiny_embedder_dir, tmp_path)
     torch_prior = Reranker.load(
         model, embedder=Embedder.load(tiny_embedder_dir, backend="torch"), backend="torch"
     )
@@ -148,9 +142,12 @@ def test_prior_accepts_an_onnx_export_of_its_bi_encoder(
 
 
 def test_prior_refuses_an_unrelated_bi_encoder(
-    tiny_reranker_dir: Path, tiny_embedder_dir: Path, tmp_path: Path
+    tiny_reranker_dir: Path,
+    tiny_embedder_dir: Path,
+    tmp_path: Path,
+    with_prior: WithPrior,
 ) -> None:
-    model = _with_prior(tiny_reranker_dir, tiny_embedder_dir, tmp_path, sha256="0" * 64)
+    model = with_prior(tiny_reranker_dir, tiny_embedder_dir, tmp_path, sha256="0" * 64)
 
     with pytest.raises(RerankerError, match="was trained with the bi-encoder"):
         Reranker.load(

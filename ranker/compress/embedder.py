@@ -1,0 +1,239 @@
+"""Compress the bi-encoder: ONNX export, int8, and a retrieval gate before it serves.
+
+The int8 variant must keep the fp32 model's vectors (the quantization parity check: mean
+cosine ≥ 0.99) and its retrieval: dense search over the whole catalog with the judged
+queries, exact inner product, with each model embedding both sides, may lose at most
+``max_recall_drop`` Recall@100 (and NDCG@10). The variant that passes is copied to
+``<models>/embedder-compressed`` with the verdict in its manifest; serving prefers it (see
+``ranker.loading``). Its vectors can be searched in an index the source model built, and
+the other way round (the identities share a lineage), so no reindex is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer.stores.atomic import atomic_directory
+from ranker.backends.base import FloatArray, ModelTask
+from ranker.compress.export import export_model
+from ranker.compress.parity import ParityError
+from ranker.compress.quantize import Precision, quantize_model
+from ranker.compress.timing import time_calls
+from ranker.embedder import Embedder
+from ranker.evaluation.judgments import Judgments
+from ranker.evaluation.metrics import ndcg_at_k, recall_at_k
+from ranker.loading import COMPRESSED_EMBEDDER_DIR
+from ranker.model_files import MANIFEST_NAME, read_manifest, resolve_model_dir
+from ranker.settings import Settings
+from ranker.training.jobs import TrainingData
+
+logger = logging.getLogger(__name__)
+
+MAX_RECALL_DROP = 0.01
+RECALL_K = 100
+
+
+@dataclass
+class EmbedderVariant:
+    """One bi-encoder variant: speed, agreement with fp32 and retrieval quality."""
+
+    name: str
+    path: str | None
+    docs_per_s: float = 0.0
+    query_p50_ms: float = 0.0
+    mean_cosine: float | None = None
+    recall_at_100: float | None = None
+    ndcg_at_10: float | None = None
+    passes: bool = False
+    note: str = ""
+
+
+@dataclass
+class EmbedderReport:
+    """The source model and its variants side by side; which one serves."""
+
+    source: str
+    documents: int
+    queries: int
+    variants: list[EmbedderVariant] = field(default_factory=list)
+    served: str | None = None
+    served_path: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values, for JSON."""
+        return asdict(self)
+
+
+def compress_embedder(
+    settings: Settings,
+    data: TrainingData,
+    *,
+    work_dir: Path,
+    max_recall_drop: float = MAX_RECALL_DROP,
+) -> EmbedderReport:
+    """Export and quantize the settings' bi-encoder, gate the int8 variant, install it."""
+    source = resolve_model_dir(settings.embedder.model)
+    texts = list(data.product_texts.values())
+    report = EmbedderReport(
+        source=str(settings.embedder.model),
+        documents=len(texts),
+        queries=len(data.judgments.queries),
+    )
+    reference = _load(source, "torch", settings)
+    reference_row, reference_vectors = _measure("source torch fp32", str(source), reference, data)
+    report.variants.append(reference_row)
+    fp32 = export_model(source, work_dir / "onnx-fp32", task=ModelTask.EMBED).path
+    fp32_row, fp32_vectors = _measure("onnx fp32", str(fp32), _load(fp32, "onnx", settings), data)
+    fp32_row.mean_cosine = _mean_cosine(reference_vectors, fp32_vectors)
+    report.variants.append(fp32_row)
+    try:
+        int8 = quantize_model(fp32, work_dir / "onnx-int8", precision=Precision.QINT8)
+    except ParityError as exc:
+        report.variants.append(EmbedderVariant("onnx int8", None, note=f"refused: {exc}"))
+        return report
+    int8_row, int8_vectors = _measure(
+        "onnx int8", str(int8.path), _load(int8.path, "onnx", settings), data
+    )
+    int8_row.mean_cosine = _mean_cosine(reference_vectors, int8_vectors)
+    report.variants.append(int8_row)
+    best = apply_embedder_gate(report.variants, max_recall_drop=max_recall_drop)
+    if best is not None and best.path is not None:
+        served = settings.models_path / COMPRESSED_EMBEDDER_DIR
+        _install(Path(best.path), served, best, reference_row, max_recall_drop)
+        report.served, report.served_path = best.name, str(served)
+    return report
+
+
+def apply_embedder_gate(
+    variants: Sequence[EmbedderVariant], *, max_recall_drop: float
+) -> EmbedderVariant | None:
+    """Mark the variants that keep the source's Recall@100 and NDCG@10 within
+    ``max_recall_drop`` (the first row is the source); the fastest of them, if any."""
+    source, *others = variants
+    if source.recall_at_100 is None or source.ndcg_at_10 is None:
+        raise ValueError("the source row has no retrieval figures to gate against")
+    for variant in others:
+        variant.passes = (
+            variant.path is not None
+            and variant.recall_at_100 is not None
+            and variant.ndcg_at_10 is not None
+            and variant.recall_at_100 >= source.recall_at_100 - max_recall_drop
+            and variant.ndcg_at_10 >= source.ndcg_at_10 - max_recall_drop
+        )
+    passing = [v for v in others if v.passes]
+    return max(passing, key=lambda v: v.docs_per_s) if passing else None
+
+
+def _load(model_dir: Path, backend: str, settings: Settings) -> Embedder:
+    return Embedder.load(
+        model_dir,
+        backend=backend,
+        max_length=settings.embedder.max_length,
+        batch_size=settings.embedder.batch_size,
+        backend_config=settings.backends,
+    )
+
+
+def _measure(
+    name: str, path: str, embedder: Embedder, data: TrainingData
+) -> tuple[EmbedderVariant, FloatArray]:
+    """Catalog throughput, one-query latency and exact dense retrieval quality."""
+    ids = list(data.product_texts)
+    texts = [data.product_texts[pid] for pid in ids]
+    queries = list(data.judgments.queries.values())
+    embedder.embed(texts[:32])
+    start = time.perf_counter()
+    vectors = embedder.embed(texts)
+    docs_per_s = len(texts) / (time.perf_counter() - start)
+    timing = time_calls(lambda i: embedder.embed([queries[i % len(queries)]]), repeats=50)
+    recall, ndcg = retrieval_quality(embedder, ids, vectors, data.judgments)
+    row = EmbedderVariant(
+        name, path, docs_per_s, timing.p50_ms, recall_at_100=recall, ndcg_at_10=ndcg
+    )
+    logger.info("bi-encoder %s: %s", name, asdict(row))
+    return row, vectors
+
+
+def retrieval_quality(
+    embedder: Embedder, ids: Sequence[str], vectors: FloatArray, judgments: Judgments
+) -> tuple[float, float]:
+    """Mean Recall@100 and NDCG@10 of exact inner-product search over ``vectors``."""
+    query_vectors = embedder.embed(list(judgments.queries.values()))
+    recalls, ndcgs = [], []
+    for qid, query_vector in zip(judgments.queries, query_vectors, strict=True):
+        scores = vectors @ query_vector
+        top = np.argsort(-scores, kind="stable")[:RECALL_K]
+        ranked = [ids[i] for i in top]
+        recall = recall_at_k(ranked, judgments.qrels[qid], k=RECALL_K)
+        if recall is not None:
+            recalls.append(recall)
+        ndcgs.append(ndcg_at_k(ranked, judgments.qrels[qid], k=10))
+    return float(np.mean(recalls)), float(np.mean(ndcgs))
+
+
+def _mean_cosine(a: FloatArray, b: FloatArray) -> float:
+    """Mean cosine of matching rows (both are unit vectors)."""
+    return float(np.mean(np.sum(a * b, axis=1)))
+
+
+def _install(
+    source: Path,
+    target: Path,
+    variant: EmbedderVariant,
+    reference: EmbedderVariant,
+    max_recall_drop: float,
+) -> None:
+    """Copy the winner into the served location with the gate's verdict in its manifest."""
+    with atomic_directory(target) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+        manifest = read_manifest(staging) or {}
+        manifest["gate"] = {
+            "variant": variant.name,
+            "recall@100": variant.recall_at_100,
+            "ndcg@10": variant.ndcg_at_10,
+            "source_recall@100": reference.recall_at_100,
+            "source_ndcg@10": reference.ndcg_at_10,
+            "mean_cosine": variant.mean_cosine,
+            "max_drop": max_recall_drop,
+            "passed": True,
+        }
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
+
+
+def embedder_table(report: EmbedderReport) -> list[str]:
+    """Markdown lines: the bi-encoder variants side by side."""
+    base = report.variants[0]
+    lines = [
+        f"## Bi-encoder ({report.source})",
+        "",
+        f"Catalog embedding of {report.documents} product texts; dense retrieval over them "
+        f"for {report.queries} judged queries (exact inner product). Gate: Recall@100 and "
+        "NDCG@10 within the drop allowed of the source's.",
+        "",
+        "| variant | docs/s | speed-up | query p50 (ms) | mean cosine | Recall@100 | NDCG@10 "
+        "| gate | note |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for v in report.variants:
+        gate = "source" if v is base else ("pass" if v.passes else "fail")
+        if v.name == report.served:
+            gate += " (served)"
+        if v.path is None:
+            lines.append(f"| {v.name} | – | – | – | – | – | – | {gate} | {v.note} |")
+            continue
+        cosine = f"{v.mean_cosine:.4f}" if v.mean_cosine is not None else "–"
+        lines.append(
+            f"| {v.name} | {v.docs_per_s:.0f} | {v.docs_per_s / base.docs_per_s:.2f}× | "
+            f"{v.query_p50_ms:.1f} | {cosine} | {v.recall_at_100:.4f} | {v.ndcg_at_10:.4f} | "
+            f"{gate} | {v.note} |"
+        )
+    return lines
