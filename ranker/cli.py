@@ -499,12 +499,16 @@ def bench(
 def demo(
     port: Annotated[int, typer.Option(help="0 picks a free port.")] = 0,
     folds: Annotated[int, typer.Option(help="CV folds for the trained reranker.")] = 0,
+    compress: Annotated[
+        bool,
+        typer.Option(help="Compress the models first when none is gated yet (about 20 min, once)."),
+    ] = True,
 ) -> None:
-    """The main job: index the sample catalog, serve it, query it over HTTP, evaluate."""
+    """The main job: index the sample catalog, compress the models, serve, query, evaluate."""
     from ranker.demo import run_demo
 
     try:
-        run_demo(_settings(), port=port, folds=folds)
+        run_demo(_settings(), port=port, folds=folds, compress=compress)
     except (OSError, ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from exc
 

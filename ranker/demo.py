@@ -17,16 +17,20 @@ import httpx
 from indexer.catalog import sample_catalog_path
 from indexer.jobs import read_index_manifest
 from indexer.stores.base import StoreError
+from ranker.compress.job import CompressConfig
 from ranker.evaluation.report import text_table
 from ranker.evaluation.suite import run_evaluation
-from ranker.loading import build_default_index, reranker_dir
-from ranker.model_files import read_manifest
+from ranker.loading import build_default_index, embedder_dir, reranker_dir, teacher_dir
+from ranker.model_files import read_manifest, resolve_model_dir
 from ranker.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 EXAMPLE_QUERIES = ("wireless mouse for laptop", "%100 silicone not clear", "kindle paperwhite")
 STARTUP_TIMEOUT_SECONDS = 300.0
+DEMO_COMPRESSION = CompressConfig(layers=(1,), max_lengths=(48,))
+"""The one student shape the main job distils when none is gated: the fastest that passed
+the gate in the full `shoprank compress` run (see the README)."""
 
 
 def _say(text: str = "") -> None:
@@ -124,6 +128,52 @@ def _ensure_index(settings: Settings) -> None:
     )
 
 
+def _ensure_compressed(settings: Settings) -> None:
+    """Run `shoprank compress` with :data:`DEMO_COMPRESSION` when no student is gated for
+    the served teacher (or no bi-encoder variant), so the served defaults are compressed."""
+    from ranker.compress.job import compress_models
+
+    if not settings.rerank.compressed or settings.rerank.model is not None:
+        return
+    student_gated = reranker_dir(settings) != teacher_dir(settings)
+    embedder_gated = embedder_dir(settings) != resolve_model_dir(settings.embedder.model)
+    if student_gated and (embedder_gated or not settings.embedder.compressed):
+        return
+    work = settings.home / "compress"
+    _say(
+        "compress: no gated student yet; distilling, exporting, quantizing and gating "
+        f"({_shapes(DEMO_COMPRESSION)}; about 20 min on 2 cores, once; report in {work})"
+    )
+    start = time.perf_counter()
+    embedder_report, report = compress_models(settings, DEMO_COMPRESSION, work_dir=work)
+    _say(
+        f"compress: {time.perf_counter() - start:.0f} s; reranker served: "
+        f"{report.served or 'the teacher (no student passed)'}; bi-encoder served: "
+        f"{embedder_report.served or 'the source (no variant passed)'}"
+    )
+
+
+def _shapes(config: CompressConfig) -> str:
+    return ", ".join(
+        f"{layers} layer(s) at {length} tokens"
+        for layers in config.layers
+        for length in config.max_lengths
+    )
+
+
+def _describe_embedder(settings: Settings) -> None:
+    path = embedder_dir(settings)
+    gate = (read_manifest(path) or {}).get("gate")
+    if isinstance(gate, dict):
+        _say(
+            f"bi-encoder: {path}, {gate.get('variant')}: Recall@100 {gate.get('recall@100', 0):.4f}"
+            f" against the source's {gate.get('source_recall@100', 0):.4f}, mean cosine "
+            f"{gate.get('mean_cosine', 0):.4f} (`shoprank compress`)"
+        )
+    else:
+        _say(f"bi-encoder: {path}")
+
+
 def _describe_reranker(settings: Settings) -> None:
     path = reranker_dir(settings)
     manifest = read_manifest(path) or {}
@@ -171,10 +221,13 @@ def _print_rerank(base_url: str) -> None:
         _say(f"  index {result['index']}: {result['relevance_score']:.3f}")
 
 
-def run_demo(settings: Settings, *, port: int = 0, folds: int = 0) -> None:
-    """Index, serve, query over HTTP, evaluate, stop; prints as it goes."""
+def run_demo(settings: Settings, *, port: int = 0, folds: int = 0, compress: bool = True) -> None:
+    """Index, compress (once), serve, query over HTTP, evaluate, stop; prints as it goes."""
     started = time.perf_counter()
     _ensure_index(settings)
+    if compress:
+        _ensure_compressed(settings)
+    _describe_embedder(settings)
     _describe_reranker(settings)
     _say("server: starting on 127.0.0.1 ...")
     with running_server(settings, port=port) as base_url:

@@ -18,6 +18,7 @@ the gate is conservative: it favours the teacher.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import itertools
 import json
 import logging
@@ -178,7 +179,13 @@ def compress_reranker(
     teacher_dir = reranker_dir(settings)
     data = load_training_data(settings)
     judgments = data.judgments
-    pairs = cached_teacher_pairs(pipeline, data, config, work_dir / "teacher-pairs.jsonl")
+    pairs = cached_teacher_pairs(
+        pipeline,
+        data,
+        config,
+        work_dir / "teacher-pairs.jsonl",
+        fast_teacher=lambda: _onnx_teacher(teacher_dir, teacher, work_dir, settings),
+    )
     teacher_score = {(p.qid, p.product_id): p.score for p in pairs}
     splits = kfold_query_splits(list(judgments.queries), folds=config.folds, seed=settings.seed)
     teacher_ndcg = _per_query_ndcg(
@@ -261,9 +268,18 @@ def apply_gate(
 
 
 def cached_teacher_pairs(
-    pipeline: SearchPipeline, data: TrainingData, config: CompressConfig, path: Path
+    pipeline: SearchPipeline,
+    data: TrainingData,
+    config: CompressConfig,
+    path: Path,
+    *,
+    fast_teacher: Callable[[], Reranker | None] | None = None,
 ) -> list[TeacherPair]:
-    """Teacher scores for judged and pseudo-queries, reused when teacher and inputs match."""
+    """Teacher scores for judged and pseudo-queries, reused when teacher and inputs match.
+
+    ``fast_teacher`` makes, when scores must be computed, a faster copy of the same function
+    (the teacher's fp32 ONNX export, which parity holds to 1e-3 of torch); None: torch.
+    """
     teacher = pipeline.reranker
     assert teacher is not None
     key = {
@@ -280,10 +296,34 @@ def cached_teacher_pairs(
             logger.info("reusing %d teacher scores from %s", len(lines) - 1, path)
             return [TeacherPair(**json.loads(line)) for line in lines[1:]]
     queries, candidates = distillation_queries(pipeline, data.judgments, config)
-    pairs = teacher_pairs(teacher.score_parts, queries, candidates, data.product_texts)
+    scorer = (fast_teacher() if fast_teacher is not None else None) or teacher
+    pairs = teacher_pairs(scorer.score_parts, queries, candidates, data.product_texts)
     body = "\n".join(json.dumps(asdict(p)) for p in pairs)
     atomic_write_bytes(path, (json.dumps(key) + "\n" + body + "\n").encode())
     return pairs
+
+
+def _onnx_teacher(
+    teacher_dir: Path, teacher: Reranker, work_dir: Path, settings: Settings
+) -> Reranker | None:
+    """The teacher exported to fp32 ONNX, serving as ``teacher`` does; None without ONNX
+    Runtime or when the export misses parity (torch scores then)."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    try:
+        exported = export_model(teacher_dir, work_dir / "teacher-onnx-fp32", task=ModelTask.SCORE)
+    except ParityError as exc:
+        logger.warning("the teacher scores on torch: %s", exc)
+        return None
+    return Reranker.load(
+        exported.path,
+        backend="onnx",
+        max_length=teacher.tokenizer.max_length,
+        batch_size=teacher.batch_size,
+        max_query_tokens=teacher.max_query_tokens,
+        embedder=teacher.prior.embedder if teacher.prior is not None else None,
+        backend_config=settings.backends,
+    )
 
 
 def distillation_queries(
