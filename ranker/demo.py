@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import IO, Any
 
 import httpx
@@ -21,7 +23,7 @@ from ranker.compress.job import CompressConfig
 from ranker.evaluation.report import text_table
 from ranker.evaluation.suite import run_evaluation
 from ranker.loading import build_default_index, embedder_dir, reranker_dir, teacher_dir
-from ranker.model_files import read_manifest, resolve_model_dir
+from ranker.model_files import model_id, read_manifest, resolve_model_dir
 from ranker.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -140,6 +142,9 @@ def _ensure_compressed(settings: Settings) -> None:
     if student_gated and (embedder_gated or not settings.embedder.compressed):
         return
     work = settings.home / "compress"
+    if _compressed_before(work / "report.json", teacher_dir(settings)):
+        _say(f"compress: ran before for this teacher, nothing more passed its gates ({work})")
+        return
     _say(
         "compress: no gated student yet; distilling, exporting, quantizing and gating "
         f"({_shapes(DEMO_COMPRESSION)}; about 20 min on 2 cores, once; report in {work})"
@@ -151,6 +156,15 @@ def _ensure_compressed(settings: Settings) -> None:
         f"{report.served or 'the teacher (no student passed)'}; bi-encoder served: "
         f"{embedder_report.served or 'the source (no variant passed)'}"
     )
+
+
+def _compressed_before(report_json: Path, teacher: Path) -> bool:
+    """Whether a compression report of this teacher exists (so its gates already ruled)."""
+    try:
+        report = json.loads(report_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and report.get("teacher") == model_id(teacher)
 
 
 def _shapes(config: CompressConfig) -> str:

@@ -214,6 +214,12 @@ class BackendSettings(BaseModel):
     )
     intra_op_threads: int = Field(default=0, ge=0, description="0: the physical cores.")
     inter_op_threads: int = Field(default=1, ge=1)
+    onnx_thread_spinning: bool = Field(
+        default=False,
+        description="Let ONNX Runtime's worker threads spin between operators. Off: each "
+        "request runs the bi-encoder and the reranker one after the other, each session with "
+        "its own threads, and threads spinning after one run take the cores from the next.",
+    )
     trt_fp16: bool = Field(default=True, description="TensorRT may run layers in fp16.")
     trt_int8: bool = Field(default=False, description="TensorRT may run layers in int8.")
     trt_engine_cache_dir: Path = Field(

@@ -12,6 +12,10 @@ from tokenizers import Encoding, Tokenizer
 from ranker.backends.base import TokenBatch
 from ranker.caching import TextCache
 
+CHARS_PER_PIECE = 12
+"""Characters allowed per kept word piece before a document is cut (pieces average about 4
+characters in catalog text; a cut that proves short is undone)."""
+
 
 class TextTooLongError(ValueError):
     """A text over its token limit when the caller asked for no truncation."""
@@ -85,10 +89,33 @@ class PairTokenizer:
         return query[:end], encoding
 
     def encode_documents(self, documents: Sequence[str]) -> list[Encoding]:
-        """Each document's word pieces (no special tokens), from the cache where it can."""
+        """Each document's word pieces (no special tokens), from the cache where it can.
+
+        Only the first ``max_length`` pieces are kept, so a long text is first cut at a
+        whitespace after :data:`CHARS_PER_PIECE` characters a piece: the pieces of a prefix
+        that ends between words are the full text's first pieces. A prefix that gives fewer
+        pieces than are kept is encoded again whole, so the result never changes.
+        """
 
         def encode(texts: list[str]) -> list[Encoding]:
-            return list(self._pieces.encode_batch(texts, add_special_tokens=False))
+            prefixes = [
+                _whitespace_prefix(text, self.max_length * CHARS_PER_PIECE) for text in texts
+            ]
+            encodings = self._pieces.encode_batch(prefixes, add_special_tokens=False)
+            short = [
+                i
+                for i, (text, prefix, encoding) in enumerate(
+                    zip(texts, prefixes, encodings, strict=True)
+                )
+                if len(prefix) < len(text) and len(encoding.ids) < self.max_length
+            ]
+            if short:
+                whole = self._pieces.encode_batch(
+                    [texts[i] for i in short], add_special_tokens=False
+                )
+                for i, encoding in zip(short, whole, strict=True):
+                    encodings[i] = encoding
+            return list(encodings)
 
         return self.document_cache.get_many(documents, encode)
 
@@ -104,6 +131,15 @@ class PairTokenizer:
         """
         pieces = self._counter.encode(query, add_special_tokens=False)
         return self.pair_encodings(pieces, self.encode_documents(documents))
+
+
+def _whitespace_prefix(text: str, max_chars: int) -> str:
+    """``text`` cut at the last whitespace at or before ``max_chars`` (whole when shorter, or
+    when that stretch has no whitespace)."""
+    if len(text) <= max_chars:
+        return text
+    cut = max(text.rfind(" ", 0, max_chars + 1), text.rfind("\n", 0, max_chars + 1))
+    return text[:cut] if cut > 0 else text
 
 
 def length_sorted_batches(

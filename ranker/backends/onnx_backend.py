@@ -57,10 +57,14 @@ def choose_providers(
 
 
 def session_options(config: BackendSettings) -> ort.SessionOptions:
-    """Threads matched to the physical cores, all graph optimizations on."""
+    """Threads matched to the physical cores, all graph optimizations on; worker threads
+    spin between operators only when ``config.onnx_thread_spinning`` says so."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = config.intra_op_threads or physical_cores()
     options.inter_op_num_threads = config.inter_op_threads
+    spinning = "1" if config.onnx_thread_spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return options
