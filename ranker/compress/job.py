@@ -180,6 +180,10 @@ def compress_reranker(
     teacher_dir = reranker_dir(settings)
     data = load_training_data(settings)
     judgments = data.judgments
+    # As serving does, every prior reads the products' vectors from the index.
+    catalog = pipeline.catalog_vectors()
+    if teacher.prior is not None:
+        teacher.prior = dataclasses.replace(teacher.prior, catalog=catalog)
     pairs = cached_teacher_pairs(
         pipeline,
         data,
@@ -199,10 +203,6 @@ def compress_reranker(
         teacher=teacher.model_id, teacher_cv_ndcg=_mean(teacher_ndcg), folds=config.folds
     )
     cases = rerank_cases(judgments, data.product_texts)
-    # As serving does, every prior reads the judged products' vectors from the index.
-    catalog = pipeline.catalog_vectors()
-    if teacher.prior is not None:
-        teacher.prior = dataclasses.replace(teacher.prior, catalog=catalog)
     report.variants.append(
         _timed(
             Variant(TEACHER, str(teacher_dir), _layers(teacher_dir), "fp32"),
@@ -322,7 +322,7 @@ def _onnx_teacher(
     except ParityError as exc:
         logger.warning("the teacher scores on torch: %s", exc)
         return None
-    return Reranker.load(
+    onnx_teacher = Reranker.load(
         exported.path,
         backend="onnx",
         max_length=teacher.tokenizer.max_length,
@@ -331,6 +331,8 @@ def _onnx_teacher(
         embedder=teacher.prior.embedder if teacher.prior is not None else None,
         backend_config=settings.backends,
     )
+    onnx_teacher.prior = teacher.prior  # the same prior, with its cache and stored vectors
+    return onnx_teacher
 
 
 def distillation_queries(
