@@ -1,5 +1,8 @@
 """`shoprank compress`: distil the served reranker, export, quantize, gate, serve the winner.
 
+:func:`compress_models` first compresses the bi-encoder (see ``ranker.compress.embedder``),
+then the reranker with the bi-encoder serving will use:
+
 1. The teacher (the reranker serving would load, its dense prior included) scores judged
    queries and pseudo-queries against the products retrieval finds for them.
 2. For each student shape, k-fold cross-validation by query: a student is distilled on the
