@@ -354,7 +354,7 @@ def compress(
     max_lengths: Annotated[
         str,
         typer.Option(help="Students' maximum pair lengths in word pieces, comma-separated."),
-    ] = "48,64",
+    ] = "40,48",
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds, by query.")] = 3,
     pseudo_queries: Annotated[
         int, typer.Option(min=0, help="Pseudo-queries cut from product titles.")

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 EXAMPLE_QUERIES = ("wireless mouse for laptop", "%100 silicone not clear", "kindle paperwhite")
 STARTUP_TIMEOUT_SECONDS = 300.0
-DEMO_COMPRESSION = CompressConfig(layers=(1,), max_lengths=(48,))
+DEMO_COMPRESSION = CompressConfig(layers=(1,), max_lengths=(40,))
 """The one student shape the main job distils when none is gated: the fastest that passed
 the gate in the full `shoprank compress` run (see the README)."""
 

@@ -78,7 +78,7 @@ class CompressConfig(BaseModel):
 
     layers: tuple[int, ...] = Field(default=(1, 2), description="Teacher layers students keep.")
     max_lengths: tuple[int, ...] = Field(
-        default=(48, 64), description="Students' maximum pair lengths (word pieces)."
+        default=(40, 48), description="Students' maximum pair lengths (word pieces)."
     )
     folds: int = Field(default=3, ge=2)
     pseudo_queries: int = Field(default=1000, ge=0)
