@@ -52,14 +52,7 @@ def embedder_dir(settings: Settings) -> Path:
             configured,
         )
         return configured
-    if importlib.util.find_spec("onnxruntime") is None:
-        logger.warning(
-            "ignoring the compressed bi-encoder in %s: it needs onnxruntime "
-            "(pip install 'shoprank[onnx]')",
-            compressed,
-        )
-        return configured
-    return compressed
+    return compressed if _runnable(compressed, "compressed bi-encoder") else configured
 
 
 def load_embedder(settings: Settings) -> Embedder:
@@ -127,11 +120,16 @@ def _is_gated_student_of(student: Path, teacher: Path, *, quiet: bool = False) -
             teacher,
         )
         return False
-    if (student / ONNX_MODEL_NAME).is_file() and importlib.util.find_spec("onnxruntime") is None:
+    return _runnable(student, "compressed reranker")
+
+
+def _runnable(model_dir: Path, what: str) -> bool:
+    """False, with a warning, for an ONNX export when onnxruntime is not installed."""
+    if (model_dir / ONNX_MODEL_NAME).is_file() and importlib.util.find_spec("onnxruntime") is None:
         logger.warning(
-            "ignoring the compressed reranker in %s: it needs onnxruntime "
-            "(pip install 'shoprank[onnx]')",
-            student,
+            "ignoring the %s in %s: it needs onnxruntime (pip install 'shoprank[onnx]')",
+            what,
+            model_dir,
         )
         return False
     return True

@@ -50,22 +50,16 @@ class ModelIdentity:
         """The same model and weights, or variants of the same weights: an ONNX or int8
         export and its source (or two exports of one source), whose parity checks bound how
         far their vectors differ, so one's vectors can be searched with the other's."""
-        if self.model_id == other.model_id and _same_digest(
-            self.weights_sha256, other.weights_sha256
-        ):
+        same_weights = self.weights_sha256.lower() == other.weights_sha256.lower()
+        if self.model_id == other.model_id and same_weights:
             return True
         mine = {self.weights_sha256.lower(), *(digest.lower() for digest in self.lineage)}
         theirs = {other.weights_sha256.lower(), *(digest.lower() for digest in other.lineage)}
-        related = mine & theirs
-        return bool(related) and (bool(self.lineage) or bool(other.lineage))
+        return bool(mine & theirs) and bool(self.lineage or other.lineage)
 
     def compatible_with(self, other: ModelIdentity) -> bool:
         """:meth:`same_model_as` and the same dimension."""
         return self.dimension == other.dimension and self.same_model_as(other)
-
-
-def _same_digest(a: str, b: str) -> bool:
-    return a.lower() == b.lower()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,7 @@ the other way round (the identities share a lineage), so no reindex is needed.
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from indexer.stores.atomic import atomic_directory
 from ranker.backends.base import FloatArray, ModelTask
-from ranker.compress.export import export_model
+from ranker.compress.export import export_model, install_gated
 from ranker.compress.parity import ParityError
 from ranker.compress.quantize import Precision, quantize_model
 from ranker.compress.timing import time_calls
@@ -32,7 +29,7 @@ from ranker.embedder import Embedder
 from ranker.evaluation.judgments import Judgments
 from ranker.evaluation.metrics import ndcg_at_k, recall_at_k
 from ranker.loading import COMPRESSED_EMBEDDER_DIR
-from ranker.model_files import MANIFEST_NAME, read_manifest, resolve_model_dir
+from ranker.model_files import resolve_model_dir
 from ranker.settings import Settings
 from ranker.training.jobs import TrainingData
 
@@ -193,10 +190,10 @@ def _install(
     max_recall_drop: float,
 ) -> None:
     """Copy the winner into the served location with the gate's verdict in its manifest."""
-    with atomic_directory(target) as staging:
-        shutil.copytree(source, staging, dirs_exist_ok=True)
-        manifest = read_manifest(staging) or {}
-        manifest["gate"] = {
+    install_gated(
+        source,
+        target,
+        {
             "variant": variant.name,
             "recall@100": variant.recall_at_100,
             "ndcg@10": variant.ndcg_at_10,
@@ -204,9 +201,8 @@ def _install(
             "source_ndcg@10": reference.ndcg_at_10,
             "mean_cosine": variant.mean_cosine,
             "max_drop": max_recall_drop,
-            "passed": True,
-        }
-        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
+        },
+    )
 
 
 def embedder_table(report: EmbedderReport) -> list[str]:

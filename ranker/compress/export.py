@@ -352,6 +352,15 @@ def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
+def install_gated(source: Path, target: Path, gate: Mapping[str, Any]) -> None:
+    """Copy a model directory that passed its gate to where serving looks for it (a temp
+    dir, then a rename), with the verdict (``passed: true`` added) in its manifest."""
+    with atomic_directory(target) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+        manifest = read_manifest(staging) or {}
+        write_manifest(staging, {**manifest, "gate": {**gate, "passed": True}})
+
+
 def _versions() -> dict[str, str]:
     versions = {}
     for package in ("torch", "transformers", "onnx", "onnxruntime"):

@@ -36,7 +36,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from indexer.catalog import load_products, sample_catalog_path
-from indexer.stores.atomic import atomic_directory, atomic_write_bytes
+from indexer.stores.atomic import atomic_write_bytes
 from ranker.backends import ModelTask
 from ranker.backends.base import FloatArray
 from ranker.caching import TextCache
@@ -51,7 +51,7 @@ from ranker.compress.distill import (
     teacher_pairs,
 )
 from ranker.compress.embedder import EmbedderReport, embedder_table
-from ranker.compress.export import export_model
+from ranker.compress.export import export_model, install_gated
 from ranker.compress.parity import ParityError
 from ranker.compress.quantize import Precision, quantize_model
 from ranker.compress.timing import time_calls
@@ -59,7 +59,6 @@ from ranker.embedder import Embedder
 from ranker.evaluation.judgments import Judgments, kfold_query_splits
 from ranker.evaluation.metrics import ndcg_at_k, ranked_ids
 from ranker.loading import COMPRESSED_RERANKER_DIR, reranker_dir
-from ranker.model_files import MANIFEST_NAME, read_manifest
 from ranker.pipeline import SearchPipeline
 from ranker.reranker import Reranker
 from ranker.settings import Settings
@@ -146,15 +145,15 @@ def compress_models(
             "rerank": settings.rerank.model_copy(update={"compressed": False}),
         }
     )
-    embedder_report = compress_embedder(
-        uncompressed, load_training_data(settings), work_dir=work_dir / "embedder"
-    )
+    data = load_training_data(settings)
+    embedder_report = compress_embedder(uncompressed, data, work_dir=work_dir / "embedder")
     pipeline = open_serving_pipeline(uncompressed)
     report = compress_reranker(
         uncompressed,
         pipeline,
         config,
         work_dir=work_dir,
+        data=data,
         student_embedder=load_embedder(settings),
         embedder_report=embedder_report,
     )
@@ -167,11 +166,13 @@ def compress_reranker(
     config: CompressConfig,
     *,
     work_dir: Path,
+    data: TrainingData | None = None,
     student_embedder: Embedder | None = None,
     embedder_report: EmbedderReport | None = None,
 ) -> CompressionReport:
     """Run every step; writes variants and the report under ``work_dir``.
 
+    ``data``: the judgments and product texts (loaded from settings when not given);
     ``student_embedder``: the bi-encoder the students' dense prior uses (the pipeline's by
     default); ``embedder_report`` is added to the written report.
     """
@@ -181,7 +182,7 @@ def compress_reranker(
     student_embedder = student_embedder or pipeline.embedder
     teacher = pipeline.reranker
     teacher_dir = reranker_dir(settings)
-    data = load_training_data(settings)
+    data = data or load_training_data(settings)
     judgments = data.judgments
     # As serving does, every prior reads the products' vectors from the index.
     catalog = pipeline.catalog_vectors()
@@ -544,18 +545,17 @@ def _timed(
 
 def _install(source: Path, target: Path, variant: Variant, report: CompressionReport) -> None:
     """Copy the winner into the served location with the gate's verdict in its manifest."""
-    with atomic_directory(target) as staging:
-        shutil.copytree(source, staging, dirs_exist_ok=True)
-        manifest = read_manifest(staging) or {}
-        manifest["gate"] = {
+    install_gated(
+        source,
+        target,
+        {
             "variant": variant.name,
             "cv_ndcg@10": variant.cv_ndcg,
             "teacher": report.teacher,
             "teacher_ndcg@10": report.teacher_cv_ndcg,
             "p50_ms": variant.p50_ms,
-            "passed": True,
-        }
-        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
+        },
+    )
 
 
 def _per_query_ndcg(
