@@ -254,8 +254,8 @@ def find_connector(client: Any, *, name: str, endpoint: str) -> str | None:
     return None if newest is None else str(newest["_id"])
 
 
-def find_model(client: Any, *, name: str, connector_id: str) -> tuple[str, str] | None:
-    """The id and state of the newest model named ``name`` on ``connector_id``."""
+def find_model(client: Any, *, name: str, connector_id: str) -> str | None:
+    """The id of the newest model named ``name`` on ``connector_id``."""
     hits = _search(
         client,
         f"{ML}/models/_search",
@@ -268,9 +268,18 @@ def find_model(client: Any, *, name: str, connector_id: str) -> tuple[str, str] 
         and h.get("_source", {}).get("name") == name
     ]
     newest = _newest(ours)
-    if newest is None:
-        return None
-    return str(newest["_id"]), str(newest.get("_source", {}).get("model_state", ""))
+    return None if newest is None else str(newest["_id"])
+
+
+def _settled_model_state(client: Any, model_id: str, *, timeout_s: float) -> str:
+    """A model's state read by id (real time, unlike ``_search``), waited for while it is
+    ``DEPLOYING``: a deployment still being written is not a reason to deploy again."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = str(_request(client, "GET", f"{ML}/models/{model_id}").get("model_state", ""))
+        if state != "DEPLOYING" or time.monotonic() > deadline:
+            return state
+        time.sleep(0.5)
 
 
 def _wait_for_task(client: Any, task_id: str, *, timeout_s: float) -> dict[str, Any]:
@@ -325,7 +334,8 @@ def setup_rerank(
         )
         changed.append("model")
     else:
-        model_id, state = found
+        model_id = found
+        state = _settled_model_state(client, model_id, timeout_s=deploy_timeout_s)
         if state != "DEPLOYED":
             logger.info("deploying model %s (%s)", model_id, state or "no state")
             deployed = _request(client, "POST", f"{ML}/models/{model_id}/_deploy")

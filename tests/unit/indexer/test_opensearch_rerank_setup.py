@@ -29,6 +29,8 @@ class _Cluster:
         self.models: dict[str, dict[str, Any]] = {}
         self.pipelines: dict[str, Any] = {}
         self.tasks: dict[str, dict[str, Any]] = {}
+        self.deploying_reads: dict[str, int] = {}
+        """Model id → how many reads by id still say DEPLOYING (a deployment being written)."""
         self.writes: list[tuple[str, str]] = []
         self._ids = itertools.count(1)
         self._clock = itertools.count(1000)
@@ -76,6 +78,12 @@ class _Cluster:
             task_id = self._id("t")
             self.tasks[task_id] = {"state": "COMPLETED", "model_id": model_id}
             return {"task_id": task_id, "status": "CREATED"}
+        if method == "GET" and path.startswith(f"{ML}/models/"):
+            model_id = path.rsplit("/", 1)[-1]
+            if self.deploying_reads.get(model_id, 0) > 0:
+                self.deploying_reads[model_id] -= 1
+                return {**self.models[model_id], "model_state": "DEPLOYING"}
+            return self.models[model_id]
         if path.startswith(f"{ML}/tasks/"):
             return self.tasks[path.rsplit("/", 1)[-1]]
         if path.startswith("/_search/pipeline/"):
@@ -132,6 +140,23 @@ def test_an_undeployed_model_is_deployed_not_registered_again() -> None:
     assert second.model_id == first.model_id
     assert second.changed == ("model",)
     assert client.transport.models[first.model_id]["model_state"] == "DEPLOYED"
+
+
+def test_a_model_still_deploying_is_waited_for_not_deployed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("indexer.stores.opensearch.rerank_hook.time.sleep", lambda _: None)
+    client = _Client()
+    first = setup_rerank(client, endpoint=ENDPOINT, pipeline="p")
+    client.transport.deploying_reads[first.model_id] = 2
+    client.transport.writes.clear()
+
+    second = setup_rerank(client, endpoint=ENDPOINT, pipeline="p")
+
+    assert second.model_id == first.model_id
+    assert second.changed == ()
+    assert client.transport.writes == []
+    assert client.transport.deploying_reads[first.model_id] == 0
 
 
 def test_another_endpoint_gets_its_own_connector_and_the_pipeline_moves() -> None:
