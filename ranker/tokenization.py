@@ -12,9 +12,9 @@ from tokenizers import Encoding, Tokenizer
 from ranker.backends.base import TokenBatch
 from ranker.caching import TextCache
 
-CHARS_PER_PIECE = 12
-"""Characters allowed per kept word piece before a document is cut (pieces average about 4
-characters in catalog text; a cut that proves short is undone)."""
+FIRST_CUT_CHARS_PER_PIECE = 5
+"""Characters allowed per kept word piece in the first cut of a long document (pieces
+average about 4 characters in catalog text); a cut that proves short is doubled."""
 
 
 class TextTooLongError(ValueError):
@@ -92,30 +92,27 @@ class PairTokenizer:
         """Each document's word pieces (no special tokens), from the cache where it can.
 
         Only the first ``max_length`` pieces are kept, so a long text is first cut at a
-        whitespace after :data:`CHARS_PER_PIECE` characters a piece: the pieces of a prefix
-        that ends between words are the full text's first pieces. A prefix that gives fewer
-        pieces than are kept is encoded again whole, so the result never changes.
+        whitespace after :data:`FIRST_CUT_CHARS_PER_PIECE` characters a piece: the pieces of
+        a prefix that ends between words are the full text's first pieces. A prefix that
+        gives fewer pieces than are kept is cut again twice as long, until it gives enough
+        or is the whole text, so the result never changes.
         """
 
         def encode(texts: list[str]) -> list[Encoding]:
-            prefixes = [
-                _whitespace_prefix(text, self.max_length * CHARS_PER_PIECE) for text in texts
-            ]
-            encodings = self._pieces.encode_batch(prefixes, add_special_tokens=False)
-            short = [
-                i
-                for i, (text, prefix, encoding) in enumerate(
-                    zip(texts, prefixes, encodings, strict=True)
-                )
-                if len(prefix) < len(text) and len(encoding.ids) < self.max_length
-            ]
-            if short:
-                whole = self._pieces.encode_batch(
-                    [texts[i] for i in short], add_special_tokens=False
-                )
-                for i, encoding in zip(short, whole, strict=True):
-                    encodings[i] = encoding
-            return list(encodings)
+            encodings: list[Encoding | None] = [None] * len(texts)
+            pending = list(range(len(texts)))
+            max_chars = self.max_length * FIRST_CUT_CHARS_PER_PIECE
+            while pending:
+                prefixes = [_whitespace_prefix(texts[i], max_chars) for i in pending]
+                batch = self._pieces.encode_batch(prefixes, add_special_tokens=False)
+                short = []
+                for i, prefix, encoding in zip(pending, prefixes, batch, strict=True):
+                    if len(prefix) < len(texts[i]) and len(encoding.ids) < self.max_length:
+                        short.append(i)
+                    else:
+                        encodings[i] = encoding
+                pending, max_chars = short, max_chars * 2
+            return [encoding for encoding in encodings if encoding is not None]
 
         return self.document_cache.get_many(documents, encode)
 

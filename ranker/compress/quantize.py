@@ -1,4 +1,5 @@
-"""Quantize an exported fp32 ONNX model: int8 (dynamic, per channel) for CPUs, fp16 for GPUs.
+"""Quantize an exported fp32 ONNX model: int8 (dynamic, per channel) for CPUs, fp16 for GPUs
+(from the graph fused again for the GPU).
 
 Each variant is written as its own model directory (temp dir, then rename) and only when it
 agrees with the fp32 graph on catalog inputs: cosine and ranking for embeddings; score
@@ -8,7 +9,9 @@ the CPU preset the int8 kernels were chosen for, and the parity figures.
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from ranker.backends.base import ModelTask
 from ranker.compress.export import (
     compare_to_reference,
     copy_model_files,
+    optimize_graph,
     variant_manifest,
     write_manifest,
 )
@@ -93,13 +97,20 @@ def quantize_int8(source: Path, target: Path, *, per_channel: bool, reduce_range
     )
 
 
-def convert_fp16(source: Path, target: Path) -> None:
-    """Half-precision weights and compute, float32 inputs and outputs kept."""
+def convert_fp16(source: Path, target: Path, *, num_heads: int, hidden_size: int) -> dict[str, int]:
+    """The graph fused for the GPU, then half-precision weights and compute, float32 inputs
+    and outputs kept; returns the fusion counts."""
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    model = OnnxModel(onnx.load(str(source)))
+    with tempfile.TemporaryDirectory() as scratch:
+        fused_graph = Path(scratch) / ONNX_MODEL_NAME
+        fused = optimize_graph(
+            source, fused_graph, num_heads=num_heads, hidden_size=hidden_size, gpu=True
+        )
+        model = OnnxModel(onnx.load(str(fused_graph)))
     model.convert_float_to_float16(keep_io_types=True)
     model.save_model_to_file(str(target))
+    return fused
 
 
 def quantize_model(
@@ -150,8 +161,14 @@ def quantize_model(
                 "cpu_preset": int8_preset(),
             }
         else:
-            convert_fp16(fp32_dir / ONNX_MODEL_NAME, staging / ONNX_MODEL_NAME)
-            settings = {"method": "cast", "keep_io_types": True}
+            config = json.loads((fp32_dir / "config.json").read_text())
+            fused = convert_fp16(
+                fp32_dir / ONNX_MODEL_NAME,
+                staging / ONNX_MODEL_NAME,
+                num_heads=int(config["num_attention_heads"]),
+                hidden_size=int(config["hidden_size"]),
+            )
+            settings = {"method": "cast", "keep_io_types": True, "gpu_fused_operators": fused}
         copy_model_files(fp32_dir, staging)
         agreement = compare_to_reference(
             fp32_dir, staging, task=task, groups=groups, reference_backend="onnx"

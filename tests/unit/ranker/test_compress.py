@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the onnx extra)")
@@ -57,15 +58,22 @@ def test_export_directory_has_graph_tokenizer_and_manifest(
     assert not list(onnx_reranker_dir.parent.glob(".*tmp*"))
 
 
-def test_export_fuses_attention_layernorm_and_gelu(onnx_embedder_dir: Path) -> None:
+def test_export_for_the_cpu_fuses_layernorm_and_gelu_and_leaves_attention_to_the_session(
+    onnx_embedder_dir: Path,
+) -> None:
     manifest = read_manifest(onnx_embedder_dir)
     assert manifest is not None
+    graph_ops = {
+        node.op_type for node in onnx.load(str(onnx_embedder_dir / "model.onnx")).graph.node
+    }
 
     fused = manifest["onnx"]["optimizer"]["fused_operators"]
 
-    assert fused["Attention"] == 2  # one per layer of the tiny BERT
-    assert fused["SkipLayerNormalization"] >= 2
-    assert fused["BiasGelu"] == 2
+    assert manifest["onnx"]["optimizer"]["target"] == "cpu"
+    assert fused["LayerNormalization"] >= 2
+    assert fused["Gelu"] == 2  # one per layer of the tiny BERT
+    assert "Attention" not in graph_ops
+    assert "SkipLayerNormalization" not in graph_ops
 
 
 def test_exported_embedder_matches_torch(tiny_embedder_dir: Path, onnx_embedder_dir: Path) -> None:
@@ -155,6 +163,11 @@ def test_fp16_variant_matches_fp32(
 
     assert result.variant == "fp16"
     assert result.agreement.max_abs_diff < 1e-2
+    graph_ops = {node.op_type for node in onnx.load(str(result.path / "model.onnx")).graph.node}
+    assert "Attention" in graph_ops  # fused again for the GPU
+    manifest = read_manifest(result.path)
+    assert manifest is not None
+    assert manifest["quantization"]["gpu_fused_operators"]["Attention"] == 2
     scores = Reranker.load(result.path).score(QUERY, TEXTS)
     assert scores.dtype == np.float32
 
