@@ -355,6 +355,13 @@ def compress(
         str,
         typer.Option(help="Students' maximum pair lengths in word pieces, comma-separated."),
     ] = "40,48",
+    embedder_max_lengths: Annotated[
+        str,
+        typer.Option(
+            help="Shorter input lengths the bi-encoder is also tried at, comma-separated "
+            "(empty: the served length only)."
+        ),
+    ] = "64",
     folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds, by query.")] = 3,
     pseudo_queries: Annotated[
         int, typer.Option(min=0, help="Pseudo-queries cut from product titles.")
@@ -373,6 +380,7 @@ def compress(
         config = CompressConfig(
             layers=_int_list(layers),
             max_lengths=_int_list(max_lengths),
+            embedder_max_lengths=_int_list(embedder_max_lengths),
             folds=folds,
             pseudo_queries=pseudo_queries,
         )

@@ -56,11 +56,19 @@ def embedder_dir(settings: Settings) -> Path:
 
 
 def load_embedder(settings: Settings) -> Embedder:
-    """The bi-encoder :func:`embedder_dir` picks (all-MiniLM-L6-v2 by default)."""
+    """The bi-encoder :func:`embedder_dir` picks (all-MiniLM-L6-v2 by default), at the input
+    length its gate judged it with unless ``embedder.max_length`` is set."""
+    path = embedder_dir(settings)
+    own = (read_manifest(path) or {}).get("serving") or {}
+    max_length = (
+        settings.embedder.max_length
+        if "max_length" in settings.embedder.model_fields_set or "max_length" not in own
+        else int(own["max_length"])
+    )
     return Embedder.load(
-        embedder_dir(settings),
+        path,
         backend=settings.embedder.backend,
-        max_length=settings.embedder.max_length,
+        max_length=max_length,
         batch_size=settings.embedder.batch_size,
         backend_config=settings.backends,
     )

@@ -377,12 +377,21 @@ def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
-def install_gated(source: Path, target: Path, gate: Mapping[str, Any]) -> None:
+def install_gated(
+    source: Path,
+    target: Path,
+    gate: Mapping[str, Any],
+    *,
+    serving: Mapping[str, Any] | None = None,
+) -> None:
     """Copy a model directory that passed its gate to where serving looks for it (a temp
-    dir, then a rename), with the verdict (``passed: true`` added) in its manifest."""
+    dir, then a rename), with the verdict (``passed: true`` added) in its manifest, and the
+    settings it was judged with (``serving``, e.g. its input length) when given."""
     with atomic_directory(target) as staging:
         shutil.copytree(source, staging, dirs_exist_ok=True)
         manifest = read_manifest(staging) or {}
+        if serving is not None:
+            manifest = {**manifest, "serving": {**manifest.get("serving", {}), **serving}}
         write_manifest(staging, {**manifest, "gate": {**gate, "passed": True}})
 
 

@@ -79,6 +79,10 @@ class CompressConfig(BaseModel):
     max_lengths: tuple[int, ...] = Field(
         default=(40, 48), description="Students' maximum pair lengths (word pieces)."
     )
+    embedder_max_lengths: tuple[int, ...] = Field(
+        default=(64,),
+        description="Shorter input lengths (word pieces) the bi-encoder is also tried at.",
+    )
     folds: int = Field(default=3, ge=2)
     pseudo_queries: int = Field(default=1000, ge=0)
     judged_query_depth: int = Field(
@@ -146,7 +150,12 @@ def compress_models(
         }
     )
     data = load_training_data(settings)
-    embedder_report = compress_embedder(uncompressed, data, work_dir=work_dir / "embedder")
+    embedder_report = compress_embedder(
+        uncompressed,
+        data,
+        work_dir=work_dir / "embedder",
+        shorter_lengths=config.embedder_max_lengths,
+    )
     pipeline = open_serving_pipeline(uncompressed)
     report = compress_reranker(
         uncompressed,

@@ -47,7 +47,9 @@ def compressed(
     home = tmp_path_factory.mktemp("compress-home")
     settings = Settings(home=home, embedder=EmbedderSettings(model=str(tiny_embedder_dir)))
     # Random weights retrieve at random: a generous drop lets the mechanics be tested.
-    report = compress_embedder(settings, data, work_dir=home / "work", max_recall_drop=1.0)
+    report = compress_embedder(
+        settings, data, work_dir=home / "work", shorter_lengths=(16,), max_recall_drop=1.0
+    )
     return settings, report
 
 
@@ -55,11 +57,19 @@ def test_every_variant_is_measured_and_the_int8_one_serves(
     compressed: tuple[Settings, Any],
 ) -> None:
     settings, report = compressed
-    names = [v.name for v in report.variants]
-    assert names == ["source torch fp32", "onnx fp32", "onnx int8"]
+    names = [(v.name, v.max_length) for v in report.variants]
+    assert names == [
+        ("source torch fp32", 128),
+        ("onnx fp32", 128),
+        ("onnx int8", 128),
+        ("onnx fp32, 16 word pieces", 16),
+        ("onnx int8, 16 word pieces", 16),
+    ]
     assert all(v.docs_per_s > 0 and v.recall_at_100 is not None for v in report.variants)
     assert report.variants[1].mean_cosine == pytest.approx(1.0, abs=1e-4)
     assert report.variants[2].mean_cosine > 0.9
+    assert report.variants[3].mean_cosine is None  # no torch run at 16 to compare with
+    assert report.variants[4].mean_cosine > 0.9  # against fp32 at 16
     served = settings.models_path / COMPRESSED_EMBEDDER_DIR
     assert report.served_path == str(served)
     gate = (read_manifest(served) or {})["gate"]
@@ -67,7 +77,22 @@ def test_every_variant_is_measured_and_the_int8_one_serves(
     assert gate["variant"] == report.served
     table = "\n".join(embedder_table(report))
     assert "(served)" in table
-    assert "| onnx int8 |" in table
+    assert "| onnx int8 | 128 |" in table
+
+
+def test_serving_reads_at_the_length_the_gate_judged_unless_set(
+    compressed: tuple[Settings, Any],
+) -> None:
+    settings, report = compressed
+    served_row = next(v for v in report.variants if v.name == report.served)
+    served = settings.models_path / COMPRESSED_EMBEDDER_DIR
+    assert (read_manifest(served) or {})["serving"]["max_length"] == served_row.max_length
+
+    assert load_embedder(settings).tokenizer.max_length == served_row.max_length
+    pinned = settings.model_copy(
+        update={"embedder": EmbedderSettings(model=settings.embedder.model, max_length=100)}
+    )
+    assert load_embedder(pinned).tokenizer.max_length == 100
 
 
 def test_serving_picks_the_gated_variant_of_the_configured_model(

@@ -24,6 +24,7 @@ def test_compress_writes_every_variant_and_the_report(
     config = CompressConfig(
         layers=(1,),
         max_lengths=(32,),
+        embedder_max_lengths=(),
         folds=2,
         pseudo_queries=4,
         judged_query_depth=3,
