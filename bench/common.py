@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -47,14 +48,19 @@ def product_texts() -> dict[str, str]:
 def ensure_variants(
     base: str | Path, name: str, task: ModelTask, models_dir: Path
 ) -> dict[str, Path]:
-    """The fp32 and int8 ONNX exports of ``base`` under ``models_dir``, made once."""
-    from ranker.compress.export import export_model
+    """The fp32 and int8 ONNX exports of ``base`` under ``models_dir``, made once (again
+    when the export recipe changed since)."""
+    from ranker.compress.export import EXPORT_RECIPE, export_model
     from ranker.compress.parity import catalog_groups
     from ranker.compress.quantize import Precision, quantize_model
-    from ranker.model_files import resolve_model_dir
+    from ranker.model_files import read_manifest, resolve_model_dir
 
     fp32 = models_dir / f"{name}-onnx-fp32"
     int8 = models_dir / f"{name}-onnx-qint8"
+    recipe = ((read_manifest(fp32) or {}).get("onnx") or {}).get("recipe")
+    if recipe != EXPORT_RECIPE:
+        for stale in (fp32, int8):
+            shutil.rmtree(stale, ignore_errors=True)
     groups = None
     if not (fp32 / "model.onnx").is_file():
         groups = catalog_groups(queries=PARITY_QUERIES)
