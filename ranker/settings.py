@@ -220,6 +220,14 @@ class BackendSettings(BaseModel):
         "request runs the bi-encoder and the reranker one after the other, each session with "
         "its own threads, and threads spinning after one run take the cores from the next.",
     )
+    torch_cuda_dtype: Literal["float16", "bfloat16", "float32"] = Field(
+        default="float16", description="What the torch backend computes in on CUDA."
+    )
+    torch_cuda_graphs: bool = Field(
+        default=False,
+        description="Run the torch backend's batches through captured CUDA graphs (one per "
+        "padded shape). CUDA only: ignored, with a logged reason, where no GPU is present.",
+    )
     trt_fp16: bool = Field(default=True, description="TensorRT may run layers in fp16.")
     trt_int8: bool = Field(default=False, description="TensorRT may run layers in int8.")
     trt_engine_cache_dir: Path = Field(

@@ -37,8 +37,18 @@ WARMUP_SHAPE = (8, 64)
 __all__ = ["BACKENDS", "Backend", "BackendError", "ModelTask", "TokenBatch", "load_backend"]
 
 
-def _torch_options() -> dict[str, Any]:
-    return {"device": "cuda", "dtype": "float16"} if cuda_available() else {}
+def _torch_options(config: BackendSettings) -> tuple[dict[str, Any], str]:
+    """The torch backend's options on this machine, and what was left out and why."""
+    if cuda_available():
+        options = {"device": "cuda", "dtype": config.torch_cuda_dtype}
+        return {**options, "cuda_graphs": config.torch_cuda_graphs}, ""
+    if config.torch_cuda_graphs:
+        return {}, "CUDA graphs asked for, but no CUDA GPU: torch runs eagerly on the CPU"
+    return {}, ""
+
+
+def _with(reason: str, note: str) -> str:
+    return f"{reason}; {note}" if note else reason
 
 
 def _has_onnxruntime() -> bool:
@@ -51,13 +61,16 @@ def resolve_backend(
     """The backend name, its options and the reason it was chosen.
 
     An explicit name wins. ``auto`` runs an exported directory (one with ``model.onnx``) on
-    ONNX Runtime and a weights directory on torch (CUDA fp16 when a GPU is present).
+    ONNX Runtime and a weights directory on torch (on CUDA in ``torch_cuda_dtype``, through
+    CUDA graphs if ``torch_cuda_graphs``, when a GPU is present).
     """
     if name != "auto":
         if name not in BACKENDS:
             raise BackendError(f"unknown backend {name!r}; known: {sorted(BACKENDS)} or 'auto'")
-        options = _torch_options() if name == "torch" else {"config": config}
-        return name, options, "set explicitly"
+        if name == "torch":
+            options, note = _torch_options(config)
+            return name, options, _with("set explicitly", note)
+        return name, {"config": config}, "set explicitly"
     if (model_dir / ONNX_MODEL_NAME).is_file():
         if _has_onnxruntime():
             return "onnx", {"config": config}, "auto: the directory holds an exported graph"
@@ -66,11 +79,13 @@ def resolve_backend(
                 f"{model_dir} holds only an ONNX graph and onnxruntime is not installed: "
                 f"{INSTALL_HINTS['onnx']}"
             )
+        options, note = _torch_options(config)
         reason = f"auto: onnxruntime is not installed ({INSTALL_HINTS['onnx']}), torch"
-        return "torch", _torch_options(), reason
+        return "torch", options, _with(reason, note)
+    options, note = _torch_options(config)
     if cuda_available():
-        return "torch", _torch_options(), "auto: a CUDA GPU is present"
-    return "torch", {}, "auto: no GPU, torch on the CPU"
+        return "torch", options, "auto: a CUDA GPU is present"
+    return "torch", options, _with("auto: no GPU, torch on the CPU", note)
 
 
 def load_backend(

@@ -1,15 +1,20 @@
-"""The torch backend: CPU, or CUDA in fp16/bf16 when a GPU is present."""
+"""The torch backend: CPU, or CUDA in fp16/bf16 when a GPU is present, optionally through
+CUDA graphs (``ranker.backends.cuda_graphs``)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ranker.backends.base import BackendError, FloatArray, ModelTask, TokenBatch
+
+if TYPE_CHECKING:
+    from ranker.backends.cuda_graphs import CudaGraphRunner
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +36,7 @@ class TorchBackend:
         task: ModelTask,
         device: str = "cpu",
         dtype: str = "float32",
+        cuda_graphs: bool = False,
     ) -> None:
         from transformers import AutoModel, AutoModelForSequenceClassification
 
@@ -45,6 +51,8 @@ class TorchBackend:
             raise BackendError(f"unknown dtype {dtype!r}; use one of {sorted(torch_dtype)}")
         if device == "cpu" and dtype != "float32":
             raise BackendError(f"dtype {dtype} is for CUDA; on the CPU use float32")
+        if cuda_graphs and not device.startswith("cuda"):
+            raise BackendError(f"CUDA graphs need a CUDA device; this backend runs on {device}")
         loader = AutoModel if task is ModelTask.EMBED else AutoModelForSequenceClassification
         try:
             model = loader.from_pretrained(str(model_dir), dtype=torch_dtype[dtype])
@@ -52,6 +60,11 @@ class TorchBackend:
             raise BackendError(f"cannot load a {task} model from {model_dir}: {exc}") from exc
         self._model: torch.nn.Module = model.to(device).eval()
         self.dtype = dtype
+        self._graphs: CudaGraphRunner | None = None
+        if cuda_graphs:
+            from ranker.backends.cuda_graphs import CudaGraphRunner
+
+            self._graphs = CudaGraphRunner(self._forward, device=device)
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, *, task: ModelTask) -> TorchBackend:
@@ -61,21 +74,40 @@ class TorchBackend:
         backend.device = str(next(model.parameters()).device)
         backend.dtype = "float32"
         backend._model = model.eval()
+        backend._graphs = None
         return backend
 
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether batches run through captured CUDA graphs."""
+        return self._graphs is not None
+
+    @property
+    def captured_graphs(self) -> int:
+        """How many CUDA graphs (padded shapes) have been captured so far."""
+        return 0 if self._graphs is None else len(self._graphs)
+
+    def _forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's output for the task: pooled embeddings or one logit per pair."""
+        output = self._model(**inputs)
+        result: torch.Tensor
+        if self.task is ModelTask.EMBED:
+            result = _mean_pool(output.last_hidden_state, inputs["attention_mask"])
+        else:
+            result = output.logits.reshape(-1)
+        return result
+
     def infer(self, batch: TokenBatch) -> FloatArray:
-        """Run one micro-batch; returns float32 numpy."""
-        inputs = {
-            "input_ids": torch.from_numpy(batch.input_ids).to(self.device),
-            "attention_mask": torch.from_numpy(batch.attention_mask).to(self.device),
-            "token_type_ids": torch.from_numpy(batch.token_type_ids).to(self.device),
-        }
-        with torch.inference_mode():
-            output = self._model(**inputs)
-            if self.task is ModelTask.EMBED:
-                result = _mean_pool(output.last_hidden_state, inputs["attention_mask"])
-            else:
-                result = output.logits.reshape(-1)
+        """Run one micro-batch (through a CUDA graph when they are on and the batch has a
+        bucket); returns float32 numpy."""
+        result = self._graphs.run(batch) if self._graphs is not None else None
+        if result is None:
+            inputs = {
+                name: torch.from_numpy(getattr(batch, name)).to(self.device)
+                for name in ("input_ids", "attention_mask", "token_type_ids")
+            }
+            with torch.inference_mode():
+                result = self._forward(inputs)
         return np.ascontiguousarray(result.float().cpu().numpy(), dtype=np.float32)
 
     def warmup(self, *, batch_size: int, seq_len: int) -> float:
