@@ -73,12 +73,20 @@ def rerank_cases(depth: int = DEPTH, *, seed: int = 13) -> list[Case]:
     return cases
 
 
-def cross_encoder(model_dir: Path, backend: str, *, batch_size: int | None = None) -> Reranker:
+def cross_encoder(
+    model_dir: Path,
+    backend: str,
+    *,
+    batch_size: int | None = None,
+    config: BackendSettings | None = None,
+) -> Reranker:
     """The served Reranker around ``model_dir`` without its prior: the cross-encoder alone."""
     settings = RerankSettings()
     return Reranker(
         tokenizer=PairTokenizer.from_model_dir(model_dir, max_length=settings.max_length),
-        backend=load_backend(backend, model_dir, task=ModelTask.SCORE, config=BackendSettings()),
+        backend=load_backend(
+            backend, model_dir, task=ModelTask.SCORE, config=config or BackendSettings()
+        ),
         model_id=model_id(model_dir),
         weights_sha256="-",
         batch_size=batch_size or settings.batch_size,
@@ -86,13 +94,15 @@ def cross_encoder(model_dir: Path, backend: str, *, batch_size: int | None = Non
     )
 
 
-def _sentence_transformers(model_dir: Path) -> Callable[[str, Sequence[str]], Any]:
+def _sentence_transformers(
+    model_dir: Path, *, device: str = "cpu"
+) -> Callable[[str, Sequence[str]], Any]:
     import torch
     from sentence_transformers import CrossEncoder
 
     model = CrossEncoder(
         str(model_dir),
-        device="cpu",
+        device=device,
         max_length=RerankSettings().max_length,
         # The shipped weights are float16; the baseline is the fp32 teacher.
         model_kwargs={"dtype": torch.float32},
