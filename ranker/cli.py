@@ -7,7 +7,7 @@ import logging
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -316,6 +316,13 @@ def train(
     bi_encoder: Annotated[
         bool, typer.Option("--bi-encoder", help="Fine-tune the bi-encoder instead.")
     ] = False,
+    loss: Annotated[
+        str | None,
+        typer.Option(
+            help="Bi-encoder loss: 'contrastive' (default) or 'margin-mse' (distil the teacher "
+            "reranker's score margins)."
+        ),
+    ] = None,
     folds: Annotated[
         int,
         typer.Option(help="Cross-validate the recipe first (needs `shoprank index`); 0: skip."),
@@ -325,7 +332,11 @@ def train(
     from ranker.training.jobs import train_bi_encoder_job, train_reranker_job
 
     settings = _settings()
-    overrides = {"epochs": epochs} if epochs is not None else {}
+    overrides: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
+    if loss is not None:
+        if not bi_encoder:
+            raise _fail("--loss chooses the bi-encoder's loss; add --bi-encoder")
+        overrides["loss"] = loss
     try:
         if bi_encoder:
             path, summary = train_bi_encoder_job(

@@ -1,11 +1,17 @@
-"""Fine-tunes the bi-encoder on judgments with a contrastive loss and mined hard negatives.
+"""Fine-tunes the bi-encoder on judgments: a contrastive loss, or the teacher's margins.
 
-Loss: multiple-negatives ranking (InfoNCE) with in-batch negatives plus one hard negative
-per pair (Henderson et al. 2017, "Efficient Natural Language Response Suggestion";
-Karpukhin et al. 2020, DPR). Positives are products with the top label gain (ESCI: E).
-Hard negatives come from retrieval: the base model ranks each query's judged products and
-the best-ranked ones judged irrelevant (gain 0) are taken. A batch never holds one query
-twice, so no positive is used as another pair's negative.
+Pairs: positives are products with the top label gain (ESCI: E); hard negatives come from
+retrieval: the base model ranks each query's judged products and the best-ranked ones
+judged irrelevant (gain 0) are taken. Two losses:
+
+- ``contrastive``: multiple-negatives ranking (InfoNCE) with in-batch negatives plus the
+  hard negative (Henderson et al. 2017; Karpukhin et al. 2020, DPR). A batch never holds
+  one query twice, so no positive is used as another pair's negative.
+- ``margin-mse``: distillation from the reranker (Hofstätter et al. 2020, "Improving
+  Efficient Neural Ranking Models with Cross-Architecture Knowledge Distillation"): the
+  bi-encoder's margin, ``margin_scale`` times the cosine of the positive minus that of the
+  negative, is fitted to the teacher's score margin on the same two products by mean
+  squared error.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -50,6 +57,19 @@ class BiEncoderConfig(TrainingConfig):
     scale: float = Field(default=20.0, gt=0, description="Inverse temperature of the softmax.")
     hard_negative_depth: int = Field(default=20, ge=1)
     patience: int = Field(default=2, ge=1)
+    loss: Literal["contrastive", "margin-mse"] = Field(
+        default="contrastive", description="See the module docstring."
+    )
+    margin_scale: float = Field(
+        default=10.0,
+        gt=0,
+        description="margin-mse: cosine margins times this are in the teacher's logit units "
+        "(the shipped teacher's dense prior weighs the cosine by about 10).",
+    )
+
+
+TeacherScores = Callable[[str, Sequence[str]], np.ndarray]
+"""The teacher reranker: a query and product texts -> one score per text."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,7 @@ class _Triple:
     query: str
     positive: str
     negative: str
+    teacher_margin: float = 0.0
 
 
 def _mean_pool(
@@ -116,6 +137,46 @@ def mine_triples(
     return triples
 
 
+def with_teacher_margins(triples: Sequence[_Triple], teacher: TeacherScores) -> list[_Triple]:
+    """Each triple with the teacher's score of its positive minus that of its negative (the
+    teacher scores each query's products in one call)."""
+    by_query: dict[str, list[int]] = {}
+    for index, triple in enumerate(triples):
+        by_query.setdefault(triple.qid, []).append(index)
+    margined = list(triples)
+    for indices in by_query.values():
+        query = triples[indices[0]].query
+        texts = list(
+            dict.fromkeys(t for i in indices for t in (triples[i].positive, triples[i].negative))
+        )
+        scores = dict(zip(texts, (float(x) for x in teacher(query, texts)), strict=True))
+        for i in indices:
+            margin = scores[triples[i].positive] - scores[triples[i].negative]
+            margined[i] = replace(triples[i], teacher_margin=margin)
+    return margined
+
+
+def _batch_loss(
+    model: torch.nn.Module,
+    tokenizer: PairTokenizer,
+    batch: Sequence[_Triple],
+    config: BiEncoderConfig,
+) -> torch.Tensor:
+    queries = _mean_pool(model, tokenizer, [t.query for t in batch])
+    documents = _mean_pool(
+        model, tokenizer, [t.positive for t in batch] + [t.negative for t in batch]
+    )
+    if config.loss == "margin-mse":
+        positives, negatives = documents[: len(batch)], documents[len(batch) :]
+        margins = config.margin_scale * (
+            (queries * positives).sum(-1) - (queries * negatives).sum(-1)
+        )
+        target = torch.tensor([t.teacher_margin for t in batch], dtype=margins.dtype)
+        return torch.nn.functional.mse_loss(margins, target)
+    logits = config.scale * queries @ documents.T
+    return torch.nn.functional.cross_entropy(logits, torch.arange(len(batch)))
+
+
 def _batches_without_repeated_queries(
     triples: Sequence[_Triple], batch_size: int, generator: random.Random
 ) -> list[list[_Triple]]:
@@ -148,9 +209,16 @@ def train_bi_encoder(
     train_qids: Sequence[str] | None = None,
     max_steps: int | None = None,
     progress: bool = True,
+    teacher: TeacherScores | None = None,
 ) -> TrainingResult:
-    """Fine-tune the bi-encoder; returns the best model by validation NDCG@10 (rerank task)."""
+    """Fine-tune the bi-encoder; returns the best model by validation NDCG@10 (rerank task).
+
+    ``teacher`` scores (query, product) pairs for the ``margin-mse`` loss, which needs it.
+    """
     from transformers import AutoModel
+
+    if config.loss == "margin-mse" and teacher is None:
+        raise ValueError("the margin-mse loss needs a teacher reranker to score the pairs")
 
     started = time.perf_counter()
     set_seed(config.seed)
@@ -170,6 +238,8 @@ def train_bi_encoder(
     )
     if not triples:
         raise ValueError("no training triples: no query has both a positive and a negative")
+    if config.loss == "margin-mse" and teacher is not None:
+        triples = with_teacher_margins(triples, teacher)
     generator = random.Random(config.seed)
     steps_per_epoch = len(_batches_without_repeated_queries(triples, config.batch_size, generator))
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
@@ -203,12 +273,7 @@ def train_bi_encoder(
             if step >= total_steps or best.evals_without_gain >= config.patience:
                 break
             model.train()
-            queries = _mean_pool(model, tokenizer, [t.query for t in batch])
-            documents = _mean_pool(
-                model, tokenizer, [t.positive for t in batch] + [t.negative for t in batch]
-            )
-            logits = config.scale * queries @ documents.T
-            loss = torch.nn.functional.cross_entropy(logits, torch.arange(len(batch)))
+            loss = _batch_loss(model, tokenizer, batch, config)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from ranker.training.bi_encoder import (
     mine_triples,
     save_bi_encoder,
     train_bi_encoder,
+    with_teacher_margins,
 )
 
 pytestmark = pytest.mark.slow
@@ -92,3 +94,53 @@ def test_training_lowers_the_loss_and_the_saved_model_embeds_the_same(
 
     expected = _encode(trained.model, trained.tokenizer, sample)
     np.testing.assert_allclose(served.embed(sample), expected, atol=1e-5)
+
+
+def test_teacher_margins_are_positive_minus_negative_scored_once_per_query(
+    tiny_embedder_dir: Path, judgments: Judgments, texts: dict[str, str]
+) -> None:
+    config = BiEncoderConfig(base_model=str(tiny_embedder_dir), max_length=64)
+    trained = train_bi_encoder(judgments, texts, config, max_steps=1, progress=False)
+    triples = mine_triples(
+        trained.model, trained.tokenizer, judgments, list(judgments.queries), texts, depth=5, seed=0
+    )
+    calls: list[str] = []
+
+    def teacher(query: str, documents: Sequence[str]) -> np.ndarray:
+        calls.append(query)
+        return np.array([float(len(document)) for document in documents])
+
+    margined = with_teacher_margins(triples, teacher)
+
+    assert [t.teacher_margin for t in margined] == [
+        float(len(t.positive) - len(t.negative)) for t in triples
+    ]
+    assert sorted(calls) == sorted({t.query for t in triples})
+
+
+def test_margin_mse_fits_the_teachers_margins(
+    tiny_embedder_dir: Path, judgments: Judgments, texts: dict[str, str]
+) -> None:
+    def teacher(query: str, documents: Sequence[str]) -> np.ndarray:
+        # A teacher that prefers shorter texts: a margin the tiny model can learn to match.
+        return np.array([-len(document) / 200.0 for document in documents])
+
+    config = BiEncoderConfig(
+        base_model=str(tiny_embedder_dir),
+        max_length=64,
+        batch_size=8,
+        learning_rate=3e-3,
+        evals_per_epoch=1000,
+        epochs=100.0,
+        patience=STEPS,
+        loss="margin-mse",
+    )
+    trained = train_bi_encoder(
+        judgments, texts, config, max_steps=STEPS, progress=False, teacher=teacher
+    )
+    losses = [row["train_loss"] for row in trained.history if "train_loss" in row]
+
+    assert len(losses) == STEPS
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train_bi_encoder(judgments, texts, config, max_steps=1, progress=False)
