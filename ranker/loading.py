@@ -22,7 +22,7 @@ from ranker.model_files import (
 )
 from ranker.pipeline import SearchPipeline
 from ranker.reranker import Reranker
-from ranker.settings import Settings
+from ranker.settings import EmbedderSettings, RerankSettings, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -59,16 +59,10 @@ def load_embedder(settings: Settings) -> Embedder:
     """The bi-encoder :func:`embedder_dir` picks (all-MiniLM-L6-v2 by default), at the input
     length its gate judged it with unless ``embedder.max_length`` is set."""
     path = embedder_dir(settings)
-    own = (read_manifest(path) or {}).get("serving") or {}
-    max_length = (
-        settings.embedder.max_length
-        if "max_length" in settings.embedder.model_fields_set or "max_length" not in own
-        else int(own["max_length"])
-    )
     return Embedder.load(
         path,
         backend=settings.embedder.backend,
-        max_length=max_length,
+        max_length=_max_length(settings.embedder, _serving_manifest(path)),
         batch_size=settings.embedder.batch_size,
         backend_config=settings.backends,
     )
@@ -143,16 +137,35 @@ def _runnable(model_dir: Path, what: str) -> bool:
     return True
 
 
+def uncompressed(settings: Settings) -> Settings:
+    """``settings`` with the configured models themselves serving, not their compressed
+    variants (what a teacher or a source model is judged with)."""
+    return settings.model_copy(
+        update={
+            "embedder": settings.embedder.model_copy(update={"compressed": False}),
+            "rerank": settings.rerank.model_copy(update={"compressed": False}),
+        }
+    )
+
+
+def _serving_manifest(model: Path) -> dict[str, Any]:
+    """The ``serving`` settings a model's manifest records (those its gate judged it with)."""
+    own: dict[str, Any] = (read_manifest(model) or {}).get("serving") or {}
+    return own
+
+
+def _max_length(section: EmbedderSettings | RerankSettings, own: dict[str, Any]) -> int:
+    """The section's max_length when set explicitly, else the model's own, else the default."""
+    if "max_length" in section.model_fields_set or "max_length" not in own:
+        return section.max_length
+    return int(own["max_length"])
+
+
 def _serving_lengths(settings: Settings, model: Path) -> tuple[int, int]:
     """(max_length, max_query_tokens): the settings' when set, else the model's own."""
-    own = (read_manifest(model) or {}).get("serving") or {}
-    max_length = (
-        settings.rerank.max_length
-        if "max_length" in settings.rerank.model_fields_set or "max_length" not in own
-        else int(own["max_length"])
-    )
+    own = _serving_manifest(model)
     max_query_tokens = min(settings.api.max_query_tokens, int(own.get("max_query_tokens", 10**6)))
-    return max_length, max_query_tokens
+    return _max_length(settings.rerank, own), max_query_tokens
 
 
 def load_reranker(settings: Settings, *, embedder: Embedder | None = None) -> Reranker:

@@ -78,11 +78,6 @@ class TorchBackend:
         return backend
 
     @property
-    def cuda_graphs(self) -> bool:
-        """Whether batches run through captured CUDA graphs."""
-        return self._graphs is not None
-
-    @property
     def captured_graphs(self) -> int:
         """How many CUDA graphs (padded shapes) have been captured so far."""
         return 0 if self._graphs is None else len(self._graphs)

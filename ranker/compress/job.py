@@ -141,24 +141,19 @@ def compress_models(
     judged and timed with the bi-encoder serving will use, the compressed one if it passed.
     """
     from ranker.compress.embedder import compress_embedder
-    from ranker.loading import load_embedder, open_serving_pipeline
+    from ranker.loading import load_embedder, open_serving_pipeline, uncompressed
 
-    uncompressed = settings.model_copy(
-        update={
-            "embedder": settings.embedder.model_copy(update={"compressed": False}),
-            "rerank": settings.rerank.model_copy(update={"compressed": False}),
-        }
-    )
+    sources = uncompressed(settings)
     data = load_training_data(settings)
     embedder_report = compress_embedder(
-        uncompressed,
+        sources,
         data,
         work_dir=work_dir / "embedder",
         shorter_lengths=config.embedder_max_lengths,
     )
-    pipeline = open_serving_pipeline(uncompressed)
+    pipeline = open_serving_pipeline(sources)
     report = compress_reranker(
-        uncompressed,
+        sources,
         pipeline,
         config,
         work_dir=work_dir,

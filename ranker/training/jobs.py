@@ -147,7 +147,7 @@ def train_bi_encoder_job(
 ) -> tuple[Path, dict[str, Any]]:
     """Fine-tune the bi-encoder on the judgments; with the ``margin-mse`` loss the served
     teacher reranker (uncompressed, its dense prior included) scores the pairs."""
-    from ranker.loading import load_embedder, load_reranker
+    from ranker.loading import load_embedder, load_reranker, uncompressed
     from ranker.training.bi_encoder import BiEncoderConfig, save_bi_encoder, train_bi_encoder
 
     data = load_training_data(settings, judgments=judgments, catalog=catalog)
@@ -156,13 +156,8 @@ def train_bi_encoder_job(
     )
     teacher = None
     if config.loss == "margin-mse":
-        uncompressed = settings.model_copy(
-            update={
-                "embedder": settings.embedder.model_copy(update={"compressed": False}),
-                "rerank": settings.rerank.model_copy(update={"compressed": False}),
-            }
-        )
-        teacher = load_reranker(uncompressed, embedder=load_embedder(uncompressed)).score
+        sources = uncompressed(settings)
+        teacher = load_reranker(sources, embedder=load_embedder(sources)).score
     result = train_bi_encoder(data.judgments, data.product_texts, config, teacher=teacher)
     path = out or settings.models_path / TRAINED_EMBEDDER_DIR
     save_bi_encoder(result, path, config=config, data_sha256=data.sha256)
