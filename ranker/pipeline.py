@@ -96,8 +96,11 @@ class SearchPipeline:
         self.rerank_settings = rerank
         self.reranker = reranker
 
-    def with_reranker(self, reranker: Reranker | None) -> SearchPipeline:
-        """The same pipeline with another reranker (the stores are shared, not copied)."""
+    def with_reranker(
+        self, reranker: Reranker | None, rerank: RerankSettings | None = None
+    ) -> SearchPipeline:
+        """The same pipeline with another reranker, and other rerank settings if given
+        (the stores are shared, not copied)."""
         return SearchPipeline(
             embedder=self.embedder,
             vector_store=self.vector_store,
@@ -105,7 +108,7 @@ class SearchPipeline:
             product_store=self.product_store,
             template=self.template,
             retrieval=self.retrieval,
-            rerank=self.rerank_settings,
+            rerank=rerank or self.rerank_settings,
             reranker=reranker,
         )
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from ranker.backends.base import FloatArray
 from ranker.caching import TextCache
 from ranker.catalog_vectors import CatalogVectors
 from ranker.embedder import Embedder
+from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
 from ranker.model_files import model_id, read_manifest, resolve_model_dir, weights_sha256
 from ranker.settings import BackendSettings
 from ranker.tokenization import PairTokenizer, length_sorted_batches, pad_batch
@@ -28,7 +30,10 @@ class RerankerError(ValueError):
 
 @dataclass(frozen=True)
 class DensePrior:
-    """``w * cos(E(q), E(d)) + b`` added to the cross-encoder's logit (see training).
+    """``w * cos(E(q), E(d)) + v . lexical(q, d) + b`` added to the cross-encoder's logit
+    (see training); ``v`` (``lexical_weights``, one per
+    :data:`~ranker.lexical_features.LEXICAL_FEATURES`) is empty for a model trained
+    without lexical features.
 
     Product vectors are kept in a bounded LRU cache (``cache``) between requests; a text
     the cache misses is looked up in the index's stored vectors (``catalog``, when serving
@@ -38,8 +43,29 @@ class DensePrior:
     weight: float
     bias: float
     embedder: Embedder
+    lexical_weights: tuple[float, ...] = ()
     cache: TextCache[FloatArray] = field(default_factory=lambda: TextCache(0))
     catalog: CatalogVectors | None = None
+
+    @classmethod
+    def from_parameters(
+        cls, parameters: Mapping[str, Any], embedder: Embedder, *, cache_size: int = 0
+    ) -> DensePrior:
+        """The prior from its learned parameters, as training returns them and the manifest
+        records them (``weight``, ``bias``, optional ``lexical_weights`` by feature name)."""
+        lexical = parameters.get("lexical_weights") or {}
+        if lexical and set(lexical) != set(LEXICAL_FEATURES):
+            raise RerankerError(
+                f"the prior weighs the lexical features {sorted(lexical)}, "
+                f"this shoprank computes {list(LEXICAL_FEATURES)}; retrain the reranker"
+            )
+        return cls(
+            weight=float(parameters["weight"]),
+            bias=float(parameters["bias"]),
+            embedder=embedder,
+            lexical_weights=tuple(float(lexical[name]) for name in LEXICAL_FEATURES if lexical),
+            cache=TextCache(cache_size),
+        )
 
     def scores(
         self,
@@ -57,6 +83,8 @@ class DensePrior:
             else np.stack(self.cache.get_many(documents, self._document_vectors))
         )
         prior: FloatArray = self.weight * (vectors @ query_vector) + self.bias
+        if self.lexical_weights:
+            prior = prior + lexical_features(query, documents) @ np.array(self.lexical_weights)
         return prior.astype(np.float32)
 
     def _document_vectors(self, texts: list[str]) -> list[FloatArray]:
@@ -74,8 +102,9 @@ class Reranker:
     """Scores pairs in length-sorted, dynamically padded micro-batches.
 
     The query is cut to ``max_query_tokens`` word pieces; the product text fills the rest of
-    ``max_length``. A model trained with a dense prior adds the bi-encoder's cosine, so it
-    needs the same bi-encoder it was trained with.
+    ``max_length``. A model trained with a dense prior adds the bi-encoder's cosine (and,
+    if trained with them, weighted lexical features of the full texts), so it needs the same
+    bi-encoder it was trained with.
     """
 
     def __init__(
@@ -206,9 +235,7 @@ def dense_prior(
             model_dir,
             embedder.identity.model_id,
         )
-    return DensePrior(
-        weight=float(declared["weight"]),
-        bias=float(declared["bias"]),
-        embedder=embedder,
-        cache=TextCache(cache_size),
-    )
+    try:
+        return DensePrior.from_parameters(declared, embedder, cache_size=cache_size)
+    except RerankerError as exc:
+        raise RerankerError(f"{model_dir}: {exc}") from None

@@ -47,8 +47,9 @@ class TrainingResult:
     validation_queries: list[str] = field(default_factory=list)
     seconds: float = 0.0
     output_dir: Path | None = None
-    prior: dict[str, float] | None = None
-    """Learned ``{"weight": w, "bias": b}`` of the dense prior, if one was used."""
+    prior: dict[str, Any] | None = None
+    """The learned prior, if one was used: ``{"weight": w, "bias": b}``, plus
+    ``"lexical_weights": {feature: v}`` when it weighs lexical features."""
 
 
 class BestCheckpoint:

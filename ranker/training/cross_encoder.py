@@ -10,6 +10,13 @@ bi-encoder and ``w``, ``b`` are learned with it. The cross-encoder head starts a
 so training starts from the bi-encoder's ranking and the cross-encoder learns what to
 correct, which is what a hundred judged queries can teach. Without it, a cross-encoder
 whose pair head starts from scratch ranks below the zero-shot bi-encoder on this data.
+
+**Lexical prior.** With ``lexical_prior`` (the default) the prior also weighs the
+query's word coverage of the product's title and text and whether the title names a
+word the query negates (:mod:`ranker.lexical_features`):
+``w * cos + v . lexical(q, d) + b``. Before the cross-encoder trains, ``w``, ``v`` and
+``b`` are fitted alone on the training pairs (logistic regression on the same targets),
+so the starting model is the best such linear ranker, and they go on learning with it.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from ranker.evaluation.judgments import Judgments
+from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
 from ranker.model_files import read_manifest, resolve_model_dir
 from ranker.tokenization import PairTokenizer, pad_batch
 from ranker.training.artifacts import save_model_dir
@@ -61,8 +69,19 @@ class CrossEncoderConfig(TrainingConfig):
         "cross-entropy within one query's products, targets proportional to their gains.",
     )
     prior: Literal["none", "dense"] = "dense"
-    prior_weight: float = Field(default=10.0, gt=0, description="Initial weight of the prior.")
+    prior_weight: float = Field(
+        default=10.0,
+        gt=0,
+        description="Initial weight of the cosine in a prior without lexical features.",
+    )
     prior_learning_rate: float = Field(default=1e-3, gt=0)
+    lexical_prior: bool = Field(
+        default=True,
+        description="The dense prior also weighs lexical features, fitted before training.",
+    )
+    prior_l2: float = Field(
+        default=1e-3, ge=0, description="L2 penalty on the prior's weights when it is fitted."
+    )
 
 
 PriorScores = Mapping[tuple[str, str], float]
@@ -70,12 +89,15 @@ PriorScores = Mapping[tuple[str, str], float]
 
 
 @dataclass(frozen=True)
-class _Pair:
+class LabelledPair:
+    """A judged pair as training sees it: its target, bi-encoder cosine and lexical features."""
+
     qid: str
     query: str
     text: str
     target: float
     prior: float
+    lexical: tuple[float, ...] = ()
 
 
 def _pairs(
@@ -84,18 +106,46 @@ def _pairs(
     product_texts: Mapping[str, str],
     targets: Mapping[str, float],
     priors: PriorScores | None,
-) -> list[_Pair]:
+    *,
+    lexical: bool = False,
+) -> list[LabelledPair]:
     pairs = []
     for qid in qids:
-        for product_id, label in judgments.labels[qid].items():
-            if product_id not in product_texts:
-                continue
+        query = judgments.queries[qid]
+        labelled = [
+            (product_id, label)
+            for product_id, label in judgments.labels[qid].items()
+            if product_id in product_texts
+        ]
+        texts = [product_texts[product_id] for product_id, _ in labelled]
+        features = lexical_features(query, texts).tolist() if lexical else [[]] * len(texts)
+        for (product_id, label), text, row in zip(labelled, texts, features, strict=True):
             target = targets[label] if label in targets else float(label)
             prior = priors[(qid, product_id)] if priors is not None else 0.0
-            pairs.append(
-                _Pair(qid, judgments.queries[qid], product_texts[product_id], target, prior)
-            )
+            pairs.append(LabelledPair(qid, query, text, target, prior, tuple(row)))
     return pairs
+
+
+def fit_prior(pairs: Sequence[LabelledPair], l2: float) -> tuple[float, list[float], float]:
+    """``(w, v, b)`` of ``w * cos + v . lexical + b`` fitted to the pairs' targets alone
+    (binary cross-entropy, as the model trains; L2 on ``w`` and ``v``)."""
+    features = torch.tensor([[pair.prior, *pair.lexical] for pair in pairs], dtype=torch.float64)
+    targets = torch.tensor([pair.target for pair in pairs], dtype=torch.float64)
+    weights = torch.zeros(features.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weights, bias], max_iter=200, line_search_fn="strong_wolfe")
+
+    def objective() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = features @ weights + bias
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+        loss = loss + l2 * (weights**2).sum()
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    optimizer.step(objective)  # type: ignore[no-untyped-call]
+    fitted = weights.detach().tolist()
+    return fitted[0], fitted[1:], float(bias.detach())
 
 
 def dense_priors(
@@ -178,14 +228,28 @@ def train_cross_encoder(
         torch.nn.init.zeros_(model.classifier.bias)
     qids = list(train_qids) if train_qids is not None else list(judgments.queries)
     fit_qids, validation_qids = split_validation(qids, config.validation_fraction, config.seed)
-    pairs = _pairs(judgments, fit_qids, product_texts, config.targets, priors)
+    lexical = priors is not None and config.lexical_prior
+    pairs = _pairs(judgments, fit_qids, product_texts, config.targets, priors, lexical=lexical)
     if not pairs:
         raise ValueError("no training pairs: no judged product has a text")
-    mean_prior = float(np.mean([pair.prior for pair in pairs]))
-    prior_weight = torch.nn.Parameter(torch.tensor(config.prior_weight if priors else 0.0))
-    prior_bias = torch.nn.Parameter(
-        torch.tensor(-config.prior_weight * mean_prior if priors else 0.0)
-    )
+    if lexical:
+        cosine_weight, feature_weights, bias = fit_prior(pairs, config.prior_l2)
+        logger.info(
+            "fitted prior: cosine %.3f, %s, bias %.3f",
+            cosine_weight,
+            ", ".join(
+                f"{name} {value:.3f}"
+                for name, value in zip(LEXICAL_FEATURES, feature_weights, strict=True)
+            ),
+            bias,
+        )
+    else:
+        cosine_weight = config.prior_weight if priors else 0.0
+        feature_weights = []
+        bias = -cosine_weight * float(np.mean([pair.prior for pair in pairs]))
+    prior_weight = torch.nn.Parameter(torch.tensor(cosine_weight, dtype=torch.float32))
+    lexical_weights = torch.nn.Parameter(torch.tensor(feature_weights, dtype=torch.float32))
+    prior_bias = torch.nn.Parameter(torch.tensor(bias, dtype=torch.float32))
     generator = random.Random(config.seed)
     steps_per_epoch = len(_batches(pairs, config, random.Random(config.seed)))
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
@@ -196,7 +260,7 @@ def train_cross_encoder(
     if priors is not None:
         groups.append(
             {
-                "params": [prior_weight, prior_bias],
+                "params": [prior_weight, lexical_weights, prior_bias],
                 "lr": config.prior_learning_rate,
                 "weight_decay": 0.0,
             }
@@ -217,6 +281,11 @@ def train_cross_encoder(
         if priors is not None:
             prior = np.array([priors[(qid, pid)] for pid in product_ids], dtype=np.float32)
             scores = scores + prior_weight.item() * prior + prior_bias.item()
+        if lexical:
+            features = lexical_features(
+                judgments.queries[qid], [product_texts[pid] for pid in product_ids]
+            )
+            scores = scores + features @ lexical_weights.detach().numpy()
         return scores
 
     def validation_ndcg() -> float:
@@ -230,7 +299,7 @@ def train_cross_encoder(
     )
     # The starting point counts as a candidate: if no step beats it, it is what comes back.
     best = BestCheckpoint(model, validation_ndcg())
-    best_prior = (prior_weight.item(), prior_bias.item())
+    best_prior = _prior_state(prior_weight, lexical_weights, prior_bias)
     result.history.append({"step": 0, "validation_ndcg@10": best.ndcg})
     logger.info("validation NDCG@10 before training: %.4f", best.ndcg)
     step = 0
@@ -250,6 +319,9 @@ def train_cross_encoder(
             if priors is not None:
                 prior = torch.tensor([pair.prior for pair in chunk], dtype=torch.float32)
                 logits = logits + prior_weight * prior + prior_bias
+            if lexical:
+                features = torch.tensor([pair.lexical for pair in chunk], dtype=torch.float32)
+                logits = logits + features @ lexical_weights
             targets = torch.tensor([pair.target for pair in chunk], dtype=torch.float32)
             loss = _loss(logits, targets, config.loss)
             loss.backward()  # type: ignore[no-untyped-call]
@@ -272,25 +344,38 @@ def train_cross_encoder(
                 )
                 logger.info("step %d: loss %.4f, validation NDCG@10 %.4f", step, mean_loss, ndcg)
                 if best.offer(model, ndcg):
-                    best_prior = (prior_weight.item(), prior_bias.item())
+                    best_prior = _prior_state(prior_weight, lexical_weights, prior_bias)
     bar.close()
     best.restore(model)
     if priors is not None:
-        result.prior = {"weight": best_prior[0], "bias": best_prior[1]}
+        result.prior = best_prior
+        if not lexical:
+            del result.prior["lexical_weights"]
     result.best_validation_ndcg = best.ndcg
     result.seconds = time.perf_counter() - started
     return result
 
 
+def _prior_state(
+    weight: torch.Tensor, lexical_weights: torch.Tensor, bias: torch.Tensor
+) -> dict[str, Any]:
+    """The prior's parameters now, as the manifest records them."""
+    return {
+        "weight": weight.item(),
+        "bias": bias.item(),
+        "lexical_weights": dict(zip(LEXICAL_FEATURES, lexical_weights.tolist(), strict=False)),
+    }
+
+
 def _batches(
-    pairs: Sequence[_Pair], config: CrossEncoderConfig, generator: random.Random
-) -> list[list[_Pair]]:
+    pairs: Sequence[LabelledPair], config: CrossEncoderConfig, generator: random.Random
+) -> list[list[LabelledPair]]:
     """One epoch's batches: mixed pairs (pointwise), or one query's pairs each (listwise)."""
     if config.loss == "pointwise":
         order = list(pairs)
         generator.shuffle(order)
         return [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-    by_query: dict[str, list[_Pair]] = {}
+    by_query: dict[str, list[LabelledPair]] = {}
     for pair in pairs:
         by_query.setdefault(pair.qid, []).append(pair)
     batches = []

@@ -8,6 +8,7 @@ query is scored by a model that never saw it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from ranker.backends import ModelTask
@@ -36,9 +37,7 @@ def fold_reranker(
     """A serving Reranker around a model still in memory."""
     prior = None
     if trained.prior is not None:
-        prior = DensePrior(
-            weight=trained.prior["weight"], bias=trained.prior["bias"], embedder=embedder
-        )
+        prior = DensePrior.from_parameters(trained.prior, embedder)
     return Reranker(
         tokenizer=trained.tokenizer,
         backend=TorchBackend.from_model(trained.model, task=ModelTask.SCORE),
@@ -59,14 +58,23 @@ def cross_validate_reranker(
     seed: int,
     retrieval_depth: int = 100,
     runs_out: Path | None = None,
+    other_retrieval_weights: Sequence[float] = (),
 ) -> dict[str, EvalResult]:
     """Cross-validated hybrid + rerank results: ``{"rerank": ..., "retrieval": ...}``.
 
     With ``runs_out`` the merged runs are also written there as TREC files.
+    ``other_retrieval_weights`` also scores each fold's queries with those
+    ``rerank.retrieval_weight`` settings, under keys such as ``"rerank, retrieval_weight 0"``.
     """
     judgments = data.judgments
     splits = kfold_query_splits(list(judgments.queries), folds=folds, seed=seed)
-    runs: dict[str, Run] = {"rerank": {}, "retrieval": {}}
+    settings = pipeline.rerank_settings
+    variants = {"": settings} | {
+        f", retrieval_weight {weight:g}": settings.model_copy(update={"retrieval_weight": weight})
+        for weight in other_retrieval_weights
+        if weight != settings.retrieval_weight
+    }
+    runs: dict[str, Run] = {f"{task}{v}": {} for v in variants for task in ("rerank", "retrieval")}
     for number, (train_qids, test_qids) in enumerate(splits, start=1):
         logger.info(
             "fold %d/%d: %d train, %d test queries", number, folds, len(train_qids), len(test_qids)
@@ -79,20 +87,26 @@ def cross_validate_reranker(
             train_qids=train_qids,
             progress=False,
         )
-        fold_pipeline = pipeline.with_reranker(fold_reranker(trained, config, pipeline.embedder))
+        reranker = fold_reranker(trained, config, pipeline.embedder)
         queries = {qid: judgments.queries[qid] for qid in test_qids}
         candidates = {qid: list(judgments.qrels[qid]) for qid in test_qids}
-        runs["rerank"].update(
-            system_run(
-                fold_pipeline, RERANKED_SYSTEM, queries, task="rerank", candidates=candidates
+        for variant, rerank_settings in variants.items():
+            fold_pipeline = pipeline.with_reranker(reranker, rerank_settings)
+            runs[f"rerank{variant}"].update(
+                system_run(
+                    fold_pipeline, RERANKED_SYSTEM, queries, task="rerank", candidates=candidates
+                )
             )
-        )
-        runs["retrieval"].update(
-            system_run(
-                fold_pipeline, RERANKED_SYSTEM, queries, task="retrieval", depth=retrieval_depth
+            runs[f"retrieval{variant}"].update(
+                system_run(
+                    fold_pipeline,
+                    RERANKED_SYSTEM,
+                    queries,
+                    task="retrieval",
+                    depth=retrieval_depth,
+                )
             )
-        )
     if runs_out is not None:
-        for task, run in runs.items():
-            write_trec_run(run, runs_out / f"cv-{task}.trec", tag=f"cv{folds}")
+        for task in ("rerank", "retrieval"):
+            write_trec_run(runs[task], runs_out / f"cv-{task}.trec", tag=f"cv{folds}")
     return {task: evaluate_run(run, judgments.qrels) for task, run in runs.items()}

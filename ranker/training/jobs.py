@@ -112,6 +112,7 @@ def train_reranker_job(
             folds=folds,
             seed=settings.seed,
             runs_out=settings.home / "cv-runs",
+            other_retrieval_weights=(0.0, 1.0),
         )
         cross_validation = {"folds": folds, **{task: r.means for task, r in cv.items()}}
     result = train_cross_encoder(data.judgments, data.product_texts, config, priors=priors)
