@@ -62,7 +62,8 @@ def cross_validate_reranker(
 ) -> dict[str, EvalResult]:
     """Cross-validated hybrid + rerank results: ``{"rerank": ..., "retrieval": ...}``.
 
-    With ``runs_out`` the merged runs are also written there as TREC files.
+    With ``runs_out`` the merged runs are also written there as TREC files
+    (``cv-rerank.trec``, ``cv-retrieval-retrieval_weight-0.trec``, ...).
     ``other_retrieval_weights`` also scores each fold's queries with those
     ``rerank.retrieval_weight`` settings, under keys such as ``"rerank, retrieval_weight 0"``.
     """
@@ -107,6 +108,7 @@ def cross_validate_reranker(
                 )
             )
     if runs_out is not None:
-        for task in ("rerank", "retrieval"):
-            write_trec_run(runs[task], runs_out / f"cv-{task}.trec", tag=f"cv{folds}")
+        for name, run in runs.items():
+            stem = name.replace(", ", "-").replace(" ", "-")
+            write_trec_run(run, runs_out / f"cv-{stem}.trec", tag=f"cv{folds}")
     return {task: evaluate_run(run, judgments.qrels) for task, run in runs.items()}

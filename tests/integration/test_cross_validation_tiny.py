@@ -1,0 +1,100 @@
+"""Cross-validation of the reranker recipe on the tiny models over the indexed subset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from indexer.catalog import Product, TextTemplate
+from ranker.embedder import Embedder
+from ranker.evaluation.judgments import Judgments
+from ranker.evaluation.metrics import EvalResult
+from ranker.evaluation.trec import read_trec_run
+from ranker.loading import open_serving_pipeline
+from ranker.settings import Settings
+from ranker.training.artifacts import data_sha256
+from ranker.training.cross_encoder import CrossEncoderConfig, dense_priors
+from ranker.training.cross_validation import cross_validate_reranker
+from ranker.training.jobs import TrainingData
+
+FOLDS = 2
+
+
+@pytest.fixture(scope="module")
+def cross_validated(
+    integration_settings: Settings,
+    built_index: dict[str, Any],
+    sample_judgments: Judgments,
+    subset_qids: list[str],
+    catalog_subset: list[Product],
+    tiny_reranker_dir: Path,
+    tiny_embedder: Embedder,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[dict[str, EvalResult], Path, Judgments]:
+    judgments = sample_judgments.subset(subset_qids)
+    template = TextTemplate(integration_settings.index.text_template)
+    texts = {product.id: template.render(product) for product in catalog_subset}
+    rows = [
+        (q, judgments.queries[q], p, lab)
+        for q, ls in judgments.labels.items()
+        for p, lab in ls.items()
+    ]
+    data = TrainingData(judgments, texts, data_sha256(rows, texts))
+    config = CrossEncoderConfig(
+        base_model=str(tiny_reranker_dir),
+        max_length=48,
+        max_query_tokens=16,
+        batch_size=16,
+        epochs=1,
+        learning_rate=3e-3,
+    )
+    runs_out = tmp_path_factory.mktemp("cv-runs")
+    results = cross_validate_reranker(
+        open_serving_pipeline(integration_settings, with_reranker=False),
+        data,
+        config,
+        priors=dense_priors(tiny_embedder, judgments, texts),
+        folds=FOLDS,
+        seed=0,
+        retrieval_depth=20,
+        runs_out=runs_out,
+        other_retrieval_weights=(0.0, integration_settings.rerank.retrieval_weight),
+    )
+    return results, runs_out, judgments
+
+
+def test_every_query_is_scored_once_per_task_and_retrieval_weight(
+    cross_validated: tuple[dict[str, EvalResult], Path, Judgments],
+) -> None:
+    results, _, judgments = cross_validated
+
+    # The served weight (1) is not repeated; the other one gets its own keys.
+    assert set(results) == {
+        "rerank",
+        "retrieval",
+        "rerank, retrieval_weight 0",
+        "retrieval, retrieval_weight 0",
+    }
+    for result in results.values():
+        assert set(result.per_query) == set(judgments.queries)
+        assert 0.0 <= result.means["ndcg@10"] <= 1.0
+
+
+def test_runs_are_written_as_trec_files_that_read_back(
+    cross_validated: tuple[dict[str, EvalResult], Path, Judgments],
+) -> None:
+    _, runs_out, judgments = cross_validated
+
+    files = sorted(path.name for path in runs_out.iterdir())
+    assert files == [
+        "cv-rerank-retrieval_weight-0.trec",
+        "cv-rerank.trec",
+        "cv-retrieval-retrieval_weight-0.trec",
+        "cv-retrieval.trec",
+    ]
+    rerank = read_trec_run(runs_out / "cv-rerank-retrieval_weight-0.trec")
+    for qid in judgments.queries:
+        # The rerank task orders exactly each query's judged products.
+        assert set(rerank[qid]) == set(judgments.qrels[qid])
