@@ -51,10 +51,11 @@ class RerankSettings(BaseModel):
     )
     depth: int = Field(default=50, ge=1, le=1000, description="Candidates reranked per query.")
     retrieval_weight: float = Field(
-        default=1.0,
+        default=0.0,
         ge=0,
         description="Weight of the retrieval order fused by RRF with the reranker's order "
-        "(the reranker's weight is 1); 0: the reranker's order alone.",
+        "(the reranker's weight is 1); 0: the reranker's order alone, which its prior's "
+        "lexical features made the better one in cross-validation (see the README).",
     )
     compressed: bool = Field(
         default=True,

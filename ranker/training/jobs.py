@@ -114,7 +114,11 @@ def train_reranker_job(
             runs_out=settings.home / "cv-runs",
             other_retrieval_weights=(0.0, 1.0),
         )
-        cross_validation = {"folds": folds, **{task: r.means for task, r in cv.items()}}
+        cross_validation = {
+            "folds": folds,
+            "retrieval_weight": settings.rerank.retrieval_weight,
+            **{task: r.means for task, r in cv.items()},
+        }
     result = train_cross_encoder(data.judgments, data.product_texts, config, priors=priors)
     path = out or settings.models_path / TRAINED_RERANKER_DIR
     metrics["validation_ndcg@10"] = result.best_validation_ndcg

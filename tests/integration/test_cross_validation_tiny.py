@@ -60,7 +60,7 @@ def cross_validated(
         seed=0,
         retrieval_depth=20,
         runs_out=runs_out,
-        other_retrieval_weights=(0.0, integration_settings.rerank.retrieval_weight),
+        other_retrieval_weights=(integration_settings.rerank.retrieval_weight, 2.0),
     )
     return results, runs_out, judgments
 
@@ -70,12 +70,12 @@ def test_every_query_is_scored_once_per_task_and_retrieval_weight(
 ) -> None:
     results, _, judgments = cross_validated
 
-    # The served weight (1) is not repeated; the other one gets its own keys.
+    # The served weight is not repeated; the other one gets its own keys.
     assert set(results) == {
         "rerank",
         "retrieval",
-        "rerank, retrieval_weight 0",
-        "retrieval, retrieval_weight 0",
+        "rerank, retrieval_weight 2",
+        "retrieval, retrieval_weight 2",
     }
     for result in results.values():
         assert set(result.per_query) == set(judgments.queries)
@@ -89,12 +89,12 @@ def test_runs_are_written_as_trec_files_that_read_back(
 
     files = sorted(path.name for path in runs_out.iterdir())
     assert files == [
-        "cv-rerank-retrieval_weight-0.trec",
+        "cv-rerank-retrieval_weight-2.trec",
         "cv-rerank.trec",
-        "cv-retrieval-retrieval_weight-0.trec",
+        "cv-retrieval-retrieval_weight-2.trec",
         "cv-retrieval.trec",
     ]
-    rerank = read_trec_run(runs_out / "cv-rerank-retrieval_weight-0.trec")
+    rerank = read_trec_run(runs_out / "cv-rerank-retrieval_weight-2.trec")
     for qid in judgments.queries:
         # The rerank task orders exactly each query's judged products.
         assert set(rerank[qid]) == set(judgments.qrels[qid])
