@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ranker.compress.job import TEACHER, Variant, apply_gate
+from ranker.compress.job import TEACHER, Variant, apply_gate, stored_cv_ndcg
 
 
 def _variant(name: str, ndcg: float | None, p50_ms: float) -> Variant:
@@ -36,3 +36,12 @@ def test_no_student_passing_leaves_the_teacher_serving() -> None:
     variants = [_variant(TEACHER, 0.70, 500.0), _variant("lossy", 0.60, 10.0)]
     assert apply_gate(variants, teacher_ndcg=0.70, max_ndcg_drop=0.01) is None
     assert variants[0].passes  # the teacher meets its own bar, but never wins
+
+
+def test_the_gate_reads_the_teachers_cross_validated_figure_when_its_manifest_has_one() -> None:
+    manifest = {"cross_validation": {"folds": 5, "rerank": {"ndcg@10": 0.7189, "mrr": 0.98}}}
+
+    assert stored_cv_ndcg(manifest) == 0.7189
+    assert stored_cv_ndcg({"cross_validation": None}) is None
+    assert stored_cv_ndcg({}) is None
+    assert stored_cv_ndcg({"cross_validation": {"rerank": {"ndcg@10": "n/a"}}}) is None
