@@ -10,7 +10,7 @@ from typing import Any
 
 from indexer.catalog import TextTemplate, load_products, sample_catalog_path, sample_judgments_path
 from ranker.evaluation.judgments import Judgments, load_judgments
-from ranker.loading import TRAINED_RERANKER_DIR
+from ranker.loading import TRAINED_RERANKER_DIR, uncompressed
 from ranker.settings import Settings
 from ranker.training.artifacts import data_sha256
 from ranker.training.cross_encoder import (
@@ -93,7 +93,10 @@ def train_reranker_job(
 
     With ``folds >= 2`` it first cross-validates the same recipe by query (both ESCI tasks,
     through the pipeline over the built index) and records the figures in the manifest.
+    Both use the configured bi-encoder itself, not a compressed variant of it: the prior is
+    fitted on the source model's cosine, which its exports serve in its place.
     """
+    settings = uncompressed(settings)
     data = load_training_data(settings, judgments=judgments, catalog=catalog)
     config = reranker_config(settings, overrides or {})
     priors, prior_embedder = prior_scores(settings, data, config)
@@ -152,7 +155,7 @@ def train_bi_encoder_job(
 ) -> tuple[Path, dict[str, Any]]:
     """Fine-tune the bi-encoder on the judgments; with the ``margin-mse`` loss the served
     teacher reranker (uncompressed, its dense prior included) scores the pairs."""
-    from ranker.loading import load_embedder, load_reranker, uncompressed
+    from ranker.loading import load_embedder, load_reranker
     from ranker.training.bi_encoder import BiEncoderConfig, save_bi_encoder, train_bi_encoder
 
     data = load_training_data(settings, judgments=judgments, catalog=catalog)
