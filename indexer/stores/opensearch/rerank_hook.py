@@ -387,4 +387,26 @@ def _register_model(
         model_id = model_id or task.get("model_id")
     if not model_id:
         raise StoreError(f"ML Commons registered no model: {registered}")
+    _wait_until_deployed(client, str(model_id), timeout_s=timeout_s)
     return str(model_id)
+
+
+def _wait_until_deployed(client: Any, model_id: str, *, timeout_s: float) -> None:
+    """Wait until a newly registered model reads ``DEPLOYED`` by id.
+
+    ``_register?deploy=true`` completes its task on registration; the deployment follows,
+    so the model reads ``REGISTERED`` or ``DEPLOYING`` for a moment. Returning before it is
+    deployed would hand back a pipeline that cannot rerank yet, and a second run in that
+    moment would deploy it again.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        model = _request(client, "GET", f"{ML}/models/{model_id}")
+        state = str(model.get("model_state", ""))
+        if state == "DEPLOYED":
+            return
+        if state == "DEPLOY_FAILED":
+            raise StoreError(f"ML Commons could not deploy model {model_id}: {model}")
+        if time.monotonic() > deadline:
+            raise StoreError(f"model {model_id} not deployed in {timeout_s:.0f} s: {state}")
+        time.sleep(0.5)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from indexer.stores.base import StoreError
 from indexer.stores.opensearch.rerank_hook import (
     PRIVATE_IP,
     TRUSTED_ENDPOINTS,
@@ -31,6 +32,10 @@ class _Cluster:
         self.tasks: dict[str, dict[str, Any]] = {}
         self.deploying_reads: dict[str, int] = {}
         """Model id → how many reads by id still say DEPLOYING (a deployment being written)."""
+        self.states_after_register: list[str] = []
+        """What reads by id say of a newly registered model before DEPLOYED (its deployment
+        follows the registration task)."""
+        self.pending_states: dict[str, list[str]] = {}
         self.writes: list[tuple[str, str]] = []
         self._ids = itertools.count(1)
         self._clock = itertools.count(1000)
@@ -71,6 +76,7 @@ class _Cluster:
                 "created_time": next(self._clock),
             }
             self.tasks[task_id] = {"state": "COMPLETED", "model_id": model_id}
+            self.pending_states[model_id] = list(self.states_after_register)
             return {"task_id": task_id, "status": "CREATED", "model_id": model_id}
         if path.startswith(f"{ML}/models/") and path.endswith("/_deploy"):
             model_id = path.split("/")[-2]
@@ -80,6 +86,11 @@ class _Cluster:
             return {"task_id": task_id, "status": "CREATED"}
         if method == "GET" and path.startswith(f"{ML}/models/"):
             model_id = path.rsplit("/", 1)[-1]
+            if self.pending_states.get(model_id):
+                return {
+                    **self.models[model_id],
+                    "model_state": self.pending_states[model_id].pop(0),
+                }
             if self.deploying_reads.get(model_id, 0) > 0:
                 self.deploying_reads[model_id] -= 1
                 return {**self.models[model_id], "model_state": "DEPLOYING"}
@@ -157,6 +168,31 @@ def test_a_model_still_deploying_is_waited_for_not_deployed_again(
     assert second.changed == ()
     assert client.transport.writes == []
     assert client.transport.deploying_reads[first.model_id] == 0
+
+
+def test_the_first_run_returns_once_the_new_model_is_deployed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("indexer.stores.opensearch.rerank_hook.time.sleep", lambda _: None)
+    client = _Client()
+    client.transport.states_after_register = ["REGISTERED", "DEPLOYING", "DEPLOYING"]
+
+    first = setup_rerank(client, endpoint=ENDPOINT, pipeline="p")
+    client.transport.writes.clear()
+    second = setup_rerank(client, endpoint=ENDPOINT, pipeline="p")
+
+    assert client.transport.pending_states[first.model_id] == []
+    assert second.changed == ()
+    assert client.transport.writes == []
+
+
+def test_a_model_that_fails_to_deploy_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("indexer.stores.opensearch.rerank_hook.time.sleep", lambda _: None)
+    client = _Client()
+    client.transport.states_after_register = ["REGISTERED", "DEPLOY_FAILED"]
+
+    with pytest.raises(StoreError, match="could not deploy"):
+        setup_rerank(client, endpoint=ENDPOINT, pipeline="p")
 
 
 def test_another_endpoint_gets_its_own_connector_and_the_pipeline_moves() -> None:
