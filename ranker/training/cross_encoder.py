@@ -349,8 +349,6 @@ def train_cross_encoder(
     best.restore(model)
     if priors is not None:
         result.prior = best_prior
-        if not lexical:
-            del result.prior["lexical_weights"]
     result.best_validation_ndcg = best.ndcg
     result.seconds = time.perf_counter() - started
     return result
@@ -359,12 +357,14 @@ def train_cross_encoder(
 def _prior_state(
     weight: torch.Tensor, lexical_weights: torch.Tensor, bias: torch.Tensor
 ) -> dict[str, Any]:
-    """The prior's parameters now, as the manifest records them."""
-    return {
-        "weight": weight.item(),
-        "bias": bias.item(),
-        "lexical_weights": dict(zip(LEXICAL_FEATURES, lexical_weights.tolist(), strict=False)),
-    }
+    """The prior's parameters now, as the manifest records them (lexical weights only when
+    it has them)."""
+    state: dict[str, Any] = {"weight": weight.item(), "bias": bias.item()}
+    if lexical_weights.numel():
+        state["lexical_weights"] = dict(
+            zip(LEXICAL_FEATURES, lexical_weights.tolist(), strict=True)
+        )
+    return state
 
 
 def _batches(

@@ -271,13 +271,20 @@ def find_model(client: Any, *, name: str, connector_id: str) -> str | None:
     return None if newest is None else str(newest["_id"])
 
 
-def _settled_model_state(client: Any, model_id: str, *, timeout_s: float) -> str:
-    """A model's state read by id (real time, unlike ``_search``), waited for while it is
-    ``DEPLOYING``: a deployment still being written is not a reason to deploy again."""
+def _settled_model_state(
+    client: Any,
+    model_id: str,
+    *,
+    timeout_s: float,
+    passing: frozenset[str] = frozenset({"DEPLOYING"}),
+) -> str:
+    """A model's state read by id (real time, unlike ``_search``), waited for while it is in
+    a ``passing`` state (by default ``DEPLOYING``: a deployment still being written is not a
+    reason to deploy again); what it reads at ``timeout_s`` if it is still passing."""
     deadline = time.monotonic() + timeout_s
     while True:
         state = str(_request(client, "GET", f"{ML}/models/{model_id}").get("model_state", ""))
-        if state != "DEPLOYING" or time.monotonic() > deadline:
+        if state not in passing or time.monotonic() > deadline:
             return state
         time.sleep(0.5)
 
@@ -387,26 +394,17 @@ def _register_model(
         model_id = model_id or task.get("model_id")
     if not model_id:
         raise StoreError(f"ML Commons registered no model: {registered}")
-    _wait_until_deployed(client, str(model_id), timeout_s=timeout_s)
+    # `_register?deploy=true` completes its task on registration and deploys after it, so
+    # the model reads REGISTERED, then DEPLOYING, for a moment. Returning then would hand
+    # back a pipeline that cannot rerank yet, and a second run would deploy it again.
+    state = _settled_model_state(
+        client,
+        str(model_id),
+        timeout_s=timeout_s,
+        passing=frozenset({"REGISTERED", "DEPLOYING"}),
+    )
+    if state == "DEPLOY_FAILED":
+        raise StoreError(f"ML Commons could not deploy model {model_id}")
+    if state != "DEPLOYED":
+        raise StoreError(f"model {model_id} not deployed in {timeout_s:.0f} s: {state}")
     return str(model_id)
-
-
-def _wait_until_deployed(client: Any, model_id: str, *, timeout_s: float) -> None:
-    """Wait until a newly registered model reads ``DEPLOYED`` by id.
-
-    ``_register?deploy=true`` completes its task on registration; the deployment follows,
-    so the model reads ``REGISTERED`` or ``DEPLOYING`` for a moment. Returning before it is
-    deployed would hand back a pipeline that cannot rerank yet, and a second run in that
-    moment would deploy it again.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        model = _request(client, "GET", f"{ML}/models/{model_id}")
-        state = str(model.get("model_state", ""))
-        if state == "DEPLOYED":
-            return
-        if state == "DEPLOY_FAILED":
-            raise StoreError(f"ML Commons could not deploy model {model_id}: {model}")
-        if time.monotonic() > deadline:
-            raise StoreError(f"model {model_id} not deployed in {timeout_s:.0f} s: {state}")
-        time.sleep(0.5)
