@@ -22,8 +22,9 @@ from indexer.stores.base import StoreError
 from ranker.compress.job import CompressConfig
 from ranker.evaluation.report import text_table
 from ranker.evaluation.suite import run_evaluation
-from ranker.loading import build_default_index, embedder_dir, reranker_dir, teacher_dir
-from ranker.model_files import model_id, read_manifest, resolve_model_dir
+from ranker.loading import build_default_index, teacher_dir
+from ranker.model_files import model_id, read_manifest
+from ranker.serving_models import serving_source
 from ranker.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -137,8 +138,8 @@ def _ensure_compressed(settings: Settings) -> None:
 
     if not settings.rerank.compressed or settings.rerank.model is not None:
         return
-    student_gated = reranker_dir(settings) != teacher_dir(settings)
-    embedder_gated = embedder_dir(settings) != resolve_model_dir(settings.embedder.model)
+    student_gated = _serves_derived(settings, "reranker")
+    embedder_gated = _serves_derived(settings, "embedder")
     if student_gated and (embedder_gated or not settings.embedder.compressed):
         return
     work = settings.home / "compress"
@@ -156,6 +157,12 @@ def _ensure_compressed(settings: Settings) -> None:
         f"{report.served or 'the teacher (no student passed)'}; bi-encoder served: "
         f"{embedder_report.served or 'the source (no variant passed)'}"
     )
+
+
+def _serves_derived(settings: Settings, role: str) -> bool:
+    """Whether production serves a compressed version (one derived from another)."""
+    version = serving_source(settings, role).version
+    return version is not None and version.lineage.get("derived_from") is not None
 
 
 def _compressed_before(report_json: Path, teacher: Path) -> bool:
@@ -176,23 +183,26 @@ def _shapes(config: CompressConfig) -> str:
 
 
 def _describe_embedder(settings: Settings) -> None:
-    path = embedder_dir(settings)
+    source = serving_source(settings, "embedder")
+    path = source.path
     gate = (read_manifest(path) or {}).get("gate")
     if isinstance(gate, dict):
         _say(
-            f"bi-encoder: {path}, {gate.get('variant')}: Recall@100 {gate.get('recall@100', 0):.4f}"
+            f"bi-encoder: {source.label}, {gate.get('variant')}: "
+            f"Recall@100 {gate.get('recall@100', 0):.4f}"
             f" against the source's {gate.get('source_recall@100', 0):.4f}, mean cosine "
             f"{gate.get('mean_cosine', 0):.4f} (`shoprank compress`)"
         )
     else:
-        _say(f"bi-encoder: {path}")
+        _say(f"bi-encoder: {source.label} ({path})")
 
 
 def _describe_reranker(settings: Settings) -> None:
-    path = reranker_dir(settings)
+    source = serving_source(settings, "reranker")
+    path = source.path
     manifest = read_manifest(path) or {}
     size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 2**20
-    _say(f"reranker: {path} ({manifest.get('model_id', 'untracked')}, {size:.0f} MiB)")
+    _say(f"reranker: {source.label} ({manifest.get('model_id', 'untracked')}, {size:.0f} MiB)")
     gate = manifest.get("gate")
     if isinstance(gate, dict):
         _say(

@@ -1,8 +1,8 @@
-"""Builds the serving components from settings: embedder, reranker, index, pipeline."""
+"""Builds the serving components: embedder, reranker, index, pipeline. Which model directory
+serves is ``ranker.serving_models``'s to say; this module only builds from it."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,131 +10,57 @@ from typing import Any
 from indexer.catalog import TextTemplate, load_products
 from indexer.jobs import build_index, open_index
 from ranker.embedder import Embedder
-from ranker.model_files import (
-    ONNX_MODEL_NAME,
-    SHIPPED_RERANKER,
-    SHIPPED_STUDENT,
-    ModelNotFoundError,
-    read_manifest,
-    resolve_model_dir,
-    shipped_model_dir,
-    weights_sha256,
-)
+from ranker.model_files import read_manifest
 from ranker.pipeline import SearchPipeline
 from ranker.reranker import Reranker
+from ranker.serving_models import (
+    LEGACY_COMPRESSED_EMBEDDER,
+    LEGACY_COMPRESSED_RERANKER,
+    LEGACY_TRAINED_RERANKER,
+    ModelSource,
+    serving_source,
+    teacher_source,
+)
 from ranker.settings import EmbedderSettings, RerankSettings, Settings
 
 logger = logging.getLogger(__name__)
 
-TRAINED_RERANKER_DIR = "reranker"
-"""Where `shoprank train` puts the reranker inside the models directory."""
-COMPRESSED_RERANKER_DIR = "reranker-compressed"
-"""Where `shoprank compress` puts the student that passed its gate."""
-COMPRESSED_EMBEDDER_DIR = "embedder-compressed"
-"""Where `shoprank compress` puts the bi-encoder variant that passed its gate."""
+TRAINED_RERANKER_DIR = LEGACY_TRAINED_RERANKER
+"""Where `shoprank train` writes its work copy inside the models directory (it registers it)."""
+COMPRESSED_RERANKER_DIR = LEGACY_COMPRESSED_RERANKER
+"""Where `shoprank compress` installed its student before the registry (read by seeding)."""
+COMPRESSED_EMBEDDER_DIR = LEGACY_COMPRESSED_EMBEDDER
+"""Where `shoprank compress` installed its bi-encoder variant before the registry."""
 
 
 def embedder_dir(settings: Settings) -> Path:
-    """The bi-encoder to serve: the settings' model, or its variant that `shoprank compress`
-    gated (an ONNX export) when ``embedder.compressed`` and the backend setting allow it."""
-    configured = resolve_model_dir(settings.embedder.model)
-    if not settings.embedder.compressed or settings.embedder.backend not in ("auto", "onnx"):
-        return configured
-    compressed = settings.models_path / COMPRESSED_EMBEDDER_DIR
-    manifest = read_manifest(compressed) if (compressed / "config.json").is_file() else None
-    if not manifest or not (manifest.get("gate") or {}).get("passed"):
-        return configured
-    if weights_sha256(configured) not in manifest.get("derived_from", []):
-        logger.warning(
-            "ignoring the compressed bi-encoder in %s: it was made from another model than "
-            "%s; run `shoprank compress` again",
-            compressed,
-            configured,
-        )
-        return configured
-    return compressed if _runnable(compressed, "compressed bi-encoder") else configured
+    """The bi-encoder directory that serves (see ``ranker.serving_models``)."""
+    return serving_source(settings, "embedder").path
 
 
-def load_embedder(settings: Settings) -> Embedder:
-    """The bi-encoder :func:`embedder_dir` picks (all-MiniLM-L6-v2 by default), at the input
-    length its gate judged it with unless ``embedder.max_length`` is set."""
-    path = embedder_dir(settings)
-    return Embedder.load(
-        path,
+def load_embedder(settings: Settings, source: ModelSource | None = None) -> Embedder:
+    """The bi-encoder ``source`` names (default: what serves), at the input length its gate
+    judged it with unless ``embedder.max_length`` is set."""
+    source = source or serving_source(settings, "embedder")
+    embedder = Embedder.load(
+        source.path,
         backend=settings.embedder.backend,
-        max_length=_max_length(settings.embedder, _serving_manifest(path)),
+        max_length=_max_length(settings.embedder, _serving_manifest(source.path)),
         batch_size=settings.embedder.batch_size,
         backend_config=settings.backends,
     )
+    logger.info("bi-encoder %s from %s", embedder.identity.model_id, source.label)
+    return embedder
 
 
 def reranker_dir(settings: Settings) -> Path:
-    """The reranker to serve.
-
-    The setting if given; else the teacher (one trained here, else the shipped one), or the
-    compressed student of that teacher when `shoprank compress` gated one and
-    ``rerank.compressed`` allows it.
-    """
-    if settings.rerank.model is not None:
-        return Path(settings.rerank.model)
-    teacher = teacher_dir(settings)
-    if settings.rerank.compressed:
-        compressed_here = settings.models_path / COMPRESSED_RERANKER_DIR
-        if _is_gated_student_of(compressed_here, teacher):
-            return compressed_here
-        shipped = shipped_model_dir(SHIPPED_STUDENT)
-        if _is_gated_student_of(shipped, teacher, quiet=True):
-            return shipped
-    return teacher
+    """The reranker directory that serves (see ``ranker.serving_models``)."""
+    return serving_source(settings, "reranker").path
 
 
 def teacher_dir(settings: Settings) -> Path:
-    """The uncompressed reranker: one trained here, else the shipped one."""
-    trained = settings.models_path / TRAINED_RERANKER_DIR
-    if (trained / "config.json").is_file():
-        return trained
-    shipped = shipped_model_dir(SHIPPED_RERANKER)
-    if (shipped / "config.json").is_file():
-        return shipped
-    raise ModelNotFoundError(
-        f"no reranker: none set (SHOPRANK_RERANK__MODEL), none trained in {trained}, "
-        "and none shipped; run `shoprank train`"
-    )
-
-
-def _is_gated_student_of(student: Path, teacher: Path, *, quiet: bool = False) -> bool:
-    """A compressed directory that passed the gate against this very teacher, and can run.
-
-    ``quiet``: a mismatch is expected (the shipped student of the shipped teacher, while a
-    teacher trained here serves), so it is not worth a warning.
-    """
-    manifest = read_manifest(student) if (student / "config.json").is_file() else None
-    if not manifest or not (manifest.get("gate") or {}).get("passed"):
-        return False
-    distilled_from = (manifest.get("distilled_from") or {}).get("weights_sha256")
-    if distilled_from != weights_sha256(teacher):
-        if quiet:
-            return False
-        logger.warning(
-            "ignoring the compressed reranker in %s: it was distilled from another teacher "
-            "than %s; run `shoprank compress` again",
-            student,
-            teacher,
-        )
-        return False
-    return _runnable(student, "compressed reranker")
-
-
-def _runnable(model_dir: Path, what: str) -> bool:
-    """False, with a warning, for an ONNX export when onnxruntime is not installed."""
-    if (model_dir / ONNX_MODEL_NAME).is_file() and importlib.util.find_spec("onnxruntime") is None:
-        logger.warning(
-            "ignoring the %s in %s: it needs onnxruntime (pip install 'shoprank[onnx]')",
-            what,
-            model_dir,
-        )
-        return False
-    return True
+    """The uncompressed reranker: the explicit one, else the production reranker's source."""
+    return teacher_source(settings).path
 
 
 def uncompressed(settings: Settings) -> Settings:
@@ -168,12 +94,15 @@ def _serving_lengths(settings: Settings, model: Path) -> tuple[int, int]:
     return _max_length(settings.rerank, own), max_query_tokens
 
 
-def load_reranker(settings: Settings, *, embedder: Embedder | None = None) -> Reranker:
-    """The cross-encoder that :func:`reranker_dir` picks (``embedder`` feeds a dense prior)."""
-    path = reranker_dir(settings)
-    max_length, max_query_tokens = _serving_lengths(settings, path)
+def load_reranker(
+    settings: Settings, *, embedder: Embedder | None = None, source: ModelSource | None = None
+) -> Reranker:
+    """The cross-encoder ``source`` names (default: what serves); ``embedder`` feeds its
+    dense prior."""
+    source = source or serving_source(settings, "reranker")
+    max_length, max_query_tokens = _serving_lengths(settings, source.path)
     reranker = Reranker.load(
-        path,
+        source.path,
         backend=settings.rerank.backend,
         max_length=max_length,
         batch_size=settings.rerank.batch_size,
@@ -183,7 +112,7 @@ def load_reranker(settings: Settings, *, embedder: Embedder | None = None) -> Re
         prior_cache_size=settings.rerank.prior_cache_size,
         backend_config=settings.backends,
     )
-    logger.info("reranker %s from %s", reranker.model_id, path)
+    logger.info("reranker %s from %s", reranker.model_id, source.label)
     return reranker
 
 

@@ -252,6 +252,106 @@ class ApiSettings(BaseModel):
     max_concurrent_requests: int = Field(
         default=32, ge=1, description="In-flight requests before the API answers 429."
     )
+    admin_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated API keys for the /admin routes (sent as 'Authorization: "
+        "Bearer <key>'); none: the admin routes are off (404).",
+    )
+    reload_interval_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="How often the API reads the registry's production pointers and swaps in "
+        "a newly promoted model (also on SIGHUP); 0: only on SIGHUP.",
+    )
+
+    def admin_key_list(self) -> tuple[str, ...]:
+        """The configured admin keys, blanks dropped."""
+        if self.admin_keys is None:
+            return ()
+        keys = (key.strip() for key in self.admin_keys.get_secret_value().split(","))
+        return tuple(key for key in keys if key)
+
+
+class RegistrySettings(BaseModel):
+    """The model registry and the gate a candidate passes before it serves."""
+
+    max_ndcg_drop: float = Field(
+        default=0.01,
+        ge=0,
+        description="A candidate is promoted only when its NDCG@10 (cross-validated, on the "
+        "same judgments as production's figure) is at least production's minus this.",
+    )
+    max_rerank_p50_ms: float = Field(
+        default=100.0,
+        gt=0,
+        description="A reranker is promoted only when its rerank-50 p50 latency, measured on "
+        "this machine, is at most this.",
+    )
+
+
+class WorkerSettings(BaseModel):
+    """The Celery workers: broker, result backend, time limits, the beat schedule."""
+
+    broker_url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"),
+        description="Celery's broker (Redis by default); may hold a password, so it is a secret.",
+    )
+    result_backend: SecretStr | None = Field(
+        default=None, description="Where task results go; default: the broker."
+    )
+    soft_time_limit_s: float = Field(
+        default=4 * 3600.0, gt=0, description="A task gets SoftTimeLimitExceeded after this."
+    )
+    time_limit_s: float = Field(
+        default=4 * 3600.0 + 600.0, gt=0, description="A task is killed after this."
+    )
+    max_retries: int = Field(default=3, ge=0, description="Retries of a transient failure.")
+    compress_every_s: float = Field(
+        default=24 * 3600.0,
+        ge=0,
+        description="How often beat checks whether compression's inputs changed (teacher, "
+        "judgments, catalog, onnxruntime, CPU); 0: never.",
+    )
+    judgments: Path | None = Field(
+        default=None,
+        description="The judgments periodic re-compression and retraining use; default: the "
+        "sample judgments.",
+    )
+    catalog: Path | None = Field(
+        default=None, description="The catalog they use; default: the sample catalog."
+    )
+    compress: dict[str, object] = Field(
+        default_factory=dict,
+        description="CompressConfig fields for the workers' compress jobs and periodic "
+        're-compression (JSON in the environment, e.g. {"layers": [1, 2]}); default: its own.',
+    )
+    visibility_timeout_s: float = Field(
+        default=5 * 3600.0,
+        gt=0,
+        description="A task delivered to a worker that dies unacknowledged (SIGKILL, lost "
+        "machine) is handed to another worker after this. Keep it above the longest task: one "
+        "still running past it is delivered again (tasks are idempotent, so that costs time, "
+        "not a second version).",
+    )
+    lock_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A job's Redis lock lapses this long after its holder stops renewing it "
+        "(a worker that died); a live holder renews it every third of this.",
+    )
+    retry_backoff_max_s: float = Field(
+        default=600.0, gt=0, description="The longest wait between retries (backoff, jittered)."
+    )
+
+    @model_validator(mode="after")
+    def _limits_in_order(self) -> WorkerSettings:
+        if self.time_limit_s <= self.soft_time_limit_s:
+            raise ValueError("workers: time_limit_s must be above soft_time_limit_s")
+        return self
+
+    def result_backend_url(self) -> str:
+        """The result backend's URL (the broker's when none is set)."""
+        return (self.result_backend or self.broker_url).get_secret_value()
 
 
 class Settings(BaseSettings):
@@ -264,6 +364,7 @@ class Settings(BaseSettings):
     home: Path = Field(default=DEFAULT_HOME, description="Root for indexes and models.")
     index_dir: Path | None = Field(default=None, description="Default: <home>/index.")
     models_dir: Path | None = Field(default=None, description="Default: <home>/models.")
+    registry_dir: Path | None = Field(default=None, description="Default: <home>/registry.")
     embedder: EmbedderSettings = EmbedderSettings()
     rerank: RerankSettings = RerankSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
@@ -271,6 +372,8 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     backends: BackendSettings = BackendSettings()
     opensearch: OpenSearchSettings = OpenSearchSettings()
+    registry: RegistrySettings = RegistrySettings()
+    workers: WorkerSettings = WorkerSettings()
     label_gains: dict[str, float] = Field(default_factory=lambda: dict(ESCI_GAINS))
     seed: int = 13
 
@@ -289,6 +392,8 @@ class Settings(BaseSettings):
             self.index_dir = self.home / "index"
         if self.models_dir is None:
             self.models_dir = self.home / "models"
+        if self.registry_dir is None:
+            self.registry_dir = self.home / "registry"
         return self
 
     @property
@@ -300,6 +405,11 @@ class Settings(BaseSettings):
     def models_path(self) -> Path:
         """The models directory, resolved."""
         return self.models_dir if self.models_dir is not None else self.home / "models"
+
+    @property
+    def registry_path(self) -> Path:
+        """The model registry's directory, resolved."""
+        return self.registry_dir if self.registry_dir is not None else self.home / "registry"
 
 
 @lru_cache(maxsize=1)

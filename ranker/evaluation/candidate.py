@@ -1,0 +1,147 @@
+"""The evaluate job: the figures the promotion gate compares, measured on this machine.
+
+For a reranker candidate it times rerank-50 (each judged query's judged products, up to 50,
+caches cold) with the bi-encoder that serves, and records it as ``rerank50_p50_ms``. When
+production has no NDCG@10 on the candidate's judgments yet, it scores production as it
+serves on them (the rerank task) and records the figure in production's ``on_judgments``, so
+the gate compares both on the same queries. That figure is in-sample for queries production
+was trained on, which favours production: the gate errs towards keeping what serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ranker.compress.timing import time_calls
+from ranker.evaluation.judgments import Judgments
+from ranker.evaluation.metrics import ndcg_at_k, ranked_ids
+from ranker.promotion import JUDGMENTS, LATENCY, NDCG, ON_JUDGMENTS, production_figure
+from ranker.registry import ModelVersion, Registry
+from ranker.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+RERANK_DEPTH = 50
+Scorer = Callable[[str, Sequence[str]], Any]
+
+
+def rerank_cases(
+    judgments: Judgments, texts: Mapping[str, str], depth: int = RERANK_DEPTH
+) -> list[tuple[str, list[str]]]:
+    """Each judged query with up to ``depth`` of its judged products' texts."""
+    return [
+        (query, [texts[pid] for pid in judgments.qrels[qid] if pid in texts][:depth])
+        for qid, query in judgments.queries.items()
+    ]
+
+
+def rerank_task_ndcg(
+    score: Scorer, judgments: Judgments, texts: Mapping[str, str], qids: Sequence[str]
+) -> dict[str, float]:
+    """qid -> NDCG@10 of ordering each query's judged products by ``score(query, texts)``."""
+    values = {}
+    for qid in qids:
+        ids = [pid for pid in judgments.qrels[qid] if pid in texts]
+        scores = np.asarray(score(judgments.queries[qid], [texts[pid] for pid in ids]))
+        ranking = ranked_ids(dict(zip(ids, scores.astype(np.float64).tolist(), strict=True)))
+        values[qid] = ndcg_at_k(ranking, judgments.qrels[qid], k=10)
+    return values
+
+
+def evaluate_candidate(
+    settings: Settings,
+    role: str,
+    version: str,
+    *,
+    judgments: Path | None = None,
+    catalog: Path | None = None,
+    repeats: int = 30,
+) -> dict[str, Any]:
+    """Measure what the gate needs for ``role/version`` and record it in the registry.
+
+    Returns the figures: the candidate's latency (rerankers), its NDCG@10 and production's
+    on these judgments.
+    """
+    from ranker.serving_models import open_registry
+    from ranker.training.jobs import load_training_data
+
+    registry = open_registry(settings)
+    candidate = registry.verify(role, version)
+    data = load_training_data(settings, judgments=judgments, catalog=catalog)
+    production = registry.production(role)
+    result: dict[str, Any] = {"candidate": candidate.ref, JUDGMENTS: data.sha256}
+    if candidate.role != "reranker":
+        result["note"] = "bi-encoder candidates are judged by their own job's figures"
+        return result
+    scorers = _RerankScorers(settings)
+    score = scorers.for_version(candidate)
+    cases = rerank_cases(data.judgments, data.product_texts)
+
+    def call(i: int) -> object:
+        query, documents = cases[i % len(cases)]
+        return score(query, documents)
+
+    latency = time_calls(call, repeats=repeats).p50_ms
+    metrics = {**candidate.metrics, LATENCY: latency, "latency_host": socket.gethostname()}
+    if candidate.metrics.get(JUDGMENTS) != data.sha256:
+        _record_on_judgments(metrics, data.sha256, score, data)
+    registry.update(role, version, metrics=metrics)
+    result[LATENCY] = latency
+    own = metrics.get(JUDGMENTS) == data.sha256
+    result["candidate_ndcg@10"] = (
+        metrics.get(NDCG) if own else metrics[ON_JUDGMENTS][data.sha256][NDCG]
+    )
+    if production is not None and production.version != candidate.version:
+        figure = production_figure(production, data.sha256)
+        if figure is None:
+            figure = _score_production(registry, production, scorers, data)
+        result["production"] = production.ref
+        result["production_ndcg@10"] = figure
+    logger.info("evaluated %s: %s", candidate.ref, result)
+    return result
+
+
+class _RerankScorers:
+    """Rerankers loaded as serving loads them, sharing one bi-encoder for their priors."""
+
+    def __init__(self, settings: Settings) -> None:
+        from ranker.loading import load_embedder
+
+        self.settings = settings
+        self.embedder = load_embedder(settings)
+
+    def for_version(self, version: ModelVersion) -> Scorer:
+        from ranker.loading import load_reranker
+        from ranker.serving_models import ModelSource
+
+        reranker = load_reranker(
+            self.settings, embedder=self.embedder, source=ModelSource(version.path, version)
+        )
+        return reranker.score
+
+
+def _record_on_judgments(metrics: dict[str, Any], sha256: str, score: Scorer, data: Any) -> float:
+    per_query = rerank_task_ndcg(
+        score, data.judgments, data.product_texts, list(data.judgments.queries)
+    )
+    figure = float(np.mean(list(per_query.values()))) if per_query else 0.0
+    metrics[ON_JUDGMENTS] = {
+        **(metrics.get(ON_JUDGMENTS) or {}),
+        sha256: {NDCG: figure, "basis": "scored as it serves (rerank task), not cross-validated"},
+    }
+    return figure
+
+
+def _score_production(
+    registry: Registry, production: ModelVersion, scorers: _RerankScorers, data: Any
+) -> float:
+    metrics = dict(production.metrics)
+    figure = _record_on_judgments(metrics, data.sha256, scorers.for_version(production), data)
+    registry.update(production.role, production.version, metrics=metrics)
+    return figure

@@ -1,0 +1,169 @@
+"""Gated promotion: a candidate serves only when it is as good as production and fast enough.
+
+A candidate passes when both hold:
+
+- its NDCG@10 (``metrics["ndcg@10"]``: cross-validated by query on the shop's judgments) is at
+  least production's figure on the *same* judgments minus ``max_ndcg_drop``. Production's
+  figure is its own ``ndcg@10`` when it was measured on those judgments
+  (``metrics["judgments_sha256"]``), else the one the evaluate step recorded for them
+  (``metrics["on_judgments"][sha256]``); unknown, the candidate is refused;
+- for a reranker, its rerank-50 p50 latency measured on this machine
+  (``metrics["rerank50_p50_ms"]``) is at most ``max_rerank_p50_ms``.
+
+The decision and its reasons are written into the candidate's manifest (``gate``), and
+:func:`promote_gated` swaps the production pointer only when it passed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ranker.errors import ShoprankError
+from ranker.registry import ModelVersion, Registry
+from ranker.settings import RegistrySettings
+
+logger = logging.getLogger(__name__)
+
+NDCG = "ndcg@10"
+JUDGMENTS = "judgments_sha256"
+ON_JUDGMENTS = "on_judgments"
+LATENCY = "rerank50_p50_ms"
+
+
+class PromotionRefusedError(ShoprankError):
+    """The gate refused a candidate; ``decision`` says why."""
+
+    def __init__(self, message: str, decision: GateDecision) -> None:
+        super().__init__(message)
+        self.decision = decision
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.decision))
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether a candidate may replace production, with every reason and figure."""
+
+    candidate: str
+    production: str | None
+    passed: bool
+    reasons: tuple[str, ...]
+    figures: Mapping[str, float | None] = field(default_factory=dict)
+    checked_at: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values, for the manifest and task results."""
+        data = asdict(self)
+        data["reasons"] = list(self.reasons)
+        data["figures"] = dict(self.figures)
+        return data
+
+
+def production_figure(production: ModelVersion, judgments_sha256: str | None) -> float | None:
+    """Production's NDCG@10 on the judgments hashed to ``judgments_sha256``, when known."""
+    metrics = production.metrics
+    if judgments_sha256 is None:
+        return None
+    if metrics.get(JUDGMENTS) == judgments_sha256 and _number(metrics.get(NDCG)) is not None:
+        return _number(metrics.get(NDCG))
+    recorded = (metrics.get(ON_JUDGMENTS) or {}).get(judgments_sha256) or {}
+    return _number(recorded.get(NDCG))
+
+
+def gate_decision(
+    candidate: ModelVersion, production: ModelVersion | None, budgets: RegistrySettings
+) -> GateDecision:
+    """Judge ``candidate`` against ``production`` (None: nothing serves yet)."""
+    reasons: list[str] = []
+    passed = True
+    ndcg = _number(candidate.metrics.get(NDCG))
+    judgments = candidate.metrics.get(JUDGMENTS)
+    figures: dict[str, float | None] = {"candidate_ndcg@10": ndcg}
+    if ndcg is None:
+        passed = False
+        reasons.append("the candidate has no cross-validated NDCG@10 (metrics.ndcg@10)")
+    if production is not None and production.version != candidate.version:
+        reference = production_figure(production, str(judgments) if judgments else None)
+        figures["production_ndcg@10"] = reference
+        if reference is None:
+            passed = False
+            reasons.append(
+                f"production {production.ref} has no NDCG@10 on the candidate's judgments; "
+                "run the evaluate job first"
+            )
+        elif ndcg is not None:
+            floor = reference - budgets.max_ndcg_drop
+            figures["floor_ndcg@10"] = floor
+            verdict = "≥" if ndcg >= floor else "<"
+            reasons.append(
+                f"NDCG@10 {ndcg:.4f} {verdict} production {reference:.4f} − "
+                f"{budgets.max_ndcg_drop} = {floor:.4f}"
+            )
+            passed = passed and ndcg >= floor
+    elif ndcg is not None:
+        reasons.append(f"NDCG@10 {ndcg:.4f}; no production version to compare with")
+    if candidate.role == "reranker":
+        latency = _number(candidate.metrics.get(LATENCY))
+        figures["rerank50_p50_ms"] = latency
+        if latency is None:
+            passed = False
+            reasons.append(
+                "the candidate's rerank-50 latency was not measured (metrics.rerank50_p50_ms)"
+            )
+        else:
+            verdict = "≤" if latency <= budgets.max_rerank_p50_ms else ">"
+            reasons.append(
+                f"rerank-50 p50 {latency:.1f} ms {verdict} budget "
+                f"{budgets.max_rerank_p50_ms:.1f} ms"
+            )
+            passed = passed and latency <= budgets.max_rerank_p50_ms
+    return GateDecision(
+        candidate=candidate.ref,
+        production=production.ref if production is not None else None,
+        passed=passed,
+        reasons=tuple(reasons),
+        figures=figures,
+        checked_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def promote_gated(
+    registry: Registry,
+    role: str,
+    version: str,
+    budgets: RegistrySettings,
+    *,
+    actor: str = "manual",
+    force: bool = False,
+) -> GateDecision:
+    """Judge the candidate, record the decision in its manifest, promote it when it passed.
+
+    ``force`` promotes a refused candidate anyway (recorded as forced). Raises
+    PromotionRefusedError, with the decision, when it did not pass and was not forced.
+    """
+    candidate = registry.verify(role, version)
+    decision = gate_decision(candidate, registry.production(role), budgets)
+    registry.update(
+        role, version, gate={**decision.as_dict(), "forced": force and not decision.passed}
+    )
+    if not decision.passed and not force:
+        logger.warning("refused %s: %s", candidate.ref, "; ".join(decision.reasons))
+        raise PromotionRefusedError(
+            f"{candidate.ref} not promoted: " + "; ".join(decision.reasons), decision
+        )
+    registry.promote(
+        role,
+        version,
+        actor=actor,
+        reason="forced past the gate" if not decision.passed else "gate passed",
+    )
+    return decision
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -1,0 +1,106 @@
+"""The promotion gate: like-for-like NDCG@10 within the budget, and latency within its budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ranker.promotion import PromotionRefusedError, gate_decision, promote_gated
+from ranker.registry import Registry
+from ranker.settings import RegistrySettings
+
+BUDGETS = RegistrySettings(max_ndcg_drop=0.01, max_rerank_p50_ms=50.0)
+
+
+def _version(registry: Registry, tmp_path: Path, **metrics: Any) -> str:
+    source = tmp_path / "src"
+    source.mkdir(exist_ok=True)
+    (source / "config.json").write_text("{}")
+    return registry.register("reranker", source, metrics=metrics).version
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    registry = Registry(tmp_path / "registry")
+    production = _version(
+        registry, tmp_path, **{"ndcg@10": 0.70, "judgments_sha256": "j1", "rerank50_p50_ms": 30.0}
+    )
+    registry.promote("reranker", production)
+    return registry
+
+
+def test_a_candidate_within_the_budget_is_promoted(registry: Registry, tmp_path: Path) -> None:
+    version = _version(
+        registry, tmp_path, **{"ndcg@10": 0.695, "judgments_sha256": "j1", "rerank50_p50_ms": 20.0}
+    )
+    decision = promote_gated(registry, "reranker", version, BUDGETS, actor="test")
+    assert decision.passed
+    assert registry.production_version("reranker") == version
+    gate = registry.get("reranker", version).manifest["gate"]
+    assert gate["passed"] is True
+    assert gate["figures"]["production_ndcg@10"] == pytest.approx(0.70)
+    assert registry.history("reranker")[-1]["actor"] == "test"
+
+
+def test_a_worse_candidate_is_refused_with_reasons(registry: Registry, tmp_path: Path) -> None:
+    version = _version(
+        registry, tmp_path, **{"ndcg@10": 0.60, "judgments_sha256": "j1", "rerank50_p50_ms": 80.0}
+    )
+    with pytest.raises(PromotionRefusedError) as refused:
+        promote_gated(registry, "reranker", version, BUDGETS)
+    reasons = refused.value.decision.reasons
+    assert any("NDCG@10 0.6000 < production 0.7000" in r for r in reasons)
+    assert any("80.0 ms > budget 50.0 ms" in r for r in reasons)
+    assert registry.production_version("reranker") == "v1"
+    gate = registry.get("reranker", version).manifest["gate"]
+    assert gate["passed"] is False
+    assert gate["reasons"] == list(reasons)
+
+
+def test_figures_on_other_judgments_are_not_compared(registry: Registry, tmp_path: Path) -> None:
+    version = _version(
+        registry, tmp_path, **{"ndcg@10": 0.9, "judgments_sha256": "j2", "rerank50_p50_ms": 10.0}
+    )
+    candidate = registry.get("reranker", version)
+    decision = gate_decision(candidate, registry.production("reranker"), BUDGETS)
+    assert not decision.passed
+    assert "no NDCG@10 on the candidate's judgments" in decision.reasons[0]
+    production = registry.production("reranker")
+    assert production is not None
+    registry.update(
+        "reranker",
+        production.version,
+        metrics={**production.metrics, "on_judgments": {"j2": {"ndcg@10": 0.88}}},
+    )
+    decision = gate_decision(candidate, registry.production("reranker"), BUDGETS)
+    assert decision.passed
+    assert decision.figures["production_ndcg@10"] == pytest.approx(0.88)
+
+
+def test_missing_figures_refuse(registry: Registry, tmp_path: Path) -> None:
+    version = _version(registry, tmp_path)
+    decision = gate_decision(registry.get("reranker", version), None, BUDGETS)
+    assert not decision.passed
+    assert len(decision.reasons) == 2  # no NDCG, no latency
+
+
+def test_force_promotes_a_refused_candidate_and_says_so(registry: Registry, tmp_path: Path) -> None:
+    version = _version(registry, tmp_path, **{"ndcg@10": 0.1, "judgments_sha256": "j1"})
+    decision = promote_gated(registry, "reranker", version, BUDGETS, force=True)
+    assert not decision.passed
+    assert registry.production_version("reranker") == version
+    assert registry.get("reranker", version).manifest["gate"]["forced"] is True
+    assert registry.history("reranker")[-1]["reason"] == "forced past the gate"
+
+
+def test_the_refusal_pickles_with_its_decision(registry: Registry, tmp_path: Path) -> None:
+    import pickle
+
+    version = _version(registry, tmp_path, **{"ndcg@10": 0.1, "judgments_sha256": "j1"})
+    with pytest.raises(PromotionRefusedError) as refused:
+        promote_gated(registry, "reranker", version, BUDGETS)
+    again = pickle.loads(pickle.dumps(refused.value))
+    assert again.decision == refused.value.decision
+    assert again.message == refused.value.message
