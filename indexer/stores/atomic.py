@@ -4,14 +4,18 @@ Every temp file or directory lives next to its target (same parent, so the same 
 system) under a hidden name, and is moved into place with a rename once fully written and
 fsynced. A failure removes the temp and leaves the target as it was.
 
-Replacing an existing directory takes two renames (target -> ``.name.old-*``, temp ->
-target), so a reader that opens the path in between finds nothing there; readers that
-already hold files open keep reading the old ones.
+Replacing an existing directory swaps the two in one step where the OS can (Linux's
+``renameat2`` with ``RENAME_EXCHANGE``), so a reader always finds a complete directory at
+the path, the old one or the new one. Elsewhere it takes two renames (target ->
+``.name.old-*``, temp -> target), and a reader that opens the path in between finds
+nothing there. Readers that already hold files open keep reading the old ones.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import functools
 import json
 import logging
@@ -74,6 +78,45 @@ def _fsync_tree(root: Path) -> None:
         fsync_directory(Path(directory))
 
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """libc's ``renameat2``, or None where the C library has none (not Linux/glibc)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    function.restype = ctypes.c_int
+    return function
+
+
+def exchange_paths(first: Path, second: Path) -> bool:
+    """Swap two existing paths in one atomic step; False where the OS or file system cannot."""
+    function = _renameat2()
+    if function is None:
+        return False
+    result = function(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
 @contextlib.contextmanager
 def atomic_directory(target: Path) -> Iterator[Path]:
     """Yield a fresh temp directory that replaces ``target`` when the block succeeds.
@@ -95,6 +138,11 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+    if target.exists() and exchange_paths(temp, target):
+        fsync_directory(parent)
+        shutil.rmtree(temp, ignore_errors=True)  # the old directory, now at the temp path
+        logger.debug("atomically exchanged directory %s", target)
+        return
     old: Path | None = None
     if target.exists():
         old = parent / f".{target.name}.old-{secrets.token_hex(6)}"

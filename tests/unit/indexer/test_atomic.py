@@ -119,3 +119,39 @@ def test_replacements_keep_the_target_permissions(tmp_path: Path) -> None:
         pass
     assert _mode(tmp_path / "t.txt") == 0o640
     assert _mode(tmp_path / "index") == 0o750
+
+
+def test_replacing_a_directory_never_leaves_the_path_empty(tmp_path: Path) -> None:
+    """A reader polling the path while it is replaced always finds a complete directory."""
+    import threading
+
+    from indexer.stores.atomic import exchange_paths
+
+    target = tmp_path / "index"
+    target.mkdir()
+    (target / "manifest.json").write_text("0")
+    probe_a, probe_b = tmp_path / "a", tmp_path / "b"
+    probe_a.mkdir()
+    probe_b.mkdir()
+    if not exchange_paths(probe_a, probe_b):
+        pytest.skip("this OS or file system cannot exchange two paths atomically")
+    missing: list[int] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            if not (target / "manifest.json").is_file():
+                missing.append(1)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for number in range(1, 60):
+            with atomic_directory(target) as temp:
+                (temp / "manifest.json").write_text(str(number))
+    finally:
+        stop.set()
+        reader.join()
+    assert missing == []
+    assert (target / "manifest.json").read_text() == "59"
+    assert _names(tmp_path) == ["a", "b", "index"]
