@@ -1,7 +1,9 @@
 """Which model directory serves each role: the registry's production version.
 
 Nothing else decides it. An explicit model in the settings (``SHOPRANK_EMBEDDER__MODEL`` set
-to a directory, ``SHOPRANK_RERANK__MODEL``) serves as given, outside the registry. Otherwise
+to a directory, ``SHOPRANK_RERANK__MODEL``) serves as given, outside the registry; one
+written ``registry:vN`` names a registry version of that role (verified, as production is;
+the workers use it to distil a candidate teacher before it serves). Otherwise
 the production version serves, after its files are checked against its manifest. With
 ``embedder.compressed`` / ``rerank.compressed`` off, or a backend that cannot run an ONNX
 export, its source serves instead: the version it was exported, quantized or distilled from
@@ -73,12 +75,20 @@ def open_registry(settings: Settings) -> Registry:
     return registry
 
 
-def explicit_model(settings: Settings, role: str) -> Path | None:
-    """The model directory the settings name outright for ``role``, if any."""
-    if check_role(role) == "embedder":
-        spec = settings.embedder.model
-        return None if spec == BASE_MODEL_NAME else resolve_model_dir(spec)
-    return Path(settings.rerank.model) if settings.rerank.model is not None else None
+REGISTRY_PREFIX = "registry:"
+"""A model setting that names a registry version: ``registry:v3``."""
+
+
+def explicit_model(settings: Settings, role: str) -> ModelSource | None:
+    """The model the settings name outright for ``role`` (a directory or ``registry:vN``)."""
+    spec = settings.embedder.model if check_role(role) == "embedder" else settings.rerank.model
+    if spec is None or (role == "embedder" and spec == BASE_MODEL_NAME):
+        return None
+    if spec.startswith(REGISTRY_PREFIX):
+        registry = open_registry(settings)
+        version = registry.verify(role, spec.removeprefix(REGISTRY_PREFIX))
+        return ModelSource(version.path, version)
+    return ModelSource(resolve_model_dir(spec) if role == "embedder" else Path(spec))
 
 
 def serving_source(settings: Settings, role: str) -> ModelSource:
@@ -86,7 +96,7 @@ def serving_source(settings: Settings, role: str) -> ModelSource:
     source, see the module doc). Raises IntegrityError for a version whose files changed."""
     explicit = explicit_model(settings, role)
     if explicit is not None:
-        return ModelSource(explicit)
+        return explicit
     registry = open_registry(settings)
     production = registry.production(role)
     if production is None:  # seeding promotes one; only a broken registry gets here
@@ -115,7 +125,7 @@ def teacher_source(settings: Settings) -> ModelSource:
     """The uncompressed reranker: the explicit one, else the production reranker's source."""
     explicit = explicit_model(settings, "reranker")
     if explicit is not None:
-        return ModelSource(explicit)
+        return explicit
     registry = open_registry(settings)
     production = registry.production("reranker")
     if production is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ranker.model_files import base_model_dir, shipped_model_dir, weights_sha256
-from ranker.registry import IntegrityError
+from ranker.registry import IntegrityError, VersionNotFoundError
 from ranker.serving_models import open_registry, serving_source, teacher_source
 from ranker.settings import EmbedderSettings, RerankSettings, Settings
 
@@ -96,3 +96,18 @@ def test_a_corrupt_production_version_is_refused(tmp_path: Path) -> None:
     (served.path / "model.safetensors").write_bytes(b"x" * len(b"reranker"))
     with pytest.raises(IntegrityError, match=r"model\.safetensors does not match"):
         serving_source(settings, "reranker")
+
+
+def test_a_setting_may_name_a_registry_version(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    registry = open_registry(settings)
+    candidate = registry.register("reranker", _fake_model(tmp_path / "cand", {}, onnx=False))
+    pinned = settings.model_copy(
+        update={"rerank": RerankSettings(model=f"registry:{candidate.version}")}
+    )
+    assert serving_source(pinned, "reranker").label == candidate.ref
+    assert teacher_source(pinned).path == candidate.path
+    assert registry.production_version("reranker") == "v1"  # production is untouched
+    missing = settings.model_copy(update={"rerank": RerankSettings(model="registry:v9")})
+    with pytest.raises(VersionNotFoundError):
+        serving_source(missing, "reranker")
