@@ -1,4 +1,5 @@
-"""Offline model compression: ONNX export, quantization, and their parity checks.
+"""Offline model compression: distillation, ONNX export, quantization, their parity checks,
+and the compression job's steps (see ``ranker.compress.job``).
 
-Serving never imports this package; it only loads the directories it writes.
+Serving never imports this package; it only loads the directories it registers.
 """

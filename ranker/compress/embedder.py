@@ -7,8 +7,8 @@ length asked for (a product's first word pieces carry most of what a query match
 int8 graphs must keep the fp32 graph's vectors at their length (the quantization parity
 check: mean cosine ≥ 0.99). A variant passes when its Recall@100 and NDCG@10 are within
 ``max_recall_drop`` of the source model's at the served length; the fastest that passes is
-copied to ``<models>/embedder-compressed`` with the verdict and its input length in its
-manifest; serving prefers it (see ``ranker.loading``). Its vectors can be searched in an
+chosen, and ``ranker.compress.register`` registers it (with the verdict and its input length
+in its manifest) as a candidate derived from the source. Its vectors can be searched in an
 index the source model built, and the other way round (the identities share a lineage), so
 no reindex is needed.
 """
@@ -18,22 +18,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ranker.backends.base import FloatArray, ModelTask
-from ranker.compress.export import export_model, install_gated
+from ranker.compress.export import export_model
 from ranker.compress.parity import ParityError
 from ranker.compress.quantize import Precision, quantize_model
+from ranker.compress.records import outcome_line, read_json, write_json
 from ranker.compress.timing import time_calls
 from ranker.embedder import Embedder
 from ranker.evaluation.judgments import Judgments
 from ranker.evaluation.metrics import ndcg_at_k, recall_at_k
-from ranker.loading import COMPRESSED_EMBEDDER_DIR
-from ranker.model_files import resolve_model_dir
 from ranker.settings import Settings
 from ranker.training.jobs import TrainingData
 
@@ -65,18 +64,82 @@ class EmbedderVariant:
 
 @dataclass
 class EmbedderReport:
-    """The source model and its variants side by side; which one serves."""
+    """The source model and its variants side by side; the one the gate chose and what
+    became of it in the registry."""
 
     source: str
     documents: int
     queries: int
     variants: list[EmbedderVariant] = field(default_factory=list)
     served: str | None = None
+    """The variant the gate chose (the fastest that passed), None when none passed."""
     served_path: str | None = None
+    """Its model directory in the registry once registered."""
+    source_path: str | None = None
+    source_version: str | None = None
+    """The source's registry version (None: a directory the settings name)."""
+    data_sha256: str = ""
+    catalog_sha256: str | None = None
+    max_recall_drop: float = MAX_RECALL_DROP
+    registered: str | None = None
+    """The registry version the chosen variant became (``embedder/v2``)."""
+    promoted: bool = False
+    promotion_note: str = ""
+    reused: bool = False
+    """True when a run with the same inputs (``key``) built it before and nothing ran."""
+
+    @property
+    def chosen(self) -> EmbedderVariant | None:
+        """The variant row the gate chose, if any."""
+        return next((v for v in self.variants if v.name == self.served), None)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for JSON."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EmbedderReport:
+        """The report :meth:`as_dict` wrote (unknown keys are ignored)."""
+        known = {f.name for f in fields(cls)}
+        variant_fields = {f.name for f in fields(EmbedderVariant)}
+        values = {k: v for k, v in data.items() if k in known and k != "variants"}
+        variants = [
+            EmbedderVariant(**{k: v for k, v in row.items() if k in variant_fields})
+            for row in data.get("variants", [])
+        ]
+        return cls(**values, variants=variants)
+
+
+EMBEDDER_REPORT = "embedder.json"
+
+
+def measure_embedder(
+    settings: Settings,
+    *,
+    work_dir: Path,
+    judgments: Path | None = None,
+    catalog: Path | None = None,
+    shorter_lengths: Sequence[int] = (),
+    max_recall_drop: float = MAX_RECALL_DROP,
+) -> Path:
+    """The bi-encoder step: :func:`compress_embedder` on the shop's judgments and catalog
+    (None: the samples); returns its report, ``embedder.json`` in ``work_dir``."""
+    from ranker.compress.inputs import job_data
+
+    data = job_data(settings, judgments=judgments, catalog=catalog)
+    report = compress_embedder(
+        settings,
+        data,
+        work_dir=work_dir,
+        shorter_lengths=shorter_lengths,
+        max_recall_drop=max_recall_drop,
+    )
+    return write_json(work_dir / EMBEDDER_REPORT, report.as_dict())
+
+
+def read_embedder_report(path: Path) -> EmbedderReport:
+    """The report :func:`measure_embedder` wrote."""
+    return EmbedderReport.from_dict(read_json(path))
 
 
 def compress_embedder(
@@ -87,9 +150,14 @@ def compress_embedder(
     shorter_lengths: Sequence[int] = (),
     max_recall_drop: float = MAX_RECALL_DROP,
 ) -> EmbedderReport:
-    """Export and quantize the settings' bi-encoder, measure it at the served input length
-    and at ``shorter_lengths``, gate the variants, install the fastest that passes."""
-    source = resolve_model_dir(settings.embedder.model)
+    """Export and quantize the source bi-encoder (the production embedder's source, or the
+    model the settings name), measure it at the served input length and at
+    ``shorter_lengths``, gate the variants and choose the fastest that passes."""
+    from ranker.loading import uncompressed
+    from ranker.serving_models import serving_source
+
+    origin = serving_source(uncompressed(settings), "embedder")
+    source = origin.path
     served_length = settings.embedder.max_length
     lengths = [
         served_length,
@@ -99,6 +167,11 @@ def compress_embedder(
         source=str(settings.embedder.model),
         documents=len(data.product_texts),
         queries=len(data.judgments.queries),
+        source_path=str(source),
+        source_version=origin.version.version if origin.version is not None else None,
+        data_sha256=data.sha256,
+        catalog_sha256=data.catalog_sha256,
+        max_recall_drop=max_recall_drop,
     )
     reference = _load(source, "torch", settings, served_length)
     reference_row, reference_vectors = _measure(
@@ -134,9 +207,7 @@ def compress_embedder(
         report.variants.append(int8_row)
     best = apply_embedder_gate(report.variants, max_recall_drop=max_recall_drop)
     if best is not None and best.path is not None:
-        served = settings.models_path / COMPRESSED_EMBEDDER_DIR
-        _install(Path(best.path), served, best, reference_row, max_recall_drop)
-        report.served, report.served_path = best.name, str(served)
+        report.served = best.name
     return report
 
 
@@ -218,30 +289,6 @@ def _mean_cosine(a: FloatArray, b: FloatArray) -> float:
     return float(np.mean(np.sum(a * b, axis=1)))
 
 
-def _install(
-    source: Path,
-    target: Path,
-    variant: EmbedderVariant,
-    reference: EmbedderVariant,
-    max_recall_drop: float,
-) -> None:
-    """Copy the winner into the served location with the gate's verdict in its manifest."""
-    install_gated(
-        source,
-        target,
-        {
-            "variant": variant.name,
-            "recall@100": variant.recall_at_100,
-            "ndcg@10": variant.ndcg_at_10,
-            "source_recall@100": reference.recall_at_100,
-            "source_ndcg@10": reference.ndcg_at_10,
-            "mean_cosine": variant.mean_cosine,
-            "max_drop": max_recall_drop,
-        },
-        serving={"max_length": variant.max_length},
-    )
-
-
 def embedder_table(report: EmbedderReport) -> list[str]:
     """Markdown lines: the bi-encoder variants side by side."""
     base = report.variants[0]
@@ -260,7 +307,7 @@ def embedder_table(report: EmbedderReport) -> list[str]:
     for v in report.variants:
         gate = "source" if v is base else ("pass" if v.passes else "fail")
         if v.name == report.served:
-            gate += " (served)"
+            gate += " (served)" if report.promoted else " (chosen)"
         if v.path is None:
             lines.append(
                 f"| {v.name} | {v.max_length} | – | – | – | – | – | – | {gate} | {v.note} |"
@@ -272,4 +319,11 @@ def embedder_table(report: EmbedderReport) -> list[str]:
             f"{v.docs_per_s / base.docs_per_s:.2f}× | {v.query_p50_ms:.1f} | {cosine} | "
             f"{v.recall_at_100:.4f} | {v.ndcg_at_10:.4f} | {gate} | {v.note} |"
         )
-    return lines
+    outcome = outcome_line(
+        report.served,
+        registered=report.registered,
+        promoted=report.promoted,
+        note=report.promotion_note,
+        nothing="no variant passed",
+    )
+    return [*lines, "", outcome]

@@ -12,46 +12,22 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from ranker.compress.measure import mean, per_query_ndcg, rerank_cases
 from ranker.compress.timing import time_calls
-from ranker.evaluation.judgments import Judgments
-from ranker.evaluation.metrics import ndcg_at_k, ranked_ids
 from ranker.promotion import JUDGMENTS, LATENCY, NDCG, ON_JUDGMENTS, production_figure
 from ranker.registry import ModelVersion, Registry
 from ranker.settings import Settings
 
+if TYPE_CHECKING:
+    from ranker.training.jobs import TrainingData
+
 logger = logging.getLogger(__name__)
 
-RERANK_DEPTH = 50
 Scorer = Callable[[str, Sequence[str]], Any]
-
-
-def rerank_cases(
-    judgments: Judgments, texts: Mapping[str, str], depth: int = RERANK_DEPTH
-) -> list[tuple[str, list[str]]]:
-    """Each judged query with up to ``depth`` of its judged products' texts."""
-    return [
-        (query, [texts[pid] for pid in judgments.qrels[qid] if pid in texts][:depth])
-        for qid, query in judgments.queries.items()
-    ]
-
-
-def rerank_task_ndcg(
-    score: Scorer, judgments: Judgments, texts: Mapping[str, str], qids: Sequence[str]
-) -> dict[str, float]:
-    """qid -> NDCG@10 of ordering each query's judged products by ``score(query, texts)``."""
-    values = {}
-    for qid in qids:
-        ids = [pid for pid in judgments.qrels[qid] if pid in texts]
-        scores = np.asarray(score(judgments.queries[qid], [texts[pid] for pid in ids]))
-        ranking = ranked_ids(dict(zip(ids, scores.astype(np.float64).tolist(), strict=True)))
-        values[qid] = ndcg_at_k(ranking, judgments.qrels[qid], k=10)
-    return values
 
 
 def evaluate_candidate(
@@ -126,11 +102,15 @@ class _RerankScorers:
         return reranker.score
 
 
-def _record_on_judgments(metrics: dict[str, Any], sha256: str, score: Scorer, data: Any) -> float:
-    per_query = rerank_task_ndcg(
-        score, data.judgments, data.product_texts, list(data.judgments.queries)
+def _record_on_judgments(
+    metrics: dict[str, Any], sha256: str, score: Scorer, data: TrainingData
+) -> float:
+    def by_ids(qid: str, ids: Sequence[str]) -> Any:
+        return score(data.judgments.queries[qid], [data.product_texts[pid] for pid in ids])
+
+    figure = mean(
+        per_query_ndcg(by_ids, data.judgments, list(data.judgments.queries), data.product_texts)
     )
-    figure = float(np.mean(list(per_query.values()))) if per_query else 0.0
     metrics[ON_JUDGMENTS] = {
         **(metrics.get(ON_JUDGMENTS) or {}),
         sha256: {NDCG: figure, "basis": "scored as it serves (rerank task), not cross-validated"},
@@ -139,7 +119,7 @@ def _record_on_judgments(metrics: dict[str, Any], sha256: str, score: Scorer, da
 
 
 def _score_production(
-    registry: Registry, production: ModelVersion, scorers: _RerankScorers, data: Any
+    registry: Registry, production: ModelVersion, scorers: _RerankScorers, data: TrainingData
 ) -> float:
     metrics = dict(production.metrics)
     figure = _record_on_judgments(metrics, data.sha256, scorers.for_version(production), data)

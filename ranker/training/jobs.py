@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +13,10 @@ from typing import Any
 
 from indexer.catalog import TextTemplate, load_products, sample_catalog_path, sample_judgments_path
 from ranker.evaluation.judgments import Judgments, load_judgments
-from ranker.loading import TRAINED_RERANKER_DIR, uncompressed
+from ranker.loading import uncompressed
+from ranker.model_files import read_manifest
+from ranker.registry import ModelVersion
+from ranker.serving_models import trained_metrics
 from ranker.settings import Settings
 from ranker.training.artifacts import data_sha256
 from ranker.training.cross_encoder import (
@@ -23,25 +29,32 @@ from ranker.training.cross_encoder import (
 
 logger = logging.getLogger(__name__)
 
-TRAINED_EMBEDDER_DIR = "embedder"
-
 
 @dataclass(frozen=True)
 class TrainingData:
-    """Judgments, the text of every judged product, and their hash."""
+    """Judgments, the text of every catalog product, and their hash; where they came from."""
 
     judgments: Judgments
     product_texts: dict[str, str]
     sha256: str
+    """Of the judgments and the judged products' texts (see ``data_sha256``)."""
+    catalog: Path | None = None
+    """The catalog file the texts were read from."""
+    catalog_sha256: str | None = None
+    """Of that file's bytes."""
 
 
 def load_training_data(
     settings: Settings, *, judgments: Path | None = None, catalog: Path | None = None
 ) -> TrainingData:
-    """Judgments (the sample by default) and product texts rendered with the settings' template."""
+    """Judgments and the catalog's product texts rendered with the settings' template.
+
+    None: the bundled sample judgments or catalog.
+    """
     loaded = load_judgments(judgments or sample_judgments_path(), gains=settings.label_gains)
     template = TextTemplate(settings.index.text_template)
-    texts = {p.id: template.render(p) for p in load_products(catalog or sample_catalog_path())}
+    catalog = Path(catalog) if catalog is not None else sample_catalog_path()
+    texts = {p.id: template.render(p) for p in load_products(catalog)}
     missing = sum(1 for q in loaded.qrels.values() for pid in q if pid not in texts)
     if missing:
         logger.warning("%d judged products are not in the catalog; they are skipped", missing)
@@ -50,7 +63,16 @@ def load_training_data(
         for qid, labels in loaded.labels.items()
         for pid, label in labels.items()
     ]
-    return TrainingData(loaded, texts, data_sha256(rows, texts))
+    return TrainingData(loaded, texts, data_sha256(rows, texts), catalog, file_sha256(catalog))
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def reranker_config(settings: Settings, overrides: Mapping[str, Any]) -> CrossEncoderConfig:
@@ -88,8 +110,15 @@ def train_reranker_job(
     out: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     folds: int = 0,
+    register: bool = True,
+    job: str = "train",
+    task_id: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Train the cross-encoder on all judged queries and save it with its manifest.
+    """Train the cross-encoder on all judged queries, save it with its manifest and register
+    it as a candidate reranker (``summary["version"]``; it serves once promoted).
+
+    Without ``out`` the model is written to a work directory that the registry then takes
+    in; with ``out`` it stays there and the registry keeps a copy.
 
     With ``folds >= 2`` it first cross-validates the same recipe by query (both ESCI tasks,
     through the pipeline over the built index) and records the figures in the manifest.
@@ -123,7 +152,7 @@ def train_reranker_job(
             **{task: r.means for task, r in cv.items()},
         }
     result = train_cross_encoder(data.judgments, data.product_texts, config, priors=priors)
-    path = out or settings.models_path / TRAINED_RERANKER_DIR
+    path = out or _work_dir(settings, "reranker", task_id)
     metrics["validation_ndcg@10"] = result.best_validation_ndcg
     save_cross_encoder(
         result,
@@ -134,7 +163,7 @@ def train_reranker_job(
         prior_embedder=prior_embedder,
         cross_validation=cross_validation,
     )
-    summary = {
+    summary: dict[str, Any] = {
         "validation_ndcg@10": result.best_validation_ndcg,
         "train_queries": len(result.train_queries),
         "validation_queries": len(result.validation_queries),
@@ -142,7 +171,52 @@ def train_reranker_job(
         "cross_validation": cross_validation,
         "seconds": round(result.seconds, 1),
     }
+    if register:
+        version = _register(
+            settings,
+            "reranker",
+            path,
+            move=out is None,
+            lineage={
+                "source_model": config.base_model,
+                "prior_embedder": prior_embedder,
+                "data_sha256": data.sha256,
+                "catalog": str(catalog or sample_catalog_path()),
+                "recipe": config.model_dump(mode="json"),
+            },
+            metrics=trained_metrics(read_manifest(path) or {}),
+            job=job,
+            task_id=task_id,
+        )
+        summary["version"] = version.version
+        path = version.path
     return path, summary
+
+
+def _work_dir(settings: Settings, role: str, task_id: str | None) -> Path:
+    """A fresh directory for one job's model before the registry takes it in."""
+    name = f"{role}-{task_id or time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    return settings.home / "work" / name
+
+
+def _register(
+    settings: Settings,
+    role: str,
+    path: Path,
+    *,
+    move: bool,
+    lineage: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    job: str,
+    task_id: str | None,
+) -> ModelVersion:
+    from ranker.serving_models import open_registry
+
+    version = open_registry(settings).register(
+        role, path, lineage=lineage, metrics=metrics, job=job, task_id=task_id, move=move
+    )
+    logger.info("registered %s (candidate; `shoprank models promote` serves it)", version.ref)
+    return version
 
 
 def train_bi_encoder_job(
@@ -152,9 +226,14 @@ def train_bi_encoder_job(
     catalog: Path | None = None,
     out: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    register: bool = True,
+    job: str = "train",
+    task_id: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Fine-tune the bi-encoder on the judgments; with the ``margin-mse`` loss the served
-    teacher reranker (uncompressed, its dense prior included) scores the pairs."""
+    """Fine-tune the bi-encoder on the judgments and register it as a candidate embedder;
+    with the ``margin-mse`` loss the served teacher reranker (uncompressed, its dense prior
+    included) scores the pairs. A new bi-encoder changes the vectors: it serves after a
+    reindex with it."""
     from ranker.loading import load_embedder, load_reranker
     from ranker.training.bi_encoder import BiEncoderConfig, save_bi_encoder, train_bi_encoder
 
@@ -167,10 +246,27 @@ def train_bi_encoder_job(
         sources = uncompressed(settings)
         teacher = load_reranker(sources, embedder=load_embedder(sources)).score
     result = train_bi_encoder(data.judgments, data.product_texts, config, teacher=teacher)
-    path = out or settings.models_path / TRAINED_EMBEDDER_DIR
+    path = out or _work_dir(settings, "embedder", task_id)
     save_bi_encoder(result, path, config=config, data_sha256=data.sha256)
-    summary = {
+    summary: dict[str, Any] = {
         "validation_ndcg@10": result.best_validation_ndcg,
         "seconds": round(result.seconds, 1),
     }
+    if register:
+        version = _register(
+            settings,
+            "embedder",
+            path,
+            move=out is None,
+            lineage={
+                "source_model": config.base_model,
+                "data_sha256": data.sha256,
+                "recipe": config.model_dump(mode="json"),
+            },
+            metrics={"validation_ndcg@10": result.best_validation_ndcg},
+            job=job,
+            task_id=task_id,
+        )
+        summary["version"] = version.version
+        path = version.path
     return path, summary

@@ -1,14 +1,12 @@
-"""Compress a tiny bi-encoder: ONNX export, int8, retrieval gate, install, serve.
+"""Compress a tiny bi-encoder: ONNX export, int8, retrieval gate, registration, serving.
 
 The tiny model has random weights, so these tests check the mechanics (every variant is
-measured, the winner is installed with its verdict, serving picks it only when it was made
-from the configured model, and an index the source built opens with it), not quality.
+measured, the winner is registered derived from its source with the verdict in its manifest,
+promotion makes it serve, and an index the source built opens with it), not quality.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +15,20 @@ import pytest
 from indexer.catalog import Product, TextTemplate
 from indexer.jobs import open_index
 from ranker.compress.embedder import (
+    EmbedderReport,
     EmbedderVariant,
     apply_embedder_gate,
     compress_embedder,
     embedder_table,
 )
+from ranker.compress.records import write_json
+from ranker.compress.register import apply_registration, register_embedder
 from ranker.evaluation.judgments import Judgments
-from ranker.loading import COMPRESSED_EMBEDDER_DIR, embedder_dir, load_embedder
-from ranker.model_files import MANIFEST_NAME, read_manifest
-from ranker.settings import EmbedderSettings, Settings
+from ranker.loading import embedder_dir, load_embedder
+from ranker.model_files import read_manifest
+from ranker.registry import ModelVersion, Registry
+from ranker.serving_models import open_registry
+from ranker.settings import EmbedderSettings, RegistrySettings, Settings
 from ranker.training.jobs import TrainingData
 
 pytestmark = pytest.mark.slow
@@ -43,20 +46,27 @@ def data(
 @pytest.fixture(scope="module")
 def compressed(
     tmp_path_factory: pytest.TempPathFactory, tiny_embedder_dir: Path, data: TrainingData
-) -> tuple[Settings, Any]:
+) -> tuple[Settings, EmbedderReport, ModelVersion]:
+    """The tiny bi-encoder serving from the registry, compressed, its winner registered and
+    promoted. Random weights retrieve at random: generous drops let the mechanics be tested."""
     home = tmp_path_factory.mktemp("compress-home")
-    settings = Settings(home=home, embedder=EmbedderSettings(model=str(tiny_embedder_dir)))
-    # Random weights retrieve at random: a generous drop lets the mechanics be tested.
+    settings = Settings(home=home, registry=RegistrySettings(max_ndcg_drop=1.0))
+    registry = open_registry(settings)
+    source = registry.register("embedder", tiny_embedder_dir, job="test")
+    registry.promote("embedder", source.version, actor="test")
     report = compress_embedder(
         settings, data, work_dir=home / "work", shorter_lengths=(16,), max_recall_drop=1.0
     )
-    return settings, report
+    path = write_json(home / "work" / "embedder.json", report.as_dict())
+    version = register_embedder(settings, report=path)
+    apply_registration(report, settings, "embedder", version, promote=True)
+    return settings, report, registry.get("embedder", str(version))
 
 
-def test_every_variant_is_measured_and_the_int8_one_serves(
-    compressed: tuple[Settings, Any],
+def test_every_variant_is_measured_and_the_winner_is_registered_and_serves(
+    compressed: tuple[Settings, EmbedderReport, ModelVersion],
 ) -> None:
-    settings, report = compressed
+    settings, report, version = compressed
     names = [(v.name, v.max_length) for v in report.variants]
     assert names == [
         ("source torch fp32", 128),
@@ -67,26 +77,36 @@ def test_every_variant_is_measured_and_the_int8_one_serves(
     ]
     assert all(v.docs_per_s > 0 and v.recall_at_100 is not None for v in report.variants)
     assert report.variants[1].mean_cosine == pytest.approx(1.0, abs=1e-4)
-    assert report.variants[2].mean_cosine > 0.9
+    assert (report.variants[2].mean_cosine or 0.0) > 0.9
     assert report.variants[3].mean_cosine is None  # no torch run at 16 to compare with
-    assert report.variants[4].mean_cosine > 0.9  # against fp32 at 16
-    served = settings.models_path / COMPRESSED_EMBEDDER_DIR
-    assert report.served_path == str(served)
-    gate = (read_manifest(served) or {})["gate"]
+    assert (report.variants[4].mean_cosine or 0.0) > 0.9  # against fp32 at 16
+    assert report.source_version == "v2"  # v1: the seeded MiniLM
+    assert report.registered == version.ref == "embedder/v3"
+    assert report.promoted, report.promotion_note
+    assert report.served_path == str(version.path)
+    assert version.lineage["derived_from"] == "v2"
+    chosen = report.chosen
+    assert chosen is not None
+    assert version.metrics["recall@100"] == chosen.recall_at_100
+    assert version.metrics["ndcg@10"] == chosen.ndcg_at_10
+    assert version.metrics["mean_cosine"] == chosen.mean_cosine
+    gate = (read_manifest(version.path) or {})["gate"]
     assert gate["passed"] is True
     assert gate["variant"] == report.served
+    assert not (settings.models_path / "embedder-compressed").exists()
     table = "\n".join(embedder_table(report))
     assert "(served)" in table
     assert "| onnx int8 | 128 |" in table
+    assert "(registered embedder/v3, promoted)" in table
 
 
 def test_serving_reads_at_the_length_the_gate_judged_unless_set(
-    compressed: tuple[Settings, Any],
+    compressed: tuple[Settings, EmbedderReport, ModelVersion],
 ) -> None:
-    settings, report = compressed
-    served_row = next(v for v in report.variants if v.name == report.served)
-    served = settings.models_path / COMPRESSED_EMBEDDER_DIR
-    assert (read_manifest(served) or {})["serving"]["max_length"] == served_row.max_length
+    settings, report, version = compressed
+    served_row = report.chosen
+    assert served_row is not None
+    assert (read_manifest(version.path) or {})["serving"]["max_length"] == served_row.max_length
 
     assert load_embedder(settings).tokenizer.max_length == served_row.max_length
     pinned = settings.model_copy(
@@ -95,21 +115,21 @@ def test_serving_reads_at_the_length_the_gate_judged_unless_set(
     assert load_embedder(pinned).tokenizer.max_length == 100
 
 
-def test_serving_picks_the_gated_variant_of_the_configured_model(
-    compressed: tuple[Settings, Any], other_tiny_embedder_dir: Path
+def test_serving_picks_the_promoted_variant_and_its_source_when_told(
+    compressed: tuple[Settings, EmbedderReport, ModelVersion], other_tiny_embedder_dir: Path
 ) -> None:
-    settings, _ = compressed
-    served = settings.models_path / COMPRESSED_EMBEDDER_DIR
-    assert embedder_dir(settings) == served
+    settings, _, version = compressed
+    source = Registry(settings.registry_path).get("embedder", "v2")
+    assert embedder_dir(settings) == version.path
     assert load_embedder(settings).backend.name.startswith("onnx")
     off = settings.model_copy(
         update={"embedder": settings.embedder.model_copy(update={"compressed": False})}
     )
-    assert embedder_dir(off) != served
+    assert embedder_dir(off) == source.path
     torch_only = settings.model_copy(
         update={"embedder": settings.embedder.model_copy(update={"backend": "torch"})}
     )
-    assert embedder_dir(torch_only) != served
+    assert embedder_dir(torch_only) == source.path
     other = settings.model_copy(
         update={
             "embedder": settings.embedder.model_copy(update={"model": str(other_tiny_embedder_dir)})
@@ -118,23 +138,26 @@ def test_serving_picks_the_gated_variant_of_the_configured_model(
     assert embedder_dir(other) == other_tiny_embedder_dir
 
 
-def test_a_variant_without_a_passed_gate_is_not_served(
-    compressed: tuple[Settings, Any], tmp_path: Path
+def test_a_candidate_that_is_not_promoted_does_not_serve(
+    compressed: tuple[Settings, EmbedderReport, ModelVersion],
 ) -> None:
-    settings, _ = compressed
-    elsewhere = Settings(home=tmp_path, embedder=settings.embedder)
-    target = elsewhere.models_path / COMPRESSED_EMBEDDER_DIR
-    shutil.copytree(settings.models_path / COMPRESSED_EMBEDDER_DIR, target)
-    manifest = read_manifest(target) or {}
-    assert embedder_dir(elsewhere) == target
-    (target / MANIFEST_NAME).write_text(json.dumps({**manifest, "gate": {"passed": False}}))
-    assert embedder_dir(elsewhere) == Path(settings.embedder.model)
+    settings, report, version = compressed
+    again = EmbedderReport.from_dict(report.as_dict())
+    path = write_json(settings.home / "work" / "embedder.json", again.as_dict())
+    candidate = register_embedder(settings, report=path)
+    apply_registration(again, settings, "embedder", candidate, promote=False)
+    assert candidate is not None
+    assert candidate != version.version
+    assert not again.promoted
+    assert embedder_dir(settings) == version.path
 
 
 def test_an_index_built_by_the_source_opens_with_the_compressed_embedder(
-    compressed: tuple[Settings, Any], built_index: dict[str, Any], integration_settings: Settings
+    compressed: tuple[Settings, EmbedderReport, ModelVersion],
+    built_index: dict[str, Any],
+    integration_settings: Settings,
 ) -> None:
-    settings, _ = compressed
+    settings, _, _ = compressed
     int8 = load_embedder(settings)
     index = open_index(integration_settings.index_path, expected=int8.identity)
     query = int8.embed(["stainless steel knife"])[0]

@@ -2,8 +2,8 @@
 
 The tiny teacher has random weights, so these tests check the mechanics (the student
 matches the teacher's scores better as it trains, the manifest records its lineage and
-serving lengths, serving picks a gated student of the served teacher and nothing else),
-not ranking quality.
+serving lengths; a gated student that `shoprank compress` installed before the registry is
+registered and served in place of its teacher, and nothing else is), not ranking quality.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from ranker.loading import (
     reranker_dir,
 )
 from ranker.model_files import MANIFEST_NAME, read_manifest, weights_sha256
+from ranker.registry import Registry
 from ranker.reranker import Reranker
+from ranker.serving_models import serving_source
 from ranker.settings import Settings
 from ranker.training.common import TrainingResult
 from ranker.training.cross_encoder import score_pairs
@@ -161,6 +163,8 @@ def _gated(student: Path, teacher: Path, *, passed: bool = True) -> None:
 
 @pytest.fixture
 def served_home(tmp_path: Path, tiny_reranker_dir: Path, tiny_embedder_dir: Path) -> Settings:
+    """A models directory as `shoprank train` and `shoprank compress` left it before the
+    registry: a trained teacher and a compressed copy (no gate yet)."""
     settings = Settings(home=tmp_path)
     teacher = settings.models_path / TRAINED_RERANKER_DIR
     shutil.copytree(tiny_reranker_dir, teacher)
@@ -168,10 +172,18 @@ def served_home(tmp_path: Path, tiny_reranker_dir: Path, tiny_embedder_dir: Path
     return settings
 
 
+def _versions(settings: Settings) -> list[str]:
+    return [v.version for v in Registry(settings.registry_path).versions("reranker")]
+
+
 def test_serving_prefers_the_gated_student_of_the_served_teacher(served_home: Settings) -> None:
     student = served_home.models_path / COMPRESSED_RERANKER_DIR
     _gated(student, served_home.models_path / TRAINED_RERANKER_DIR)
-    assert reranker_dir(served_home) == student
+    source = serving_source(served_home, "reranker")
+    assert source.version is not None
+    assert source.version.lineage["derived_from"] == "v1"  # the teacher, seeded first
+    assert reranker_dir(served_home) == source.path
+    assert (read_manifest(source.path) or {})["gate"]["passed"] is True
     reranker = load_reranker(served_home)
     assert reranker.tokenizer.max_length == 40
     assert reranker.max_query_tokens == 10
@@ -189,20 +201,27 @@ def test_an_explicit_max_length_setting_wins_over_the_students(served_home: Sett
     assert load_reranker(settings).tokenizer.max_length == 80
 
 
-def test_serving_ignores_a_student_that_failed_or_lacks_the_gate(served_home: Settings) -> None:
+@pytest.mark.parametrize("passed", [None, False])
+def test_serving_ignores_a_student_that_failed_or_lacks_the_gate(
+    served_home: Settings, passed: bool | None
+) -> None:
     teacher = served_home.models_path / TRAINED_RERANKER_DIR
-    student = served_home.models_path / COMPRESSED_RERANKER_DIR
-    assert reranker_dir(served_home) == teacher  # no gate in its manifest
-    _gated(student, teacher, passed=False)
-    assert reranker_dir(served_home) == teacher
+    if passed is not None:
+        _gated(served_home.models_path / COMPRESSED_RERANKER_DIR, teacher, passed=passed)
+    source = serving_source(served_home, "reranker")
+    assert source.version is not None
+    assert source.version.version == "v1"
+    assert _versions(served_home) == ["v1"]
 
 
 def test_serving_ignores_a_student_of_another_teacher(
     served_home: Settings, tiny_embedder_dir: Path
 ) -> None:
-    student = served_home.models_path / COMPRESSED_RERANKER_DIR
-    _gated(student, tiny_embedder_dir)
-    assert reranker_dir(served_home) == served_home.models_path / TRAINED_RERANKER_DIR
+    _gated(served_home.models_path / COMPRESSED_RERANKER_DIR, tiny_embedder_dir)
+    assert (
+        reranker_dir(served_home) == Registry(served_home.registry_path).get("reranker", "v1").path
+    )
+    assert _versions(served_home) == ["v1"]
 
 
 def test_the_compressed_setting_turns_the_student_off(served_home: Settings) -> None:
@@ -213,7 +232,9 @@ def test_the_compressed_setting_turns_the_student_off(served_home: Settings) -> 
     settings = served_home.model_copy(
         update={"rerank": served_home.rerank.model_copy(update={"compressed": False})}
     )
-    assert reranker_dir(settings) == served_home.models_path / TRAINED_RERANKER_DIR
+    teacher = Registry(settings.registry_path)
+    assert reranker_dir(settings) == teacher.get("reranker", "v1").path
+    assert reranker_dir(served_home) == teacher.get("reranker", "v2").path
 
 
 def test_the_prior_gives_the_same_scores_from_given_vectors(

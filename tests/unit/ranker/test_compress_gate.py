@@ -45,3 +45,10 @@ def test_the_gate_reads_the_teachers_cross_validated_figure_when_its_manifest_ha
     assert stored_cv_ndcg({"cross_validation": None}) is None
     assert stored_cv_ndcg({}) is None
     assert stored_cv_ndcg({"cross_validation": {"rerank": {"ndcg@10": "n/a"}}}) is None
+
+
+def test_the_teachers_figure_counts_only_on_the_data_it_was_measured_on() -> None:
+    manifest = {"data_sha256": "a" * 64, "cross_validation": {"rerank": {"ndcg@10": 0.7189}}}
+
+    assert stored_cv_ndcg(manifest, data_sha256="a" * 64) == 0.7189
+    assert stored_cv_ndcg(manifest, data_sha256="b" * 64) is None

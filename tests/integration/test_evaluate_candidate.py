@@ -1,0 +1,50 @@
+"""The evaluate job records what the gate compares: latency here, production on the same data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ranker.evaluation.candidate import evaluate_candidate
+from ranker.promotion import gate_decision
+from ranker.registry import Registry
+from ranker.settings import EmbedderSettings, RegistrySettings, RerankSettings, Settings
+
+
+@pytest.mark.slow
+def test_evaluate_measures_the_candidate_and_scores_production_on_its_judgments(
+    tmp_path: Path, tiny_reranker_dir: Path, tiny_embedder_dir: Path
+) -> None:
+    settings = Settings(
+        home=tmp_path,
+        embedder=EmbedderSettings(model=str(tiny_embedder_dir), backend="torch"),
+        rerank=RerankSettings(backend="torch"),
+    )
+    registry = Registry(settings.registry_path)
+    production = registry.register("reranker", tiny_reranker_dir)
+    registry.promote("reranker", production.version)
+    candidate = registry.register(
+        "reranker", tiny_reranker_dir, metrics={"ndcg@10": 0.5, "judgments_sha256": "other"}
+    )
+
+    result = evaluate_candidate(settings, "reranker", candidate.version, repeats=3)
+
+    judged = result["judgments_sha256"]
+    measured = registry.get("reranker", candidate.version).metrics
+    assert measured["rerank50_p50_ms"] == pytest.approx(result["rerank50_p50_ms"])
+    assert measured["rerank50_p50_ms"] > 0
+    assert 0 <= measured["on_judgments"][judged]["ndcg@10"] <= 1
+    served = registry.get("reranker", production.version).metrics
+    assert served["on_judgments"][judged]["ndcg@10"] == pytest.approx(
+        result["production_ndcg@10"]
+    )
+    # The same weights scored the same way: the candidate's as-is figure equals production's.
+    assert result["candidate_ndcg@10"] == pytest.approx(result["production_ndcg@10"])
+    # Its own figure was on other judgments, so the gate still cannot compare like for like.
+    decision = gate_decision(
+        registry.get("reranker", candidate.version),
+        registry.production("reranker"),
+        RegistrySettings(max_rerank_p50_ms=10_000),
+    )
+    assert not decision.passed
