@@ -20,6 +20,7 @@ from indexer.catalog import sample_catalog_path
 from indexer.jobs import read_index_manifest
 from indexer.stores.base import StoreError
 from ranker.compress.job import CompressConfig
+from ranker.compress.records import outcome_line
 from ranker.evaluation.report import text_table
 from ranker.evaluation.suite import run_evaluation
 from ranker.loading import build_default_index, teacher_dir
@@ -152,10 +153,22 @@ def _ensure_compressed(settings: Settings) -> None:
     )
     start = time.perf_counter()
     embedder_report, report = compress_models(settings, DEMO_COMPRESSION, work_dir=work)
+    outcomes = [
+        outcome_line(
+            chosen.served,
+            registered=chosen.registered,
+            promoted=chosen.promoted,
+            note=chosen.promotion_note,
+            nothing=nothing,
+        )
+        for chosen, nothing in (
+            (report, "no student passed; the teacher serves"),
+            (embedder_report, "no variant passed; the source serves"),
+        )
+    ]
     _say(
-        f"compress: {time.perf_counter() - start:.0f} s; reranker served: "
-        f"{report.served or 'the teacher (no student passed)'}; bi-encoder served: "
-        f"{embedder_report.served or 'the source (no variant passed)'}"
+        f"compress: {time.perf_counter() - start:.0f} s; reranker: {outcomes[0]} "
+        f"bi-encoder: {outcomes[1]}"
     )
 
 

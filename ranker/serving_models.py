@@ -134,6 +134,28 @@ def teacher_source(settings: Settings) -> ModelSource:
     return ModelSource(registry.verify("reranker", teacher.version).path, teacher)
 
 
+def earlier_sources(registry: Registry, role: Role, *, exclude: set[str]) -> Iterator[ModelSource]:
+    """Earlier production versions of ``role`` that verify, the most recent first.
+
+    Walks the registry's history backwards (promotions and rollbacks, and what each replaced),
+    skipping ``exclude`` and versions whose files do not match their manifest.
+    """
+    seen = set(exclude)
+    for event in reversed(registry.history(role)):
+        if event.get("event") not in ("promote", "rollback"):
+            continue
+        for name in (event.get("version"), event.get("previous")):
+            if not name or str(name) in seen:
+                continue
+            seen.add(str(name))
+            try:
+                version = registry.verify(role, str(name))
+            except RegistryError as exc:
+                logger.warning("not falling back to %s/%s: %s", role, name, exc)
+                continue
+            yield ModelSource(version.path, version)
+
+
 def _backend(settings: Settings, role: Role) -> str:
     return settings.embedder.backend if role == "embedder" else settings.rerank.backend
 

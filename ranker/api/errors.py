@@ -1,19 +1,36 @@
-"""The API's closed error set: each error maps to exactly one HTTP status and error_type."""
+"""The API's closed error set: each error maps to exactly one HTTP status and error_type.
+
+:class:`ApiError` derives from :class:`~ranker.errors.ShoprankError`. Errors raised below the
+API (the registry's, the gate's, the workers client's) are turned into their row by
+:func:`api_error_for`; anything else is a JSON 500 with a request id.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ranker.errors import ShoprankError
 
 
-class ApiError(Exception):
+class ApiError(ShoprankError):
     """Base of every error the API answers with; subclasses fix status and type."""
 
     status_code = 500
     error_type = "internal"
+    headers: ClassVar[Mapping[str, str]] = {}
+    """Response headers the error adds (``WWW-Authenticate`` for 401)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.message = message
+        self.details: Mapping[str, Any] = dict(details or {})
+        """Extra body fields beside ``error`` and ``error_type`` (a refused gate's reasons)."""
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body: ``{"error", "error_type", **details}``."""
+        return {"error": self.message, "error_type": self.error_type, **self.details}
 
 
 class EmptyInputError(ApiError):
@@ -30,6 +47,35 @@ class MalformedRequestError(ApiError):
     error_type = "malformed"
 
 
+class UnauthorizedError(ApiError):
+    """An /admin request without a well-formed ``Authorization: Bearer <key>`` header."""
+
+    status_code = 401
+    error_type = "unauthorized"
+    headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": 'Bearer realm="shoprank-admin"'}
+
+
+class ForbiddenError(ApiError):
+    """An /admin request whose bearer key is not one of the configured admin keys."""
+
+    status_code = 403
+    error_type = "forbidden"
+
+
+class NotFoundError(ApiError):
+    """No such model version, role or job."""
+
+    status_code = 404
+    error_type = "not_found"
+
+
+class GateRefusedError(ApiError):
+    """The gate refused the candidate; the body's ``reasons`` say why (``force`` overrides)."""
+
+    status_code = 409
+    error_type = "promotion_refused"
+
+
 class InputTooLargeError(ApiError):
     """An over-long text (with truncation off) or too many documents."""
 
@@ -42,6 +88,21 @@ class RequestValidationFailedError(ApiError):
 
     status_code = 422
     error_type = "validation"
+
+
+class BadRequestError(ApiError):
+    """A well-formed request the registry or the workers cannot do (an unknown role or job
+    kind, nothing to roll back to)."""
+
+    status_code = 422
+    error_type = "bad_request"
+
+
+class IntegrityFailedError(ApiError):
+    """A model version whose files do not match its manifest's hashes; it never serves."""
+
+    status_code = 422
+    error_type = "integrity"
 
 
 class OverloadedError(ApiError):
@@ -65,6 +126,17 @@ class IndexUnavailableError(ApiError):
     error_type = "index_unavailable"
 
 
+class JobBrokerUnavailableError(ApiError):
+    """The job broker (Redis) cannot be reached now, so no job can be submitted or read."""
+
+    status_code = 503
+    error_type = "broker_unavailable"
+
+
+class InternalError(ApiError):
+    """Anything unexpected; the body carries a request id to find it in the log."""
+
+
 @dataclass(frozen=True)
 class ErrorRow:
     """One row of the documented error table."""
@@ -79,11 +151,56 @@ ERROR_TABLE: tuple[ErrorRow, ...] = tuple(
     for cls in (
         EmptyInputError,
         MalformedRequestError,
+        UnauthorizedError,
+        ForbiddenError,
+        NotFoundError,
+        GateRefusedError,
         InputTooLargeError,
         RequestValidationFailedError,
+        BadRequestError,
+        IntegrityFailedError,
         OverloadedError,
+        InternalError,
         NotReadyError,
         IndexUnavailableError,
+        JobBrokerUnavailableError,
     )
 )
 """Status, error_type and meaning of every error, for the route docs and the README."""
+
+
+def api_error_for(exc: ShoprankError) -> ApiError:
+    """The API error a shoprank error answers as: its own row, or the row of its kind.
+
+    Registry errors: no such version → 404, a version whose files changed → 422 ``integrity``,
+    any other registry refusal → 422 ``bad_request``. A refused gate → 409 with its reasons.
+    The workers' broker errors → 503, unknown job kinds → 422, unknown jobs → 404. Anything
+    else is 500 ``internal`` with the (client-safe) message.
+    """
+    if isinstance(exc, ApiError):
+        return exc
+    from ranker import promotion, registry
+
+    if isinstance(exc, promotion.PromotionRefusedError):
+        decision = exc.decision
+        return GateRefusedError(
+            exc.message,
+            details={"reasons": list(decision.reasons), "gate": decision.as_dict()},
+        )
+    if isinstance(exc, registry.VersionNotFoundError):
+        return NotFoundError(exc.message)
+    if isinstance(exc, registry.IntegrityError):
+        return IntegrityFailedError(exc.message)
+    if isinstance(exc, registry.RegistryError):
+        return BadRequestError(exc.message)
+    workers = sys.modules.get("workers.errors")  # its errors exist only once it is imported
+    if workers is not None:
+        for name, api_error in (
+            ("BrokerUnavailableError", JobBrokerUnavailableError),
+            ("UnknownJobKindError", BadRequestError),
+            ("JobNotFoundError", NotFoundError),
+        ):
+            kind = getattr(workers, name, None)
+            if isinstance(kind, type) and isinstance(exc, kind):
+                return api_error(exc.message)
+    return InternalError(exc.message)

@@ -1,4 +1,10 @@
-"""The HTTP routes. Shapes live in schemas.py, limits in validation.py, errors in errors.py."""
+"""The HTTP routes. Shapes live in schemas.py, limits in validation.py, errors in errors.py.
+
+Each request reads the service's snapshot once and runs on it to the end (hot reload swaps
+whole snapshots), and every scored answer names the version that scored it: the header
+``x-model-version`` (``reranker/v3``), plus ``meta.model_version`` or ``model_version`` in
+bodies that have a place for it, and ``x-embedder-version`` where vectors were used.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +14,14 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import PlainTextResponse
 
-from indexer.stores.base import SearchFilter, StoreError, StoreUnavailableError
+from indexer.stores.base import SearchFilter, StoreUnavailableError
 from ranker.api.errors import IndexUnavailableError, NotReadyError, RequestValidationFailedError
 from ranker.api.metrics import Metrics
 from ranker.api.schemas import (
     CohereRerankRequest,
     CohereRerankResponse,
     CohereRerankResult,
-    HealthResponse,
-    IndexHealth,
     RerankDocument,
     RerankFormat,
     RerankScore,
@@ -29,13 +32,15 @@ from ranker.api.schemas import (
     TeiRank,
     TeiRerankRequest,
 )
-from ranker.api.service import Service
+from ranker.api.service import Service, Snapshot
 from ranker.api.validation import check_documents, check_query, require_text
-from ranker.embedder import Embedder
 from ranker.reranker import Reranker
 from ranker.settings import Settings
 
 router = APIRouter()
+
+MODEL_VERSION_HEADER = "x-model-version"
+EMBEDDER_VERSION_HEADER = "x-embedder-version"
 
 
 def _service(request: Request) -> Service:
@@ -55,23 +60,54 @@ def _metrics(request: Request) -> Metrics:
     return metrics
 
 
-def _reranker(service: Annotated[Service, Depends(_service)]) -> Reranker:
-    if service.reranker is None:
-        raise NotReadyError("no reranker is loaded (" + "; ".join(service.problems) + ")")
-    return service.reranker
+def _snapshot(service: Annotated[Service, Depends(_service)]) -> Snapshot:
+    """The snapshot this request runs on (read once; FastAPI caches it per request)."""
+    return service.snapshot
 
 
-def _embedder(service: Annotated[Service, Depends(_service)]) -> Embedder:
-    if service.embedder is None:
-        raise NotReadyError("no embedder is loaded (" + "; ".join(service.problems) + ")")
-    return service.embedder
+def _not_loaded(what: str, service: Service) -> NotReadyError:
+    return NotReadyError(f"no {what} is loaded (" + "; ".join(service.all_problems()) + ")")
+
+
+def _scoring(
+    service: Annotated[Service, Depends(_service)],
+    snapshot: Annotated[Snapshot, Depends(_snapshot)],
+) -> Snapshot:
+    """The snapshot, when it has a reranker; else 503."""
+    if snapshot.reranker is None:
+        raise _not_loaded("reranker", service)
+    return snapshot
+
+
+def _embedding(
+    service: Annotated[Service, Depends(_service)],
+    snapshot: Annotated[Snapshot, Depends(_snapshot)],
+) -> Snapshot:
+    """The snapshot, when it has an embedder; else 503."""
+    if snapshot.embedder is None:
+        raise _not_loaded("embedder", service)
+    return snapshot
 
 
 ServiceDep = Annotated[Service, Depends(_service)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
-RerankerDep = Annotated[Reranker, Depends(_reranker)]
-EmbedderDep = Annotated[Embedder, Depends(_embedder)]
+ScoringDep = Annotated[Snapshot, Depends(_scoring)]
+EmbeddingDep = Annotated[Snapshot, Depends(_embedding)]
+
+
+def _name_versions(response: Response, snapshot: Snapshot, *, reranked: bool = True) -> None:
+    """The serving versions in the response headers."""
+    if reranked and snapshot.reranker_label is not None:
+        response.headers[MODEL_VERSION_HEADER] = snapshot.reranker_label
+    if snapshot.embedder_label is not None:
+        response.headers[EMBEDDER_VERSION_HEADER] = snapshot.embedder_label
+
+
+def _reranker_of(snapshot: Snapshot) -> Reranker:
+    if snapshot.reranker is None:  # _scoring checked it; this tells mypy
+        raise NotReadyError("no reranker is loaded")
+    return snapshot.reranker
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -108,21 +144,29 @@ def _score_documents(
 
 @router.post("/search", response_model=SearchResponse, tags=["search"])
 def search(
-    body: SearchRequest, service: ServiceDep, settings: SettingsDep, metrics: MetricsDep
+    body: SearchRequest,
+    response: Response,
+    service: ServiceDep,
+    snapshot: EmbeddingDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
 ) -> SearchResponse:
     """Retrieve (dense, lexical or hybrid), then rerank the top candidates.
 
     503 ``index_unavailable`` when the OpenSearch cluster cannot be reached and no embedded
     fallback is configured (``SHOPRANK_OPENSEARCH__FALLBACK_TO_EMBEDDED``); with one, the
-    answer's ``index`` says ``embedded``.
+    answer's ``index`` says ``embedded``. ``model_version`` and the ``x-model-version``
+    header name the reranker version that scored the results; ``x-embedder-version`` the
+    bi-encoder's.
     """
     start = time.perf_counter()
-    if service.embedder is None:
-        raise NotReadyError("no embedder is loaded (" + "; ".join(service.problems) + ")")
+    embedder = snapshot.embedder
+    if embedder is None:  # _embedding checked it; this tells mypy
+        raise _not_loaded("embedder", service)
     query = check_query(
         body.query,
         limits=settings.api,
-        tokenizer=service.embedder.tokenizer,
+        tokenizer=embedder.tokenizer,
         truncate=body.truncate,
     )
     if body.k > settings.api.max_k:
@@ -151,6 +195,7 @@ def search(
             search_filter=search_filter,
             rerank=body.rerank,
             rerank_depth=body.rerank_depth,
+            snapshot=snapshot,
         )
     except StoreUnavailableError as exc:
         raise IndexUnavailableError(
@@ -161,6 +206,8 @@ def search(
     timings = {"validate": 1e3 * (validated - start), **outcome.timings_ms}
     timings["total"] = 1e3 * (time.perf_counter() - start)
     metrics.observe_stages(timings)
+    reranked = outcome.reranked > 0
+    _name_versions(response, snapshot, reranked=reranked)
     return SearchResponse(
         query=query,
         results=[
@@ -180,13 +227,16 @@ def search(
         reranked=outcome.reranked,
         timings_ms={stage: round(ms, 3) for stage, ms in timings.items()},
         index=answered_by,
+        model_version=snapshot.reranker_label if reranked else None,
+        embedder_version=snapshot.embedder_label,
     )
 
 
 @router.post("/v1/rerank", response_model=CohereRerankResponse | list[RerankScore], tags=["rerank"])
 def cohere_rerank(
     body: CohereRerankRequest,
-    reranker: RerankerDep,
+    response: Response,
+    snapshot: ScoringDep,
     settings: SettingsDep,
     metrics: MetricsDep,
     response_format: Annotated[
@@ -203,8 +253,10 @@ def cohere_rerank(
 
     ``?format=array`` answers the same results, best first, as a bare JSON array of
     ``{index, relevance_score}``: the shape ML Commons' default rerank post-process function
-    expects from a connector (``shoprank opensearch setup-rerank`` registers one).
+    expects from a connector (``shoprank opensearch setup-rerank`` registers one). The
+    ``x-model-version`` header (and ``meta.model_version``) names the version that scored.
     """
+    reranker = _reranker_of(snapshot)
     texts = [d.text if isinstance(d, RerankDocument) else d for d in body.documents]
     logits, timings = _score_documents(
         reranker,
@@ -217,6 +269,7 @@ def cohere_rerank(
     metrics.observe_stages(timings)
     scores = _sigmoid(logits)
     order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))[: body.top_n]
+    _name_versions(response, snapshot)
     if response_format == "array":
         return [RerankScore(index=i, relevance_score=float(scores[i])) for i in order]
     return CohereRerankResponse(
@@ -229,15 +282,25 @@ def cohere_rerank(
             )
             for i in order
         ],
-        meta={"model": reranker.model_id, "timings_ms": timings},
+        meta={
+            "model": reranker.model_id,
+            "model_version": snapshot.reranker_label,
+            "timings_ms": timings,
+        },
     )
 
 
 @router.post("/rerank", response_model=list[TeiRank], tags=["rerank"])
 def tei_rerank(
-    body: TeiRerankRequest, reranker: RerankerDep, settings: SettingsDep, metrics: MetricsDep
+    body: TeiRerankRequest,
+    response: Response,
+    snapshot: ScoringDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
 ) -> list[TeiRank]:
-    """text-embeddings-inference-style rerank: ``[{index, score}]``, best first."""
+    """text-embeddings-inference-style rerank: ``[{index, score}]``, best first; the
+    ``x-model-version`` header names the version that scored."""
+    reranker = _reranker_of(snapshot)
     logits, timings = _score_documents(
         reranker,
         settings,
@@ -249,6 +312,7 @@ def tei_rerank(
     metrics.observe_stages(timings)
     scores = logits.astype(np.float64) if body.raw_scores else _sigmoid(logits)
     order = sorted(range(len(body.texts)), key=lambda i: (-scores[i], i))
+    _name_versions(response, snapshot)
     return [
         TeiRank(index=i, score=float(scores[i]), text=body.texts[i] if body.return_text else None)
         for i in order
@@ -257,9 +321,13 @@ def tei_rerank(
 
 @router.post("/embed", response_model=list[list[float]], tags=["embed"])
 def tei_embed(
-    body: TeiEmbedRequest, embedder: EmbedderDep, settings: SettingsDep
+    body: TeiEmbedRequest, response: Response, snapshot: EmbeddingDep, settings: SettingsDep
 ) -> list[list[float]]:
-    """text-embeddings-inference-style embed: one vector per input."""
+    """text-embeddings-inference-style embed: one vector per input; ``x-embedder-version``
+    names the bi-encoder."""
+    embedder = snapshot.embedder
+    if embedder is None:  # _embedding checked it; this tells mypy
+        raise NotReadyError("no embedder is loaded")
     inputs = [body.inputs] if isinstance(body.inputs, str) else body.inputs
     inputs = [require_text(text, what=f"inputs[{i}]") for i, text in enumerate(inputs)]
     checked = check_documents(
@@ -272,70 +340,5 @@ def tei_embed(
         max_count=settings.api.max_embed_inputs,
     )
     vectors = embedder.embed(checked, normalize=body.normalize)
+    _name_versions(response, snapshot, reranked=False)
     return [[float(value) for value in vector] for vector in vectors]
-
-
-@router.get(
-    "/healthz",
-    response_model=HealthResponse,
-    tags=["health"],
-    responses={503: {"model": HealthResponse, "description": "Not everything is loaded."}},
-)
-def healthz(request: Request, response: Response) -> HealthResponse:
-    """Which components are loaded, on which backend, and which index answers searches.
-
-    200 when everything is loaded and the configured index answers (``ok``), or the
-    embedded fallback answers while OpenSearch is unreachable (``fallback``); else 503.
-    """
-    service: Service | None = request.app.state.service
-    if service is None:
-        response.status_code = 503
-        return HealthResponse(
-            status="unavailable",
-            products=None,
-            embedder=None,
-            reranker=None,
-            backend={},
-            detail="loading",
-        )
-    backends = {}
-    if service.embedder is not None:
-        backends["embedder"] = f"{service.embedder.backend.name}:{service.embedder.backend.device}"
-    if service.reranker is not None:
-        backends["reranker"] = f"{service.reranker.backend.name}:{service.reranker.backend.device}"
-    state = service.index_state()
-    status = service.status
-    models_loaded = service.embedder is not None and service.reranker is not None
-    if models_loaded and state.serving is not None:
-        status = "ok" if state.serving == state.backend else "fallback"
-    elif status == "ok":
-        status = "degraded"
-    response.status_code = 200 if status in ("ok", "fallback") else 503
-    serving = service.fallback if status == "fallback" else service.pipeline
-    products = None
-    if serving is not None and state.serving is not None:
-        try:
-            products = len(serving.product_store)
-        except StoreError:
-            products = None
-    return HealthResponse(
-        status=status,  # type: ignore[arg-type]
-        products=products,
-        embedder=service.embedder.identity.model_id if service.embedder else None,
-        reranker=service.reranker.model_id if service.reranker else None,
-        backend=backends,
-        index=IndexHealth(
-            backend=state.backend,
-            serving=state.serving,
-            reachable=state.reachable,
-            fallback=state.fallback,
-            detail=state.detail,
-        ),
-        detail="; ".join([*service.problems, *([state.detail] if state.detail else [])]),
-    )
-
-
-@router.get("/metrics", response_class=PlainTextResponse, tags=["health"])
-def metrics_text(metrics: MetricsDep) -> str:
-    """Prometheus text format."""
-    return metrics.render()

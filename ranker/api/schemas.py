@@ -7,7 +7,7 @@ request's meaning. Length limits that depend on settings are checked in
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,6 +66,14 @@ class SearchResponse(BaseModel):
         default="embedded",
         description="The index that answered: the configured one, or the embedded fallback "
         "while OpenSearch is unreachable.",
+    )
+    model_version: str | None = Field(
+        default=None,
+        description="The reranker version that scored the results (also the x-model-version "
+        "header), e.g. reranker/v3; null when nothing was reranked.",
+    )
+    embedder_version: str | None = Field(
+        default=None, description="The bi-encoder version whose vectors were searched."
     )
 
 
@@ -172,7 +180,10 @@ class HealthResponse(BaseModel):
 
     ``fallback``: everything is loaded but OpenSearch is unreachable, and searches are
     answered from the embedded fallback index (HTTP 200, so a load balancer keeps the
-    instance); every other status but ``ok`` answers 503.
+    instance). ``degraded`` with HTTP 200: everything serves, but not the registry's
+    production version of a model (it failed to verify or load, or a new bi-encoder needs a
+    reindex): ``detail`` says why and ``versions`` what serves instead. Any other status
+    answers 503.
     """
 
     status: Literal["ok", "fallback", "degraded", "unavailable"]
@@ -180,6 +191,11 @@ class HealthResponse(BaseModel):
     embedder: str | None
     reranker: str | None
     backend: dict[str, str]
+    versions: dict[str, str] = Field(
+        default_factory=dict,
+        description="The serving version of each model: its registry reference "
+        "(reranker/v3), else its model id.",
+    )
     index: IndexHealth | None = None
     detail: str = ""
 
@@ -189,3 +205,112 @@ class ErrorResponse(BaseModel):
 
     error: str
     error_type: str
+
+
+# ----------------------------------------------------------------------------- /admin
+
+ModelRole = Literal["embedder", "reranker"]
+
+
+class JobSubmitRequest(_Request):
+    """``POST /admin/jobs``: a job kind and its parameters (ids, paths, small overrides).
+
+    The workers check both (``workers.jobspec``); an unknown kind or parameter is 422
+    ``bad_request``.
+    """
+
+    kind: str = Field(
+        min_length=1,
+        max_length=64,
+        examples=["retrain"],
+        description="index, retrain, compress, evaluate, promote, finetune_reranker, "
+        "finetune_embedder, ...",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, examples=[{"judgments": "/data/judgments.csv"}]
+    )
+
+
+class JobSubmitted(BaseModel):
+    """The submitted job's id and where to follow it."""
+
+    id: str
+    kind: str
+    status_url: str
+
+
+class JobStatus(BaseModel):
+    """``GET /admin/jobs/{id}``: a job's state, progress and result (or error)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    kind: str | None = None
+    state: str
+    progress: Any = None
+    result: Any = None
+    error: str | None = None
+
+
+class PromoteRequest(_Request):
+    """``POST /admin/promote``: judge a candidate by the gate and promote it when it passes."""
+
+    role: ModelRole
+    version: str = Field(pattern=r"^v\d+$", examples=["v3"])
+    force: bool = Field(default=False, description="Promote even when the gate refuses.")
+
+
+class PromoteResponse(BaseModel):
+    """The production version now, and the gate's decision with its reasons."""
+
+    role: ModelRole
+    production: str | None
+    forced: bool
+    gate: dict[str, Any]
+
+
+class RollbackRequest(_Request):
+    """``POST /admin/rollback``: production back to ``to``, or to what it replaced last."""
+
+    role: ModelRole
+    to: str | None = Field(default=None, pattern=r"^v\d+$")
+    reason: str = Field(default="", max_length=500)
+
+
+class RollbackResponse(BaseModel):
+    """The production version now and the one it replaced."""
+
+    role: ModelRole
+    production: str
+    previous: str | None
+
+
+class ModelVersionInfo(BaseModel):
+    """One registered version, as its manifest records it."""
+
+    version: str
+    ref: str
+    state: str
+    created_at: str | None = None
+    created_by: dict[str, Any] = Field(default_factory=dict)
+    key: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    gate: dict[str, Any] | None = None
+    lineage: dict[str, Any] = Field(default_factory=dict)
+
+
+class RoleModels(BaseModel):
+    """A role's versions, which one is production and which one this API serves."""
+
+    production: str | None
+    serving: str | None = Field(description="What this API process serves now.")
+    problem: str | None = Field(
+        default=None, description="Why production does not serve here, when it does not."
+    )
+    versions: list[ModelVersionInfo]
+
+
+class ModelsResponse(BaseModel):
+    """``GET /admin/models``."""
+
+    roles: dict[str, RoleModels]

@@ -1,4 +1,7 @@
-"""What the API serves from: the components loaded once at start-up.
+"""What the API serves from: one immutable snapshot of the loaded models and pipelines.
+
+The models are loaded at start-up; hot reload (:mod:`ranker.api.reload`) later swaps in a
+whole new :class:`Snapshot` when the registry's production version moves.
 
 With the OpenSearch backend the cluster can go away and come back while the API runs:
 searches then fail with :class:`~indexer.stores.base.StoreUnavailableError` (the route
@@ -15,8 +18,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from indexer.stores.base import SearchFilter, StoreError, StoreUnavailableError
 from ranker.api.errors import NotReadyError
@@ -24,6 +27,9 @@ from ranker.embedder import Embedder
 from ranker.pipeline import RetrievalMode, SearchOutcome, SearchPipeline
 from ranker.reranker import Reranker
 from ranker.settings import Settings
+
+if TYPE_CHECKING:
+    from ranker.serving_models import ModelSource
 
 logger = logging.getLogger(__name__)
 
@@ -46,43 +52,163 @@ class IndexState:
     detail: str = ""
 
 
-@dataclass
-class Service:
-    """The loaded components; a missing one makes only its routes answer 503.
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One consistent set of serving models and the pipelines around them; never changed.
 
-    ``pipeline`` searches the configured backend. ``fallback`` (the embedded index, with
-    ``opensearch.fallback_to_embedded``) answers while that backend is unreachable;
-    ``reopen`` opens the configured backend's pipeline again, and ``probe`` says why the
-    backend is unreachable (None when it answers).
+    Hot reload builds a new snapshot beside the old one and swaps the service's one
+    reference to it. A request reads the reference once and finishes on that snapshot, so it
+    never scores with two rerankers, nor searches one embedder's vectors with another's.
+    ``*_source``: where each model came from (a registry version, or an explicit directory);
+    None when the service was built by hand.
     """
 
-    embedder: Embedder | None
-    reranker: Reranker | None
-    pipeline: SearchPipeline | None
-    problems: list[str]
-    backend: IndexBackend = "embedded"
+    embedder: Embedder | None = None
+    reranker: Reranker | None = None
+    pipeline: SearchPipeline | None = None
     fallback: SearchPipeline | None = None
-    reopen: Callable[[], SearchPipeline] | None = None
-    probe: Callable[[], str | None] | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    _last_reopen: float = field(default=float("-inf"), repr=False, compare=False)
+    embedder_source: ModelSource | None = None
+    reranker_source: ModelSource | None = None
 
-    def primary(self) -> SearchPipeline | None:
-        """The configured backend's pipeline; reopened (rate-limited) when it is missing."""
-        if self.pipeline is not None or self.reopen is None:
-            return self.pipeline
+    @property
+    def embedder_label(self) -> str | None:
+        """What names the serving bi-encoder: its registry reference, else its model id."""
+        if self.embedder_source is not None and self.embedder_source.version is not None:
+            return self.embedder_source.version.ref
+        return self.embedder.identity.model_id if self.embedder is not None else None
+
+    @property
+    def reranker_label(self) -> str | None:
+        """What names the serving reranker: its registry reference (``reranker/v3``), else
+        its model id."""
+        if self.reranker_source is not None and self.reranker_source.version is not None:
+            return self.reranker_source.version.ref
+        return self.reranker.model_id if self.reranker is not None else None
+
+    def versions(self) -> dict[str, str]:
+        """``{role: label}`` of the loaded models."""
+        labels = {"embedder": self.embedder_label, "reranker": self.reranker_label}
+        return {role: label for role, label in labels.items() if label is not None}
+
+
+class Service:
+    """What the routes serve from: the current :class:`Snapshot` and what is wrong.
+
+    A missing component makes only its routes answer 503. ``pipeline`` searches the
+    configured backend. ``fallback`` (the embedded index, with
+    ``opensearch.fallback_to_embedded``) answers while that backend is unreachable;
+    ``reopen`` opens the configured backend's pipeline again, and ``probe`` says why the
+    backend is unreachable (None when it answers). ``problems``: what did not load at
+    start-up (the index, say); ``model_problems``: per role, why the production version does
+    not serve (kept up to date by hot reload).
+    """
+
+    def __init__(
+        self,
+        *,
+        embedder: Embedder | None,
+        reranker: Reranker | None,
+        pipeline: SearchPipeline | None,
+        problems: list[str],
+        backend: IndexBackend = "embedded",
+        fallback: SearchPipeline | None = None,
+        reopen: Callable[[], SearchPipeline] | None = None,
+        probe: Callable[[], str | None] | None = None,
+        embedder_source: ModelSource | None = None,
+        reranker_source: ModelSource | None = None,
+        model_problems: dict[str, str] | None = None,
+    ) -> None:
+        self._snapshot = Snapshot(
+            embedder=embedder,
+            reranker=reranker,
+            pipeline=pipeline,
+            fallback=fallback,
+            embedder_source=embedder_source,
+            reranker_source=reranker_source,
+        )
+        self.problems = list(problems)
+        self.model_problems: dict[str, str] = dict(model_problems or {})
+        self.backend: IndexBackend = backend
+        self.reopen = reopen
+        self.probe = probe
+        self._lock = threading.Lock()
+        self._last_reopen = float("-inf")
+
+    # -- the snapshot ----------------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot serving now; read it once per request."""
+        return self._snapshot
+
+    def swap(self, change: Callable[[Snapshot], Snapshot]) -> Snapshot:
+        """Replace the snapshot with ``change(current)`` (serialized with other swaps)."""
+        with self._lock:
+            self._snapshot = change(self._snapshot)
+            return self._snapshot
+
+    @property
+    def embedder(self) -> Embedder | None:
+        return self._snapshot.embedder
+
+    @property
+    def reranker(self) -> Reranker | None:
+        return self._snapshot.reranker
+
+    @property
+    def pipeline(self) -> SearchPipeline | None:
+        return self._snapshot.pipeline
+
+    @property
+    def fallback(self) -> SearchPipeline | None:
+        return self._snapshot.fallback
+
+    def set_model_problem(self, role: str, reason: str | None) -> None:
+        """Record (or, with None, clear) why ``role``'s production version does not serve."""
+        with self._lock:  # a new dict each time: readers never see one change under them
+            problems = {name: text for name, text in self.model_problems.items() if name != role}
+            if reason is not None:
+                problems[role] = reason
+            self.model_problems = problems
+
+    def all_problems(self) -> list[str]:
+        """Start-up problems, then every role's model problem."""
+        return [*self.problems, *self.model_problems.values()]
+
+    # -- searching -------------------------------------------------------------------------
+
+    def primary(self, snapshot: Snapshot | None = None) -> SearchPipeline | None:
+        """The configured backend's pipeline in ``snapshot`` (default: the current one);
+        reopened (rate-limited) when it is missing, around the snapshot's models."""
+        snapshot = snapshot or self._snapshot
+        if snapshot.pipeline is not None or self.reopen is None:
+            return snapshot.pipeline
+        opened = self._reopen()
+        if opened is None:
+            return None
+        try:
+            return rewire(opened, snapshot.embedder, snapshot.reranker)
+        except ValueError:  # the models were swapped meanwhile; this request keeps its own
+            return None
+
+    def _reopen(self) -> SearchPipeline | None:
+        """Open the configured backend's index again, at most every REOPEN_INTERVAL_S."""
+        reopen = self.reopen
         with self._lock:
             now = time.monotonic()
-            if self.pipeline is None and now - self._last_reopen >= REOPEN_INTERVAL_S:
+            current = self._snapshot
+            due = now - self._last_reopen >= REOPEN_INTERVAL_S
+            if reopen is not None and current.pipeline is None and due:
                 self._last_reopen = now
                 try:
-                    self.pipeline = self.reopen()
-                except StoreUnavailableError as exc:
+                    opened = rewire(reopen(), current.embedder, current.reranker)
+                except (StoreUnavailableError, ValueError) as exc:
                     logger.warning("%s index still unavailable: %s", self.backend, exc)
                 else:
                     logger.info("%s index opened", self.backend)
+                    self._snapshot = dataclasses.replace(current, pipeline=opened)
                     self.problems = [p for p in self.problems if not p.startswith("index:")]
-        return self.pipeline
+            return self._snapshot.pipeline
 
     def search(
         self,
@@ -93,13 +219,15 @@ class Service:
         search_filter: SearchFilter | None,
         rerank: bool,
         rerank_depth: int | None,
+        snapshot: Snapshot | None = None,
     ) -> tuple[SearchOutcome, IndexBackend]:
         """Search the configured backend, or the fallback while that one is unreachable.
 
-        Returns the outcome and which backend answered. Raises StoreUnavailableError when
-        the backend is unreachable and there is no fallback, and NotReadyError when no
-        index is loaded at all.
+        Runs on ``snapshot`` (default: the current one). Returns the outcome and which
+        backend answered. Raises StoreUnavailableError when the backend is unreachable and
+        there is no fallback, and NotReadyError when no index is loaded at all.
         """
+        snapshot = snapshot or self._snapshot
 
         def run(pipeline: SearchPipeline) -> SearchOutcome:
             return pipeline.search(
@@ -111,8 +239,8 @@ class Service:
                 rerank_depth=rerank_depth,
             )
 
-        fallback = self.fallback
-        primary = self.primary()
+        fallback = snapshot.fallback
+        primary = self.primary(snapshot)
         if primary is not None:
             try:
                 return run(primary), self.backend
@@ -129,14 +257,15 @@ class Service:
             )
         return run(fallback), "embedded"
 
-    def index_state(self) -> IndexState:
+    def index_state(self, snapshot: Snapshot | None = None) -> IndexState:
         """Which index answers searches now; probes the cluster of the opensearch backend."""
-        fallback = self.fallback is not None
+        snapshot = snapshot or self._snapshot
+        fallback = snapshot.fallback is not None
         if self.backend == "embedded":
-            serving: IndexBackend | None = "embedded" if self.pipeline is not None else None
+            serving: IndexBackend | None = "embedded" if snapshot.pipeline is not None else None
             return IndexState("embedded", serving, None, False)
         reason = self.probe() if self.probe is not None else None
-        primary = self.primary() if reason is None else self.pipeline
+        primary = self.primary(snapshot) if reason is None else snapshot.pipeline
         if reason is None and primary is not None:
             return IndexState("opensearch", "opensearch", True, fallback)
         if reason is None:
@@ -147,36 +276,59 @@ class Service:
 
     @property
     def status(self) -> str:
-        """``ok`` when everything loaded, ``degraded`` when some did, else ``unavailable``."""
-        loaded = [self.embedder, self.reranker, self.pipeline]
-        if all(component is not None for component in loaded):
+        """``ok`` when everything loaded and serves its production version, ``degraded``
+        when some of it did, else ``unavailable``."""
+        snapshot = self._snapshot
+        loaded = [snapshot.embedder, snapshot.reranker, snapshot.pipeline]
+        if all(component is not None for component in loaded) and not self.model_problems:
             return "ok"
         if any(component is not None for component in loaded):
             return "degraded"
         return "unavailable"
 
 
-def load_service(settings: Settings) -> Service:
-    """Load the embedder, the reranker and the index that settings name, once."""
-    from ranker.loading import (
-        load_embedder,
-        load_reranker,
-        open_embedded_pipeline,
-        open_pipeline,
+def rewire(
+    pipeline: SearchPipeline, embedder: Embedder | None, reranker: Reranker | None
+) -> SearchPipeline:
+    """``pipeline`` (its stores shared, not copied) around ``embedder`` and ``reranker``.
+
+    Raises ValueError when the index holds vectors of another model than ``embedder``.
+    """
+    if embedder is None or embedder is pipeline.embedder:
+        return pipeline.with_reranker(reranker) if reranker is not pipeline.reranker else pipeline
+    held = pipeline.vector_store.identity
+    if not embedder.identity.compatible_with(held):
+        raise ValueError(
+            f"the index holds vectors of {held.model_id}, not of {embedder.identity.model_id}"
+        )
+    return SearchPipeline(
+        embedder=embedder,
+        vector_store=pipeline.vector_store,
+        lexical_index=pipeline.lexical_index,
+        product_store=pipeline.product_store,
+        template=pipeline.template,
+        retrieval=pipeline.retrieval,
+        rerank=pipeline.rerank_settings,
+        reranker=reranker,
     )
 
+
+def load_service(settings: Settings) -> Service:
+    """Load the embedder, the reranker and the index that settings name, once.
+
+    A model the registry serves that fails to verify or load is replaced by the newest
+    earlier production version that does (see :mod:`ranker.api.model_loading`); with none,
+    its routes answer 503. Either way ``/healthz`` says why.
+    """
+    from ranker.api.model_loading import load_models
+    from ranker.loading import open_embedded_pipeline, open_pipeline
+
+    models = load_models(settings)
+    embedder, reranker = models.embedder, models.reranker
     problems: list[str] = []
-    embedder = reranker = pipeline = fallback = None
+    pipeline = fallback = None
     reopen: Callable[[], SearchPipeline] | None = None
     probe: Callable[[], str | None] | None = None
-    try:
-        embedder = load_embedder(settings)
-    except (OSError, ValueError, RuntimeError) as exc:
-        problems.append(f"embedder: {exc}")
-    try:
-        reranker = load_reranker(settings, embedder=embedder)
-    except (OSError, ValueError, RuntimeError) as exc:
-        problems.append(f"reranker: {exc}")
     if embedder is not None:
         try:
             pipeline = open_pipeline(settings, embedder=embedder, reranker=reranker)
@@ -200,7 +352,7 @@ def load_service(settings: Settings) -> Service:
                     problems.append(f"fallback index: {exc}")
     if reranker is not None and pipeline is not None and settings.rerank.prior_from_index:
         attach_catalog_vectors(reranker, pipeline)
-    for problem in problems:
+    for problem in [*problems, *models.problems.values()]:
         logger.error("not loaded: %s", problem)
     for component in (embedder, reranker):
         if component is not None:
@@ -214,6 +366,9 @@ def load_service(settings: Settings) -> Service:
         fallback=fallback,
         reopen=reopen,
         probe=probe,
+        embedder_source=models.embedder_source,
+        reranker_source=models.reranker_source,
+        model_problems=dict(models.problems),
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ from fastapi.testclient import TestClient
 from indexer.catalog import Product
 from ranker.api.app import create_app
 from ranker.api.service import load_service
-from ranker.settings import Settings
+from ranker.settings import RerankSettings, Settings
 
 QUERY = "adidas gym bag for women"
 
@@ -104,3 +106,47 @@ def test_routes_answer_503_until_the_service_is_loaded(integration_settings: Set
     assert health["detail"] == "loading"
     assert search.status_code == 503
     assert search.json() == {"error": "the service is still loading", "error_type": "unhealthy"}
+
+
+def test_answers_name_the_model_that_scored_them(
+    client: TestClient, tiny_reranker_dir: Path
+) -> None:
+    rerank = client.post("/v1/rerank", json={"query": QUERY, "documents": ["adidas bag", "pen"]})
+    search = client.post("/search", json={"query": QUERY, "k": 3})
+    health = client.get("/healthz").json()
+
+    # Models named outright in the settings are outside the registry: named by their id.
+    assert rerank.headers["x-model-version"] == tiny_reranker_dir.name
+    assert rerank.json()["meta"]["model_version"] == tiny_reranker_dir.name
+    assert search.headers["x-model-version"] == tiny_reranker_dir.name
+    assert search.json()["model_version"] == tiny_reranker_dir.name
+    assert search.headers["x-embedder-version"] == search.json()["embedder_version"]
+    assert health["versions"]["reranker"] == tiny_reranker_dir.name
+
+
+def test_a_truncated_onnx_reranker_does_not_crash_start_up(
+    built_index: dict[str, Any],
+    integration_settings: Settings,
+    tiny_reranker_dir: Path,
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("onnxruntime")
+    broken = tmp_path / "truncated-onnx"
+    shutil.copytree(tiny_reranker_dir, broken)
+    (broken / "model.onnx").write_bytes(b"\x08\x07\x12\x04onnx\x1a")  # a protobuf cut short
+    settings = integration_settings.model_copy(
+        update={"rerank": RerankSettings(model=str(broken), backend="onnx")}
+    )
+
+    with TestClient(create_app(settings, loader=load_service)) as client:
+        health_response = client.get("/healthz")
+        rerank = client.post("/v1/rerank", json={"query": QUERY, "documents": ["adidas bag"]})
+        embed = client.post("/embed", json={"inputs": ["adidas bag"]})
+
+    health = health_response.json()
+    assert health_response.status_code == 503
+    assert health["status"] == "degraded"
+    assert "file model.onnx cannot be loaded" in health["detail"], health["detail"]
+    assert rerank.status_code == 503
+    assert "file model.onnx cannot be loaded" in rerank.json()["error"]
+    assert embed.status_code == 200

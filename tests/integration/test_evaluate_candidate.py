@@ -36,9 +36,7 @@ def test_evaluate_measures_the_candidate_and_scores_production_on_its_judgments(
     assert measured["rerank50_p50_ms"] > 0
     assert 0 <= measured["on_judgments"][judged]["ndcg@10"] <= 1
     served = registry.get("reranker", production.version).metrics
-    assert served["on_judgments"][judged]["ndcg@10"] == pytest.approx(
-        result["production_ndcg@10"]
-    )
+    assert served["on_judgments"][judged]["ndcg@10"] == pytest.approx(result["production_ndcg@10"])
     # The same weights scored the same way: the candidate's as-is figure equals production's.
     assert result["candidate_ndcg@10"] == pytest.approx(result["production_ndcg@10"])
     # Its own figure was on other judgments, so the gate still cannot compare like for like.

@@ -174,6 +174,11 @@ def test_healthz_names_the_loaded_models(
     assert health["reranker"] == tiny_reranker_dir.name
     assert set(health["backend"]) == {"embedder", "reranker"}
     assert all(value.startswith("torch:") for value in health["backend"].values())
+    # Models named outright (not from the registry) are named by their model id.
+    assert health["versions"] == {
+        "embedder": tiny_embedder_dir.name,
+        "reranker": tiny_reranker_dir.name,
+    }
 
 
 def test_metrics_count_requests_by_path_and_status(server: httpx.Client) -> None:
@@ -201,6 +206,8 @@ def test_search_returns_k_reranked_results_with_stage_timings(server: httpx.Clie
     assert float(response.headers["x-total-time"]) > 0
     body = response.json()
     assert body["query"] == QUERY
+    assert response.headers["x-model-version"] == body["model_version"]
+    assert response.headers["x-embedder-version"] == body["embedder_version"]
     results = body["results"]
     assert len(results) == 7
     assert len({r["id"] for r in results}) == 7
@@ -365,6 +372,8 @@ def test_cohere_rerank_mixes_strings_and_objects(
     body = response.json()
     assert body["id"]
     assert body["meta"]["model"] == tiny_reranker_dir.name
+    assert body["meta"]["model_version"] == tiny_reranker_dir.name
+    assert response.headers["x-model-version"] == tiny_reranker_dir.name
     results = body["results"]
     assert len(results) == 3
     assert len({r["index"] for r in results}) == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from indexer.redaction import redact
 from indexer.stores.base import StoreError, StoreUnavailableError
 from indexer.stores.opensearch.config import OpenSearchConfig
 
@@ -55,17 +56,21 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 def store_error(exc: BaseException, *, url: str, what: str) -> StoreError:
-    """The store error for a failed request: :class:`StoreUnavailableError` when retryable."""
+    """The store error for a failed request: :class:`StoreUnavailableError` when retryable.
+
+    Credentials in ``url`` (``https://user:pass@host``) or in the client's message are masked.
+    """
     if is_unavailable(exc):
-        return StoreUnavailableError(f"OpenSearch at {url} is unreachable ({what}): {exc}")
-    return StoreError(f"OpenSearch at {url}: {what} failed: {exc}")
+        return StoreUnavailableError(redact(f"OpenSearch at {url} is unreachable ({what}): {exc}"))
+    return StoreError(redact(f"OpenSearch at {url}: {what} failed: {exc}"))
 
 
 def unreachable_reason(client: Any, *, url: str, timeout_s: float) -> str | None:
-    """None when the cluster answers within ``timeout_s``, else why it does not."""
+    """None when the cluster answers within ``timeout_s``, else why it does not (credentials
+    masked)."""
     opensearchpy = import_opensearch()
     try:
         client.info(request_timeout=timeout_s)
     except opensearchpy.TransportError as exc:
-        return f"OpenSearch at {url} is unreachable: {exc}"
+        return redact(f"OpenSearch at {url} is unreachable: {exc}")
     return None

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from indexer.catalog import Product, TextTemplate
+from indexer.redaction import redact
 from indexer.stores.base import (
     FloatMatrix,
     Hit,
@@ -100,7 +101,7 @@ class OpenSearchIndex:
         hybrid: ServerHybrid | None = None,
     ) -> None:
         self.client = client
-        self.url = url
+        self.url = redact(url)  # it names the cluster in errors: no credentials
         self.search_timeout_s = search_timeout_s
         self.alias = alias
         self.meta = dict(meta)

@@ -1,0 +1,117 @@
+"""Weight-free fakes for the API unit tests: models that score by their version number."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer.stores.base import ModelIdentity
+from ranker.api.service import Service
+from ranker.serving_models import ModelSource
+from ranker.settings import Settings
+
+
+class FakeTokenizer:
+    """Counts whitespace words as tokens, plus [CLS] and [SEP]."""
+
+    max_length = 64
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(text.split()) + 2 for text in texts]
+
+    def truncate_text(self, text: str, max_tokens: int) -> str:
+        return " ".join(text.split()[:max_tokens])
+
+
+class FakeBackend:
+    name = "fake"
+    device = "cpu"
+
+    def __init__(self) -> None:
+        self.warmups = 0
+
+    def warmup(self, *, batch_size: int, seq_len: int) -> float:
+        self.warmups += 1
+        return 0.0
+
+
+class FakeReranker:
+    """Scores every document with the same logit: its ``score`` (say, its version number)."""
+
+    def __init__(self, model_id: str, score: float = 0.0, *, prior: Any = None) -> None:
+        self.model_id = model_id
+        self.logit = score
+        self.prior = prior
+        self.tokenizer = FakeTokenizer()
+        self.backend = FakeBackend()
+        self.embedder: Any = None
+
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        return np.full(len(documents), self.logit, dtype=np.float32)
+
+
+class FakeEmbedder:
+    def __init__(self, model_id: str, weights: str = "w1", lineage: tuple[str, ...] = ()) -> None:
+        self.identity = ModelIdentity(model_id, weights, 4, lineage)
+        self.dimension = 4
+        self.tokenizer = FakeTokenizer()
+        self.backend = FakeBackend()
+
+    def embed(self, texts: Sequence[str], *, normalize: bool = True) -> np.ndarray:
+        return np.ones((len(texts), 4), dtype=np.float32) / 2.0
+
+
+def fake_model_dir(directory: Path, *, marker: str) -> Path:
+    """A directory the registry accepts: config.json and one weights file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps({"marker": marker}), encoding="utf-8")
+    (directory / "model.safetensors").write_bytes(marker.encode() * 64)
+    return directory
+
+
+class FakeLoader:
+    """Builds fake models; the reranker's logit is its version number (v2 scores 2.0)."""
+
+    def __init__(self) -> None:
+        self.fail: dict[str, BaseException] = {}
+        self.loaded: list[str] = []
+
+    def load_embedder(self, settings: Settings, source: ModelSource) -> Any:
+        self._maybe_fail(source)
+        marker = json.loads((source.path / "config.json").read_text())["marker"]
+        lineage = tuple(json.loads((source.path / "config.json").read_text()).get("lineage", []))
+        return FakeEmbedder(f"emb-{marker}", weights=marker, lineage=lineage)
+
+    def load_reranker(self, settings: Settings, source: ModelSource, *, embedder: Any) -> Any:
+        self._maybe_fail(source)
+        number = float(source.version.version[1:]) if source.version is not None else 0.0
+        reranker = FakeReranker(f"rr-{source.label}", number)
+        reranker.embedder = embedder
+        return reranker
+
+    def _maybe_fail(self, source: ModelSource) -> None:
+        self.loaded.append(source.label)
+        if source.label in self.fail:
+            raise self.fail[source.label]
+
+
+def fake_service(
+    *,
+    reranker: Any = None,
+    embedder: Any = None,
+    reranker_source: ModelSource | None = None,
+    embedder_source: ModelSource | None = None,
+) -> Service:
+    """A service of fakes with no index."""
+    return Service(
+        embedder=embedder,
+        reranker=reranker,
+        pipeline=None,
+        problems=[],
+        reranker_source=reranker_source,
+        embedder_source=embedder_source,
+    )
