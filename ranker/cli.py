@@ -11,7 +11,9 @@ from typing import Annotated, Any
 
 import typer
 
+from ranker.cli_models import app as models_app
 from ranker.settings import Settings, get_settings
+from workers.cli import PASS_THROUGH, beat_command, jobs_app, worker_command
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -126,113 +128,34 @@ def index(
     ] = False,
 ) -> None:
     """Build the FAISS and BM25 indexes of a catalog (the sample catalog by default)."""
-    from indexer.catalog import CatalogError, load_products, sample_catalog_path
-    from indexer.jobs import delete_products, upsert_products
-    from indexer.stores.base import StoreError
-    from ranker.loading import build_default_index, load_embedder
+    from indexer.stores.opensearch.bulk import BulkIndexingError
+    from ranker.indexing import IndexRequest, failure_types, resolve_backend, run_index_job
 
     settings = _settings(index_dir)
-    if (backend or settings.index.backend) == IndexBackendChoice.OPENSEARCH:
+    request = IndexRequest(
+        backend=backend.value if backend is not None else None,
+        catalog=catalog,
+        upsert=upsert,
+        delete=delete,
+        from_embedded=from_embedded,
+    )
+    chosen = resolve_backend(settings, request)
+    if chosen == "opensearch":
         if from_embedded and (catalog is not None or upsert or delete is not None):
             raise _fail(
                 "--from-embedded copies the embedded index; drop --catalog/--upsert/--delete"
             )
-        _index_opensearch(
-            settings, catalog=catalog, upsert=upsert, delete=delete, from_embedded=from_embedded
-        )
-        return
-    if from_embedded:
+    elif from_embedded:
         raise _fail("--from-embedded needs --backend opensearch")
     try:
-        if delete is not None:
-            ids = [line.strip() for line in delete.read_text().splitlines() if line.strip()]
-            removed = delete_products(settings.index_path, ids)
-            typer.echo(f"deleted {removed} of {len(ids)} products from {settings.index_path}")
-            return
-        source = catalog or sample_catalog_path()
-        if upsert:
-            products = load_products(source)
-            count = upsert_products(settings.index_path, products, embedder=load_embedder(settings))
-            typer.echo(f"upserted {count} products into {settings.index_path}")
-            return
-        manifest = build_default_index(settings, source)
-    except (CatalogError, StoreError, OSError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
-    typer.echo(
-        f"indexed {manifest['count']} products into {settings.index_path} "
-        f"({manifest['dense_index']} + BM25)"
-    )
-
-
-def _index_opensearch(
-    settings: Settings,
-    *,
-    catalog: Path | None,
-    upsert: bool,
-    delete: Path | None,
-    from_embedded: bool = False,
-) -> None:
-    """`shoprank index --backend opensearch`: reindex behind the alias, upsert or delete."""
-    from indexer.catalog import CatalogError, TextTemplate, load_products, sample_catalog_path
-    from indexer.stores.base import StoreError
-    from indexer.stores.opensearch.bulk import BulkIndexingError
-    from indexer.stores.opensearch.client import import_opensearch
-    from indexer.stores.opensearch.jobs import (
-        copy_embedded_index,
-        delete_from_catalog,
-        reindex_catalog,
-        upsert_catalog,
-    )
-    from ranker.loading import load_embedder
-
-    config = settings.opensearch
-    try:
-        transport_error: type[Exception] = import_opensearch().TransportError
-    except StoreError as exc:
-        raise _fail(str(exc)) from exc
-    try:
-        if delete is not None:
-            ids = [line.strip() for line in delete.read_text().splitlines() if line.strip()]
-            removed = delete_from_catalog(ids, config=config)
-            typer.echo(f"deleted {removed} of {len(ids)} products from {config.index_alias}")
-            return
-        if from_embedded:
-            result = copy_embedded_index(settings.index_path, config=config)
-            typer.echo(
-                f"copied {result.count} products and their vectors from {settings.index_path} "
-                f"into {result.index} behind alias {result.alias} in {result.seconds:.1f} s"
-            )
-            return
-        source = catalog or sample_catalog_path()
-        products = load_products(source)
-        if upsert:
-            report = upsert_catalog(products, config=config, embedder=load_embedder(settings))
-            typer.echo(f"upserted {report.succeeded} products into {config.index_alias}")
-            return
-        result = reindex_catalog(
-            products,
-            config=config,
-            embedder=load_embedder(settings),
-            template=TextTemplate(settings.index.text_template),
-            source=str(source),
-        )
+        outcome = run_index_job(settings, request)
     except BulkIndexingError as exc:
         for failure in exc.failures:
             typer.echo(failure.describe(), err=True)
         raise _fail(f"{len(exc.failures)} document(s) rejected (listed above)") from exc
-    except (
-        CatalogError,
-        StoreError,
-        OSError,
-        ValueError,
-        transport_error,
-    ) as exc:
+    except failure_types(chosen) as exc:
         raise _fail(str(exc)) from exc
-    typer.echo(
-        f"indexed {result.count} products into {result.index} behind alias {result.alias} "
-        f"in {result.seconds:.1f} s ({result.docs_per_s:.0f} docs/s, embedding included); "
-        f"replaced {', '.join(result.replaced) or 'nothing'}"
-    )
+    typer.echo(outcome.summary)
 
 
 @app.command()
@@ -291,7 +214,8 @@ def serve(
     index_dir: IndexDirOption = None,
     reranker: RerankerOption = None,
 ) -> None:
-    """Serve the HTTP API; models and indexes load once, at start-up."""
+    """Serve the HTTP API; it follows the registry's production versions (every
+    api.reload_interval_s, and at once on SIGHUP) and swaps them in without a restart."""
     import uvicorn
 
     from ranker.api.app import create_app
@@ -310,7 +234,10 @@ def train(
     judgments: JudgmentsOption = None,
     catalog: CatalogOption = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Model directory (default: var/models/reranker).")
+        Path | None,
+        typer.Option(
+            "--out", help="Also keep the model directory here (the registry takes a copy)."
+        ),
     ] = None,
     epochs: Annotated[float | None, typer.Option(min=0.01)] = None,
     bi_encoder: Annotated[
@@ -328,7 +255,9 @@ def train(
         typer.Option(help="Cross-validate the recipe first (needs `shoprank index`); 0: skip."),
     ] = 0,
 ) -> None:
-    """Fine-tune the cross-encoder (or the bi-encoder) on judgments."""
+    """Fine-tune the cross-encoder (or the bi-encoder) on the shop's judgments and catalog
+    (default: the samples) and register it as a candidate."""
+    from ranker.errors import ShoprankError
     from ranker.training.jobs import train_bi_encoder_job, train_reranker_job
 
     settings = _settings()
@@ -351,7 +280,7 @@ def train(
                 overrides=overrides,
                 folds=folds,
             )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ShoprankError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(f"saved {path}")
     typer.echo(json.dumps(summary, indent=2))
@@ -382,9 +311,33 @@ def compress(
         typer.Option("--out", help="Work and report directory (default: var/compress)."),
     ] = None,
     index_dir: IndexDirOption = None,
+    judgments: JudgmentsOption = None,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalog",
+            help="The shop's catalog (pseudo-queries are cut from its titles; default: the "
+            "sample). Index it first: retrieval finds the students' training products.",
+        ),
+    ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            help="Reranker version to distil (default: the production reranker's source)."
+        ),
+    ] = None,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            help="Promote each registered winner when the registry's gate passes (else it "
+            "stays a candidate)."
+        ),
+    ] = True,
 ) -> None:
-    """Compress the bi-encoder and the reranker: export, quantize, distil, gate, serve winners."""
+    """Compress the bi-encoder and the reranker: export, quantize, distil, gate, register
+    the winners as candidates and promote them through the registry's gate."""
     from ranker.compress.job import CompressConfig, compress_models
+    from ranker.errors import ShoprankError
 
     settings = _settings(index_dir)
     try:
@@ -396,14 +349,27 @@ def compress(
             pseudo_queries=pseudo_queries,
         )
         work = out or settings.home / "compress"
-        embedder_report, report = compress_models(settings, config, work_dir=work)
-    except (OSError, ValueError, RuntimeError) as exc:
+        embedder_report, report = compress_models(
+            settings,
+            config,
+            work_dir=work,
+            judgments=judgments,
+            catalog=catalog,
+            teacher=teacher,
+            promote=promote,
+        )
+    except (OSError, ValueError, RuntimeError, ShoprankError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo((work / "report.md").read_text(encoding="utf-8"))
-    typer.echo(f"reranker served: {report.served_path or 'the teacher (no student passed)'}")
-    typer.echo(
-        f"bi-encoder served: {embedder_report.served_path or 'the source (no variant passed)'}"
-    )
+    for what, outcome in (("reranker", report), ("bi-encoder", embedder_report)):
+        if outcome.registered is None:
+            typer.echo(f"{what}: nothing registered (no variant passed its gate)")
+        elif outcome.promoted:
+            typer.echo(f"{what}: {outcome.registered} registered and serving")
+        else:
+            typer.echo(
+                f"{what}: {outcome.registered} registered, not promoted: {outcome.promotion_note}"
+            )
 
 
 @app.command("eval")
@@ -536,6 +502,7 @@ opensearch_app = typer.Typer(
     help="OpenSearch: the rerank hook (see deploy/opensearch/README.md).", no_args_is_help=True
 )
 app.add_typer(opensearch_app, name="opensearch")
+app.add_typer(models_app, name="models")
 
 
 @opensearch_app.command("setup-rerank")
@@ -589,3 +556,8 @@ def opensearch_setup_rerank(
         f"search with ?search_pipeline={hook.pipeline} and "
         '"ext": {"rerank": {"query_context": {"query_text": "..."}}}'
     )
+
+
+app.command("worker", context_settings=PASS_THROUGH)(worker_command)
+app.command("beat", context_settings=PASS_THROUGH)(beat_command)
+app.add_typer(jobs_app, name="jobs")
