@@ -26,7 +26,7 @@ import numpy as np
 
 from ranker.backends.base import FloatArray, ModelTask
 from ranker.compress.export import export_model
-from ranker.compress.parity import ParityError
+from ranker.compress.parity import ParityError, judged_groups
 from ranker.compress.quantize import Precision, quantize_model
 from ranker.compress.records import outcome_line, read_json, write_json
 from ranker.compress.timing import time_calls
@@ -178,11 +178,12 @@ def compress_embedder(
         "source torch fp32", str(source), reference, data, served_length
     )
     report.variants.append(reference_row)
-    fp32 = export_model(source, work_dir / "onnx-fp32", task=ModelTask.EMBED).path
+    groups = judged_groups(data.judgments, data.product_texts)
+    fp32 = export_model(source, work_dir / "onnx-fp32", task=ModelTask.EMBED, groups=groups).path
     int8_refusal = ""
     try:
         int8: Path | None = quantize_model(
-            fp32, work_dir / "onnx-int8", precision=Precision.QINT8
+            fp32, work_dir / "onnx-int8", precision=Precision.QINT8, groups=groups
         ).path
     except ParityError as exc:
         int8 = None

@@ -8,8 +8,9 @@ and on each query's ranking (Spearman, Kendall, top-10 overlap, NDCG@10 with ESC
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ranker.backends.base import FloatArray
+from ranker.evaluation.judgments import Judgments
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +127,30 @@ def check(agreement: Agreement, thresholds: Thresholds, *, what: str) -> None:
     logger.info("%s passes parity: %s", what, agreement.as_dict())
 
 
+def judged_groups(
+    judgments: Judgments, texts: Mapping[str, str], *, queries: int = 20
+) -> list[ParityGroup]:
+    """The first ``queries`` judged queries, each with its judged products' texts."""
+    groups = []
+    for qid in list(judgments.queries)[:queries]:
+        judged = [(pid, gain) for pid, gain in judgments.qrels[qid].items() if pid in texts]
+        groups.append(
+            ParityGroup(
+                query=judgments.queries[qid],
+                documents=tuple(texts[pid] for pid, _ in judged),
+                gains=tuple(gain for _, gain in judged),
+            )
+        )
+    return groups
+
+
 def catalog_groups(*, queries: int = 20, text_template: str | None = None) -> list[ParityGroup]:
     """The first ``queries`` judged queries of the sample data, with their products' texts."""
+    return list(_sample_groups(queries, text_template))
+
+
+@functools.cache
+def _sample_groups(queries: int, text_template: str | None) -> tuple[ParityGroup, ...]:
     from indexer.catalog import (
         TextTemplate,
         load_products,
@@ -137,19 +161,9 @@ def catalog_groups(*, queries: int = 20, text_template: str | None = None) -> li
     from ranker.settings import IndexSettings
 
     judgments = load_judgments(sample_judgments_path())
-    products = {p.id: p for p in load_products(sample_catalog_path())}
     template = TextTemplate(text_template or IndexSettings().text_template)
-    groups = []
-    for qid in list(judgments.queries)[:queries]:
-        judged = [(pid, gain) for pid, gain in judgments.qrels[qid].items() if pid in products]
-        groups.append(
-            ParityGroup(
-                query=judgments.queries[qid],
-                documents=tuple(template.render(products[pid]) for pid, _ in judged),
-                gains=tuple(gain for _, gain in judged),
-            )
-        )
-    return groups
+    texts = {p.id: template.render(p) for p in load_products(sample_catalog_path())}
+    return tuple(judged_groups(judgments, texts, queries=queries))
 
 
 def score_agreement(

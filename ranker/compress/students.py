@@ -27,7 +27,7 @@ from ranker.compress.distill import StudentConfig, TeacherPair, distill_reranker
 from ranker.compress.export import export_model
 from ranker.compress.inputs import job_data
 from ranker.compress.measure import mean, per_query_ndcg, rerank_cases, time_variant
-from ranker.compress.parity import ParityError
+from ranker.compress.parity import ParityError, ParityGroup, judged_groups
 from ranker.compress.quantize import Precision, quantize_model
 from ranker.compress.records import PRECISIONS, CompressConfig, Variant, read_json, write_json
 from ranker.compress.teacher import read_teacher_pairs
@@ -192,7 +192,12 @@ def _cross_validate(
         )
         fold_dir = work_dir / f"fold{number}"
         paths, fold_refused = export_variants(
-            result, fold_dir, teacher_dir=teacher_dir, config=config, data_sha256=data.sha256
+            result,
+            fold_dir,
+            teacher_dir=teacher_dir,
+            config=config,
+            data_sha256=data.sha256,
+            groups=judged_groups(data.judgments, data.product_texts),
         )
         refused.update({p: f"fold {number}: {why}" for p, why in fold_refused.items()})
         for precision, path in paths.items():
@@ -241,6 +246,7 @@ def _final_variants(
         config=config,
         data_sha256=data.sha256,
         metrics=metrics,
+        groups=judged_groups(data.judgments, data.product_texts),
     )
     refused = {**cv_refused, **refused}
     variants = []
@@ -263,9 +269,11 @@ def export_variants(
     config: StudentConfig,
     data_sha256: str,
     metrics: Mapping[str, Any] | None = None,
+    groups: Sequence[ParityGroup] | None = None,
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Save the torch student, export it and quantize it: precision -> directory, and the
-    precisions a parity check refused, with why."""
+    precisions a parity check refused, with why. ``groups``: the queries parity is checked
+    on (the job's judged queries; None: the sample's)."""
     torch_dir = out_dir / "torch"
     save_student(
         result,
@@ -278,14 +286,14 @@ def export_variants(
     paths = {"torch": torch_dir}
     try:
         paths["onnx-fp32"] = export_model(
-            torch_dir, out_dir / "onnx-fp32", task=ModelTask.SCORE
+            torch_dir, out_dir / "onnx-fp32", task=ModelTask.SCORE, groups=groups
         ).path
     except ParityError as exc:
         logger.warning("%s", exc)
         return paths, {"onnx-fp32": str(exc), "onnx-int8": "no fp32 export to quantize"}
     try:
         paths["onnx-int8"] = quantize_model(
-            paths["onnx-fp32"], out_dir / "onnx-int8", precision=Precision.QINT8
+            paths["onnx-fp32"], out_dir / "onnx-int8", precision=Precision.QINT8, groups=groups
         ).path
     except ParityError as exc:
         logger.warning("%s", exc)

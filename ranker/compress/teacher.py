@@ -15,7 +15,7 @@ import dataclasses
 import importlib.util
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from ranker.compress.export import export_model
 from ranker.compress.gate import stored_cv_ndcg
 from ranker.compress.inputs import job_data
 from ranker.compress.measure import mean, model_layers, per_query_ndcg, rerank_cases, time_variant
-from ranker.compress.parity import ParityError
+from ranker.compress.parity import ParityError, ParityGroup, judged_groups
 from ranker.compress.records import TEACHER, CompressConfig, Variant, write_json
 from ranker.evaluation.judgments import Judgments
 from ranker.model_files import read_manifest
@@ -79,7 +79,13 @@ def score_with_teacher(
         data,
         config,
         pairs_path,
-        fast_teacher=lambda: _onnx_teacher(source.path, model, work_dir, sources),
+        fast_teacher=lambda: _onnx_teacher(
+            source.path,
+            model,
+            work_dir,
+            sources,
+            groups=judged_groups(data.judgments, data.product_texts),
+        ),
     )
     score = {(p.qid, p.product_id): p.score for p in pairs}
     teacher_ndcg = mean(
@@ -222,14 +228,21 @@ def distillation_queries(
 
 
 def _onnx_teacher(
-    teacher_dir: Path, teacher: Reranker, work_dir: Path, settings: Settings
+    teacher_dir: Path,
+    teacher: Reranker,
+    work_dir: Path,
+    settings: Settings,
+    *,
+    groups: Sequence[ParityGroup],
 ) -> Reranker | None:
     """The teacher exported to fp32 ONNX, serving as ``teacher`` does; None without ONNX
     Runtime or when the export misses parity (torch scores then)."""
     if importlib.util.find_spec("onnxruntime") is None:
         return None
     try:
-        exported = export_model(teacher_dir, work_dir / "teacher-onnx-fp32", task=ModelTask.SCORE)
+        exported = export_model(
+            teacher_dir, work_dir / "teacher-onnx-fp32", task=ModelTask.SCORE, groups=groups
+        )
     except ParityError as exc:
         logger.warning("the teacher scores on torch: %s", exc)
         return None
