@@ -47,6 +47,40 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+SIMD_FLAGS = frozenset(
+    {
+        "sse4_1",
+        "sse4_2",
+        "avx",
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512_vnni",
+        "avx_vnni",
+        "avx512_bf16",
+        "avx512_fp16",
+        "amx_tile",
+        "amx_int8",
+        "amx_bf16",
+        "asimd",
+        "asimddp",
+        "sve",
+        "sve2",
+        "i8mm",
+        "bf16",
+    }
+)
+"""Instruction-set extensions that decide which kernels ONNX Runtime and torch pick."""
+
+
+def simd_flags() -> tuple[str, ...]:
+    """The CPU's vector instruction-set extensions (of :data:`SIMD_FLAGS`), sorted."""
+    return tuple(sorted(cpu_flags() & SIMD_FLAGS))
+
+
 def int8_preset() -> str:
     """The CPU's best int8 matrix-multiply feature, the way quantized files are named."""
     flags = cpu_flags()

@@ -153,8 +153,9 @@ def _index_embedded(
     embedder: ProductEmbedder | None,
     progress: bool,
 ) -> IndexOutcome:
-    from indexer.catalog import TextTemplate, load_products, sample_catalog_path
-    from indexer.jobs import build_index, delete_products, upsert_products
+    from indexer.catalog import load_products, sample_catalog_path
+    from indexer.jobs import delete_products, upsert_products
+    from ranker.loading import build_default_index
 
     target = settings.index_path
     if request.delete is not None:
@@ -169,24 +170,14 @@ def _index_embedded(
             {"requested": len(ids)},
         )
     source = request.catalog or sample_catalog_path()
-    products = load_products(source)
     if request.upsert:
+        products = load_products(source)
         count = upsert_products(target, products, embedder=_embedder(settings, embedder))
         return IndexOutcome(
             "embedded", "upsert", count, str(target), f"upserted {count} products into {target}"
         )
-    index = settings.index
-    manifest = build_index(
-        products,
-        target,
-        embedder=_embedder(settings, embedder),
-        template=TextTemplate(index.text_template),
-        source=str(source),
-        hnsw_threshold=index.hnsw_threshold,
-        hnsw_m=index.hnsw_m,
-        ef_construction=index.hnsw_ef_construction,
-        ef_search=index.hnsw_ef_search,
-        progress=progress,
+    manifest = build_default_index(
+        settings, source, embedder=_embedder(settings, embedder), progress=progress
     )
     return IndexOutcome(
         "embedded",

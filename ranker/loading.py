@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.catalog import TextTemplate, load_products
-from indexer.jobs import build_index, open_index
+from indexer.jobs import ProductEmbedder, build_index, open_index
 from ranker.embedder import Embedder
 from ranker.model_files import read_manifest
 from ranker.pipeline import SearchPipeline
@@ -178,17 +178,25 @@ def open_serving_pipeline(settings: Settings, *, with_reranker: bool = True) -> 
     return open_pipeline(settings, embedder=embedder, reranker=reranker)
 
 
-def build_default_index(settings: Settings, catalog: Path) -> dict[str, Any]:
-    """Full build of ``catalog`` into the settings' index directory."""
+def build_default_index(
+    settings: Settings,
+    catalog: Path,
+    *,
+    embedder: ProductEmbedder | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Full build of ``catalog`` into the settings' index directory, embedded by ``embedder``
+    (default: the bi-encoder that serves)."""
     products = load_products(catalog)
     return build_index(
         products,
         settings.index_path,
-        embedder=load_embedder(settings),
+        embedder=embedder or load_embedder(settings),
         template=TextTemplate(settings.index.text_template),
         source=str(catalog),
         hnsw_threshold=settings.index.hnsw_threshold,
         hnsw_m=settings.index.hnsw_m,
         ef_construction=settings.index.hnsw_ef_construction,
         ef_search=settings.index.hnsw_ef_search,
+        progress=progress,
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 from indexer.catalog import sample_catalog_path, sample_judgments_path
 from ranker.compress.records import CompressConfig
-from ranker.hardware import int8_preset
+from ranker.hardware import int8_preset, simd_flags
 from ranker.settings import Settings
 from ranker.training.jobs import TrainingData, file_sha256, load_training_data
 
@@ -82,6 +82,7 @@ def compression_inputs(
         },
         "onnxruntime": _version("onnxruntime"),
         "cpu": int8_preset(),
+        "cpu_isa": list(simd_flags()),
     }
 
 
