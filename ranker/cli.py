@@ -126,12 +126,23 @@ def index(
             "products, template and vectors) into OpenSearch, embedding nothing.",
         ),
     ] = False,
+    for_embedder: Annotated[
+        str | None,
+        typer.Option(
+            "--for-embedder",
+            help="Build the embedded index for this candidate bi-encoder version (vN) beside "
+            "the serving one; `shoprank models promote embedder vN` swaps both in.",
+        ),
+    ] = None,
 ) -> None:
     """Build the FAISS and BM25 indexes of a catalog (the sample catalog by default)."""
     from indexer.stores.opensearch.bulk import BulkIndexingError
     from ranker.indexing import IndexRequest, failure_types, resolve_backend, run_index_job
 
     settings = _settings(index_dir)
+    if for_embedder is not None:
+        _stage_index(settings, for_embedder, catalog=catalog, others=(upsert, delete, backend))
+        return
     request = IndexRequest(
         backend=backend.value if backend is not None else None,
         catalog=catalog,
@@ -156,6 +167,28 @@ def index(
     except failure_types(chosen) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(outcome.summary)
+
+
+def _stage_index(
+    settings: Settings, version: str, *, catalog: Path | None, others: tuple[object, ...]
+) -> None:
+    from indexer.stores.base import StoreError
+    from ranker.errors import ShoprankError
+    from ranker.model_switch import stage_index, staged_index_path
+
+    if any(others):
+        raise _fail("--for-embedder builds a full embedded index; drop --upsert/--delete/--backend")
+    try:
+        manifest = stage_index(settings, version, catalog=catalog)
+    except ShoprankError as exc:
+        raise _fail(exc.message) from exc
+    except (StoreError, OSError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(
+        f"indexed {manifest['count']} products for embedder {version} in "
+        f"{staged_index_path(settings, version)}; `shoprank models promote embedder {version}` "
+        "swaps it in with the embedder"
+    )
 
 
 @app.command()

@@ -91,13 +91,11 @@ def promote(
     ] = False,
 ) -> None:
     """Promote a candidate when the gate passes; a refusal prints its reasons (exit 1)."""
-    from ranker.promotion import PromotionRefusedError, promote_gated
+    from ranker.model_switch import promote as promote_version
+    from ranker.promotion import PromotionRefusedError
 
-    settings = get_settings()
     try:
-        decision = promote_gated(
-            _registry(), role, version, settings.registry, actor="cli", force=force
-        )
+        decision = promote_version(get_settings(), role, version, actor="cli", force=force)
     except PromotionRefusedError as exc:
         typer.secho(f"refused {exc.decision.candidate}:", fg=typer.colors.RED, err=True)
         for reason in exc.decision.reasons:

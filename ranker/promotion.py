@@ -16,8 +16,10 @@ The decision and its reasons are written into the candidate's manifest (``gate``
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -140,11 +142,14 @@ def promote_gated(
     *,
     actor: str = "manual",
     force: bool = False,
+    switch: Callable[[], AbstractContextManager[None]] | None = None,
 ) -> GateDecision:
     """Judge the candidate, record the decision in its manifest, promote it when it passed.
 
     ``force`` promotes a refused candidate anyway (recorded as forced). Raises
     PromotionRefusedError, with the decision, when it did not pass and was not forced.
+    ``switch``: what must change with the pointer (a bi-encoder's index); the pointer moves
+    inside it, and an error there undoes it.
     """
     candidate = registry.verify(role, version)
     decision = gate_decision(candidate, registry.production(role), budgets)
@@ -156,12 +161,9 @@ def promote_gated(
         raise PromotionRefusedError(
             f"{candidate.ref} not promoted: " + "; ".join(decision.reasons), decision
         )
-    registry.promote(
-        role,
-        version,
-        actor=actor,
-        reason="forced past the gate" if not decision.passed else "gate passed",
-    )
+    reason = "forced past the gate" if not decision.passed else "gate passed"
+    with switch() if switch is not None else contextlib.nullcontext():
+        registry.promote(role, version, actor=actor, reason=reason)
     return decision
 
 

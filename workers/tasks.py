@@ -259,7 +259,8 @@ def evaluate(self: JobTask, upstream: Upstream = None, **params: Any) -> dict[st
 @job_task("promote")
 def promote(self: JobTask, upstream: Upstream = None, **params: Any) -> dict[str, Any]:
     """Run the gate and promote when it passes. A refusal is a result with its reasons."""
-    from ranker.promotion import PromotionRefusedError, promote_gated
+    from ranker.model_switch import promote as promote_version
+    from ranker.promotion import PromotionRefusedError
     from ranker.serving_models import open_registry
 
     spec = PromoteParams.model_validate(params)
@@ -272,9 +273,7 @@ def promote(self: JobTask, upstream: Upstream = None, **params: Any) -> dict[str
         return {"candidate": ref, "promoted": True, "already": True, "reasons": []}
     self.progress("gate", role=role, version=version)
     try:
-        decision = promote_gated(
-            registry, role, version, settings.registry, actor=spec.actor, force=spec.force
-        )
+        decision = promote_version(settings, role, version, actor=spec.actor, force=spec.force)
     except PromotionRefusedError as refused:
         return {
             "candidate": ref,

@@ -139,12 +139,10 @@ def promote(
     anyway, recorded as forced); 404 for an unknown version; 422 ``integrity`` for a version
     whose files changed.
     """
-    from ranker.promotion import promote_gated
+    from ranker.model_switch import promote as promote_version
 
     registry = _registry(settings)
-    decision = promote_gated(
-        registry, body.role, body.version, settings.registry, actor=actor, force=body.force
-    )
+    decision = promote_version(settings, body.role, body.version, actor=actor, force=body.force)
     _wake_reload(request)
     return PromoteResponse(
         role=body.role,

@@ -1,0 +1,129 @@
+"""Promoting a version: the gate, then one switch.
+
+A reranker's switch is the production pointer alone. A bi-encoder whose vectors the index
+cannot search (a fine-tuned one, not an export of the same weights) needs its own index: it
+is built beside the serving one (:func:`stage_index`, ``shoprank index --for-embedder vN``)
+and swapped into the index directory back to back with the pointer (one atomic exchange of
+the two directories, then the pointer), so the API, which reopens the index when the
+embedder moves, never searches one model's vectors with the other's query.
+
+This covers the embedded index. An OpenSearch index is switched by its alias: reindex with
+the new bi-encoder, and promote it in the same step (not automated yet).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from indexer.catalog import sample_catalog_path
+from indexer.jobs import read_index_manifest
+from indexer.stores.atomic import exchange_paths, fsync_directory
+from indexer.stores.base import ModelIdentity, StoreError
+from ranker.model_files import lineage, model_id
+from ranker.promotion import GateDecision, promote_gated
+from ranker.registry import ModelVersion, RegistryError, check_role
+from ranker.serving_models import ModelSource, open_registry
+from ranker.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def staged_index_path(settings: Settings, version: str) -> Path:
+    """Where the index for embedder ``version`` is built before it serves."""
+    index = settings.index_path
+    return index.with_name(f".{index.name}.staged-embedder-{version}")
+
+
+def stage_index(
+    settings: Settings, version: str, *, catalog: Path | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Build the embedded index of ``catalog`` with embedder ``version`` beside the serving
+    index; :func:`promote` swaps it in with the embedder. Returns its manifest."""
+    from ranker.loading import build_default_index, load_embedder
+
+    candidate = open_registry(settings).verify("embedder", version)
+    embedder = load_embedder(settings, source=ModelSource(candidate.path, candidate))
+    target = settings.model_copy(update={"index_dir": staged_index_path(settings, version)})
+    manifest = build_default_index(
+        target, catalog or sample_catalog_path(), embedder=embedder, progress=progress
+    )
+    logger.info("built the index for %s in %s", candidate.ref, target.index_path)
+    return manifest
+
+
+def promote(
+    settings: Settings, role: str, version: str, *, actor: str, force: bool = False
+) -> GateDecision:
+    """The gate, then the switch (see the module doc). Raises PromotionRefusedError when
+    the gate refuses, RegistryError when a bi-encoder's index is not built yet."""
+    registry = open_registry(settings)
+    if check_role(role) == "reranker" or _index_accepts(settings, registry.verify(role, version)):
+        return promote_gated(registry, role, version, settings.registry, actor=actor, force=force)
+    staged = staged_index_path(settings, version)
+    candidate = registry.get(role, version)
+    if not _index_accepts(settings, candidate, index_dir=staged):
+        raise RegistryError(
+            f"{candidate.ref} changes the vectors the index holds; build its index first "
+            f"(shoprank index --for-embedder {version}), then promote it"
+        )
+
+    @contextlib.contextmanager
+    def switch() -> Iterator[None]:
+        _swap(staged, settings.index_path)
+        try:
+            yield
+        except BaseException:
+            _swap(staged, settings.index_path)  # back: the old index with the old embedder
+            raise
+        shutil.rmtree(staged, ignore_errors=True)  # the replaced index
+
+    return promote_gated(
+        registry, role, version, settings.registry, actor=actor, force=force, switch=switch
+    )
+
+
+def _swap(first: Path, second: Path) -> None:
+    if not exchange_paths(first, second):
+        raise RegistryError(
+            f"cannot swap {first} and {second} atomically on this file system; stop the API, "
+            "move the staged index into place, then promote"
+        )
+    fsync_directory(second.parent)
+
+
+def _index_accepts(
+    settings: Settings, version: ModelVersion, *, index_dir: Path | None = None
+) -> bool:
+    """Whether the index (the serving one by default) holds vectors this embedder's queries
+    can search. No index at all accepts any embedder."""
+    directory = index_dir or settings.index_path
+    try:
+        built = read_index_manifest(directory)["embedder"]
+    except StoreError:
+        return index_dir is None
+    except (KeyError, TypeError) as exc:
+        raise RegistryError(f"{directory}: its manifest names no embedder") from exc
+    held = ModelIdentity(
+        model_id=str(built["model_id"]),
+        weights_sha256=str(built["weights_sha256"]),
+        dimension=int(built["dimension"]),
+    )
+    return held.compatible_with(_identity(version.path))
+
+
+def _identity(model_dir: Path) -> ModelIdentity:
+    """A bi-encoder's identity read from its files (mean pooling: hidden size dimensions)."""
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    digests = lineage(model_dir)
+    return ModelIdentity(
+        model_id=model_id(model_dir),
+        weights_sha256=digests[0],
+        dimension=int(config.get("hidden_size", 0)),
+        lineage=digests[1:],
+    )
