@@ -96,7 +96,7 @@ def submit(
     ] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this (s).")] = 3600,
 ) -> None:
-    """Queue a job and print its id (with --wait: its final status, as JSON)."""
+    """Queue a job and print its id (with --wait: the id on stderr, the final status as JSON)."""
     from ranker.errors import ShoprankError
     from ranker.settings import get_settings
     from workers.client import submit_job
@@ -114,7 +114,7 @@ def submit(
         job_id = submit_job(settings, kind, params)
     except ShoprankError as exc:
         raise _fail(exc.message) from exc
-    typer.echo(job_id)
+    typer.echo(job_id, err=wait)  # with --wait, stdout is the final status alone (JSON)
     if wait:
         status = _follow(job_id, timeout_s=timeout)
         typer.echo(json.dumps(status, indent=2))
