@@ -138,6 +138,19 @@ def _move_or_copy(source: Path, target: Path, *, move: bool) -> None:
     shutil.copytree(source, target)
 
 
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created, with its folder, when missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -455,14 +468,5 @@ class Registry:
                 logger.info("removing %s, left by a writer that died", entry)
                 shutil.rmtree(entry, ignore_errors=True)
 
-    @contextlib.contextmanager
-    def _lock(self, role: str) -> Iterator[None]:
-        role_dir = self.root / check_role(role)
-        role_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(role_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+    def _lock(self, role: str) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.root / check_role(role) / ".lock")

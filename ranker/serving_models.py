@@ -18,11 +18,8 @@ serving preferred them then.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +36,15 @@ from ranker.model_files import (
     shipped_model_dir,
     weights_sha256,
 )
-from ranker.registry import ROLES, ModelVersion, Registry, RegistryError, Role, check_role
+from ranker.registry import (
+    ROLES,
+    ModelVersion,
+    Registry,
+    RegistryError,
+    Role,
+    check_role,
+    file_lock,
+)
 from ranker.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -67,7 +72,7 @@ def open_registry(settings: Settings) -> Registry:
     """The registry under ``settings.registry_path``, seeded when a role has no production."""
     registry = Registry(settings.registry_path)
     if any(registry.production_version(role) is None for role in ROLES):
-        with _seed_lock(registry.root):
+        with file_lock(registry.root / ".seed.lock"):
             if registry.production_version("embedder") is None:
                 _seed_embedder(registry, settings)
             if registry.production_version("reranker") is None:
@@ -185,18 +190,6 @@ def _runnable(version: ModelVersion, backend: str) -> bool:
 
 
 # -- seeding ---------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _seed_lock(root: Path) -> Iterator[None]:
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / ".seed.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def _seed_embedder(registry: Registry, settings: Settings) -> None:
