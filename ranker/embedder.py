@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from indexer.stores.base import FloatMatrix, ModelIdentity
 from ranker.backends import Backend, ModelTask, TokenBatch, load_backend
-from ranker.model_files import lineage, model_id, resolve_model_dir, weights_sha256
+from ranker.model_files import lineage, model_id, resolve_model_dir
 from ranker.settings import BackendSettings
 from ranker.tokenization import PairTokenizer, length_sorted_batches, pad_batch
 
@@ -53,12 +53,7 @@ class Embedder:
         loaded = load_backend(backend, model_dir, task=ModelTask.EMBED, config=backend_config)
         tokenizer = PairTokenizer.from_model_dir(model_dir, max_length=max_length)
         dimension = _probe_dimension(loaded)
-        identity = ModelIdentity(
-            model_id=model_id(model_dir),
-            weights_sha256=weights_sha256(model_dir),
-            dimension=dimension,
-            lineage=lineage(model_dir)[1:],
-        )
+        identity = model_identity(model_dir, dimension=dimension)
         return cls(tokenizer=tokenizer, backend=loaded, identity=identity, batch_size=batch_size)
 
     @property
@@ -95,3 +90,14 @@ def _probe_dimension(backend: Backend) -> int:
     ones = np.ones((1, 2), dtype=np.int64)
     probe = TokenBatch(input_ids=ones * 101, attention_mask=ones, token_type_ids=ones * 0)
     return int(backend.infer(probe).shape[1])
+
+
+def model_identity(model_dir: Path, *, dimension: int) -> ModelIdentity:
+    """Which bi-encoder a model directory holds: its id, weights hash and lineage."""
+    digests = lineage(model_dir)
+    return ModelIdentity(
+        model_id=model_id(model_dir),
+        weights_sha256=digests[0],
+        dimension=dimension,
+        lineage=digests[1:],
+    )

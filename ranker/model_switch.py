@@ -25,7 +25,7 @@ from indexer.catalog import sample_catalog_path
 from indexer.jobs import read_index_manifest
 from indexer.stores.atomic import exchange_paths, fsync_directory
 from indexer.stores.base import ModelIdentity, StoreError
-from ranker.model_files import lineage, model_id
+from ranker.embedder import model_identity
 from ranker.promotion import GateDecision, promote_gated
 from ranker.registry import ModelVersion, RegistryError, check_role
 from ranker.serving_models import ModelSource, open_registry
@@ -120,10 +120,4 @@ def _index_accepts(
 def _identity(model_dir: Path) -> ModelIdentity:
     """A bi-encoder's identity read from its files (mean pooling: hidden size dimensions)."""
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    digests = lineage(model_dir)
-    return ModelIdentity(
-        model_id=model_id(model_dir),
-        weights_sha256=digests[0],
-        dimension=int(config.get("hidden_size", 0)),
-        lineage=digests[1:],
-    )
+    return model_identity(model_dir, dimension=int(config.get("hidden_size", 0)))
