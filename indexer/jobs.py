@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -108,15 +108,52 @@ def build_index(
     ef_search: int = 128,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Build all three stores for ``products`` and swap them in as ``index_dir``."""
+    """Embed ``products`` and build all three stores, swapped in as ``index_dir``."""
     if not products:
         raise ValueError(f"{source}: the catalog has no products")
-    texts = [template.render(product) for product in products]
-    vectors = embedder.embed(texts, progress=progress)
+    vectors = embedder.embed([template.render(product) for product in products], progress=progress)
+    return write_index(
+        products,
+        vectors,
+        index_dir,
+        identity=embedder.identity,
+        template=template,
+        source=source,
+        hnsw_threshold=hnsw_threshold,
+        hnsw_m=hnsw_m,
+        ef_construction=ef_construction,
+        ef_search=ef_search,
+    )
+
+
+def write_index(
+    products: Sequence[Product],
+    vectors: FloatMatrix,
+    index_dir: Path,
+    *,
+    identity: ModelIdentity,
+    template: TextTemplate,
+    source: str,
+    hnsw_threshold: int,
+    hnsw_m: int = 32,
+    ef_construction: int = 200,
+    ef_search: int = 128,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build all three stores from ``products`` and their ``vectors`` (one row each, by
+    ``identity``'s model) in a staging directory, and swap it in as ``index_dir``;
+    ``extra``: more fields for the manifest."""
+    if not products:
+        raise ValueError(f"{source}: the catalog has no products")
+    if vectors.shape != (len(products), identity.dimension):
+        raise ValueError(
+            f"{source}: vectors of shape {vectors.shape} for {len(products)} products of "
+            f"dimension {identity.dimension}"
+        )
     with atomic_directory(Path(index_dir)) as staging:
         layout = IndexLayout(staging)
         dense = FaissStore.build(
-            embedder.identity,
+            identity,
             products,
             vectors,
             hnsw_threshold=hnsw_threshold,
@@ -133,13 +170,14 @@ def build_index(
             "count": len(products),
             "text_template": template.template,
             "embedder": {
-                "model_id": embedder.identity.model_id,
-                "weights_sha256": embedder.identity.weights_sha256,
-                "dimension": embedder.identity.dimension,
+                "model_id": identity.model_id,
+                "weights_sha256": identity.weights_sha256,
+                "dimension": identity.dimension,
             },
             "dense_index": dense.description,
             "built_at": _now(),
             "updated_at": _now(),
+            **(extra or {}),
         }
         write_json_atomic(layout.manifest, manifest)
     logger.info("built index %s: %d products, %s", index_dir, len(products), dense.description)

@@ -194,9 +194,16 @@ def build_default_index(
         embedder=embedder or load_embedder(settings),
         template=TextTemplate(settings.index.text_template),
         source=str(catalog),
-        hnsw_threshold=settings.index.hnsw_threshold,
-        hnsw_m=settings.index.hnsw_m,
-        ef_construction=settings.index.hnsw_ef_construction,
-        ef_search=settings.index.hnsw_ef_search,
         progress=progress,
+        **dense_index_options(settings),
     )
+
+
+def dense_index_options(settings: Settings) -> dict[str, int]:
+    """The FAISS build options the settings choose (``build_index``/``write_index``)."""
+    return {
+        "hnsw_threshold": settings.index.hnsw_threshold,
+        "hnsw_m": settings.index.hnsw_m,
+        "ef_construction": settings.index.hnsw_ef_construction,
+        "ef_search": settings.index.hnsw_ef_search,
+    }

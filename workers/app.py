@@ -60,7 +60,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         "shoprank",
         broker=workers.broker_url.get_secret_value(),
         backend=workers.result_backend_url(),
-        include=["workers.tasks"],
+        include=["workers.tasks", "workers.sharding"],
         set_as_current=False,
     )
     transport = broker_transport_options(settings)

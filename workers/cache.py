@@ -15,6 +15,7 @@ from ranker.settings import Settings
 
 if TYPE_CHECKING:
     from ranker.embedder import Embedder
+    from ranker.serving_models import ModelSource
 
 MAX_MODELS = 2
 
@@ -22,12 +23,13 @@ _models: OrderedDict[tuple[str, ...], Any] = OrderedDict()
 _lock = threading.Lock()
 
 
-def cached_embedder(settings: Settings) -> Embedder:
-    """The bi-encoder that serves now, loaded once per worker process and version."""
+def cached_embedder(settings: Settings, source: ModelSource | None = None) -> Embedder:
+    """The bi-encoder ``source`` names (default: the one that serves now), loaded once per
+    worker process and version."""
     from ranker.loading import load_embedder
     from ranker.serving_models import serving_source
 
-    source = serving_source(settings, "embedder")
+    source = source or serving_source(settings, "embedder")
     key = ("embedder", source.label, str(source.path), settings.embedder.backend)
     with _lock:
         if key in _models:

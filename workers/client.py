@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from ranker.settings import Settings
 from workers.errors import BrokerUnavailableError, JobNotFoundError, UnknownJobKindError
-from workers.jobspec import RetrainParams, parse_params, task_name
+from workers.jobspec import IndexParams, RetrainParams, parse_params, task_name
 from workers.locks import redis_client
 from workers.records import JobRecord, Step, load_record, recent_ids, save_record
 
@@ -36,7 +36,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RETRAIN_STEPS = ("finetune_reranker", "compress", "evaluate", "promote")
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 """A broker that does not answer fails a submission within a few seconds."""
 
@@ -76,46 +75,80 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError)
 
 
-def _steps(kind: str, spec: BaseModel) -> list[tuple[str, dict[str, Any]]]:
-    """The tasks a job runs, each with its keyword arguments."""
+Stage = list[tuple[str, dict[str, Any]]]
+"""Tasks that run side by side (one, mostly), each a name and its keyword arguments."""
+
+
+def _stages(kind: str, spec: BaseModel) -> list[Stage]:
+    """The tasks a job runs, in order; a stage of several is a chord's header (the stage
+    after it is its body)."""
+    if isinstance(spec, IndexParams) and spec.shards > 1:
+        return [
+            [("index_plan", {"catalog": spec.catalog, "shards": spec.shards})],
+            [("index_shard", {"shard": shard}) for shard in range(spec.shards)],
+            [("index_commit", {})],
+        ]
     if not isinstance(spec, RetrainParams):
-        return [(kind, spec.model_dump(mode="json"))]
+        return [[(kind, spec.model_dump(mode="json"))]]
     data = {"judgments": spec.judgments, "catalog": spec.catalog}
     return [
-        ("finetune_reranker", {**data, "overrides": spec.overrides, "folds": spec.folds}),
-        ("compress", {**data, "config": spec.compress, "promote": False}),
-        ("evaluate", {**data, "role": "reranker"}),
-        ("promote", {"role": "reranker", "force": spec.force, "actor": "retrain"}),
+        [("finetune_reranker", {**data, "overrides": spec.overrides, "folds": spec.folds})],
+        [("compress", {**data, "config": spec.compress, "promote": False})],
+        [("evaluate", {**data, "role": "reranker"})],
+        [("promote", {"role": "reranker", "force": spec.force, "actor": "retrain"})],
     ]
+
+
+def _canvas(app: Celery, stages: list[list[tuple[str, dict[str, Any], str]]], job_id: str) -> Any:
+    """The chain of ``stages`` (name, kwargs, task id); a stage of several tasks is a chord
+    whose body is the next stage, with ``index_abandon`` as its error callback."""
+    from celery import chain, chord
+
+    def signature(name: str, kwargs: dict[str, Any], task_id: str) -> Any:
+        return app.signature(task_name(name), kwargs=kwargs).set(task_id=task_id)
+
+    links: list[Any] = []
+    remaining = list(stages)
+    while remaining:
+        stage = remaining.pop(0)
+        if len(stage) == 1:
+            links.append(signature(*stage[0]))
+            continue
+        (name, kwargs, task_id), *_ = remaining.pop(0)
+        body = signature(name, {**kwargs, "build": job_id}, task_id)
+        body.on_error(app.signature(task_name("index_abandon"), kwargs={"build": job_id}))
+        links.append(chord([signature(*task) for task in stage], body))
+    return links[0] if len(links) == 1 else chain(*links)
 
 
 def submit_job(settings: Settings, kind: str, params: Mapping[str, Any]) -> str:
     """Queue a job and return its id; UnknownJobKindError for a bad kind or parameters,
     BrokerUnavailableError when Redis cannot be reached."""
-    from celery import chain
-
     from workers.app import RESULT_EXPIRES_S
 
     spec = parse_params(kind, dict(params))
-    steps = [(name, kwargs, str(uuid.uuid4())) for name, kwargs in _steps(kind, spec)]
+    stages = [
+        [(name, kwargs, str(uuid.uuid4())) for name, kwargs in stage]
+        for stage in _stages(kind, spec)
+    ]
+    job_id = stages[0][0][2]
     record = JobRecord(
-        id=steps[0][2],
+        id=job_id,
         kind=kind,
         params=spec.model_dump(mode="json"),
-        steps=[Step(name, task_id) for name, _, task_id in steps],
+        steps=[
+            Step(name, task_id, group=name if len(stage) > 1 else None)
+            for stage in stages
+            for name, _, task_id in stage
+        ],
     )
     app = celery_app(settings)
     try:
         save_record(redis_client(settings), record, ttl_s=RESULT_EXPIRES_S, only_new=False)
-        signatures = [
-            app.signature(task_name(name), kwargs=kwargs).set(task_id=task_id)
-            for name, kwargs, task_id in steps
-        ]
-        canvas = signatures[0] if len(signatures) == 1 else chain(*signatures)
-        canvas.apply_async(retry=True, retry_policy=PUBLISH_RETRY)
+        _canvas(app, stages, job_id).apply_async(retry=True, retry_policy=PUBLISH_RETRY)
     except _connection_errors() as exc:
         raise _unavailable(settings, exc) from exc
-    logger.info("submitted %s job %s (%d step(s))", kind, record.id, len(steps))
+    logger.info("submitted %s job %s (%d task(s))", kind, record.id, len(record.steps))
     return record.id
 
 
@@ -147,13 +180,15 @@ def _combine(record: JobRecord, states: list[tuple[str, Any]]) -> dict[str, Any]
         "params": dict(record.params),
         "submitted_at": record.submitted_at,
     }
-    many = len(record.steps) > 1
-    for index, (step, (state, info)) in enumerate(zip(record.steps, states, strict=True)):
-        where = {"step": step.name, "step_index": index + 1, "steps": len(record.steps)}
+    stages = _group_stages(record.steps, states)
+    many = len(stages) > 1
+    for index, (name, stage) in enumerate(stages):
+        where = {"step": name, "step_index": index + 1, "steps": len(stages)}
+        state, info = stage[0] if len(stage) == 1 else _group_state(stage)
         if state in ("FAILURE", "REVOKED"):
             status.update(state=state, error=_describe_error(info), progress=where)
             return status
-        if state == "SUCCESS" and index < len(record.steps) - 1:
+        if state == "SUCCESS" and index < len(stages) - 1:
             continue
         if state == "SUCCESS":
             status.update(state="SUCCESS", result=info, progress=where if many else None)
@@ -166,6 +201,35 @@ def _combine(record: JobRecord, states: list[tuple[str, Any]]) -> dict[str, Any]
         status.update(state=state, progress={**where, **meta} if many or meta else None)
         return status
     return status
+
+
+def _group_stages(
+    steps: Sequence[Step], states: Sequence[tuple[str, Any]]
+) -> list[tuple[str, list[tuple[str, Any]]]]:
+    """Consecutive steps of one group as one stage (its name, its tasks' states)."""
+    stages: list[tuple[str, list[tuple[str, Any]]]] = []
+    previous: str | None = None
+    for step, state in zip(steps, states, strict=True):
+        if step.group is not None and step.group == previous:
+            stages[-1][1].append(state)
+        else:
+            stages.append((step.group or step.name, [state]))
+        previous = step.group
+    return stages
+
+
+def _group_state(stage: Sequence[tuple[str, Any]]) -> tuple[str, Any]:
+    """A group's state: its first failure, SUCCESS when every task succeeded, else PROGRESS
+    with how many tasks are ``done`` ``of`` all, and how many are ``running``."""
+    states = [state for state, _ in stage]
+    for state, info in stage:
+        if state in ("FAILURE", "REVOKED"):
+            return state, info
+    done = states.count("SUCCESS")
+    if done == len(stage):
+        return "SUCCESS", [info for _, info in stage]
+    running = sum(state in ("STARTED", "PROGRESS", "RETRY") for state in states)
+    return "PROGRESS", {"done": done, "of": len(stage), "running": running}
 
 
 def job_status(settings: Settings, job_id: str) -> dict[str, Any]:

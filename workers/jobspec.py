@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ranker.sharded_indexing import MAX_SHARDS
 from workers.errors import UnknownJobKindError
 
 TASK_PREFIX = "shoprank."
@@ -40,13 +41,26 @@ class JobParams(_Params):
 
 
 class IndexParams(_Params):
-    """``index``: a full build, an upsert or a delete, on either backend."""
+    """``index``: a full build, an upsert or a delete, on either backend; a full build of
+    a large catalog in ``shards`` tasks."""
 
     catalog: PathText | None = Field(default=None, description="Default: the sample catalog.")
     backend: Literal["embedded", "opensearch"] | None = None
     upsert: bool = False
     delete: PathText | None = Field(default=None, description="A file of product ids to remove.")
     from_embedded: bool = False
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_SHARDS,
+        description="A full build in this many shards, embedded as separate tasks.",
+    )
+
+    @model_validator(mode="after")
+    def _sharded_builds_only(self) -> IndexParams:
+        if self.shards > 1 and (self.upsert or self.delete or self.from_embedded):
+            raise ValueError("shards apply to a full build, not to upsert, delete or a copy")
+        return self
 
 
 class FinetuneParams(JobParams):

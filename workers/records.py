@@ -24,10 +24,11 @@ KEEP_JOBS = 1000
 
 @dataclass(frozen=True)
 class Step:
-    """One task of a job."""
+    """One task of a job; steps of one ``group`` run side by side (a chord's header)."""
 
     name: str
     task_id: str
+    group: str | None = None
 
 
 @dataclass(frozen=True)

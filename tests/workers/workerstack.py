@@ -165,8 +165,10 @@ class Stack:
         beat: bool = False,
         concurrency: int = 1,
         env: Mapping[str, str] | None = None,
+        include: str | None = None,
     ) -> CeleryProcess:
-        """A worker (or beat) process for this stack, ready to take tasks."""
+        """A worker (or beat) process for this stack, ready to take tasks; ``include``: a
+        module beside this one that the worker imports too (``faults``)."""
         if beat:
             arguments = ["beat", "--loglevel=INFO"]
         else:
@@ -180,9 +182,12 @@ class Stack:
                 "--without-mingle",
                 "--without-heartbeat",
             ]
-        process = CeleryProcess.start(
-            arguments, env={**self.env, **(env or {})}, log=self.home / f"{name}.log"
-        )
+        environment = {**self.env, **(env or {})}
+        if include is not None:
+            arguments.append(f"--include={include}")
+            paths = [str(Path(__file__).parent), environment.get("PYTHONPATH", "")]
+            environment["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
+        process = CeleryProcess.start(arguments, env=environment, log=self.home / f"{name}.log")
         self.processes.append(process)
         process.wait_ready("Starting..." if beat else " ready.")
         return process

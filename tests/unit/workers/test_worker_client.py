@@ -74,6 +74,63 @@ def test_a_one_step_job_pending_has_no_progress() -> None:
     assert _combine(record, [("SUCCESS", {"count": 3})])["progress"] is None
 
 
+SHARDED = JobRecord(
+    id="p",
+    kind="index",
+    params={"shards": 3},
+    steps=[
+        Step("index_plan", "p"),
+        *(Step("index_shard", f"s{shard}", group="index_shard") for shard in range(3)),
+        Step("index_commit", "c"),
+    ],
+)
+
+
+def test_a_sharded_build_counts_its_shards_as_one_step() -> None:
+    status = _combine(
+        SHARDED,
+        [
+            ("SUCCESS", {"count": 9}),
+            ("SUCCESS", {"shard": 0, "count": 3}),
+            ("PROGRESS", {"step": "embed", "shard": 1}),
+            ("PENDING", None),
+            ("PENDING", None),
+        ],
+    )
+    assert status["state"] == "PROGRESS"
+    assert status["progress"] == {
+        "step": "index_shard",
+        "step_index": 2,
+        "steps": 3,
+        "done": 1,
+        "of": 3,
+        "running": 1,
+    }
+    assert len(status["steps"]) == 5
+
+
+def test_a_failed_shard_fails_the_build_with_its_error() -> None:
+    status = _combine(
+        SHARDED,
+        [
+            ("SUCCESS", {}),
+            ("SUCCESS", {}),
+            ("FAILURE", OSError("disk full")),
+            ("SUCCESS", {}),
+            ("PENDING", None),
+        ],
+    )
+    assert (status["state"], status["error"]) == ("FAILURE", "OSError: disk full")
+    assert status["progress"]["step"] == "index_shard"
+
+
+def test_a_committed_build_has_the_commit_s_result() -> None:
+    done = [("SUCCESS", {})] * 4 + [("SUCCESS", {"count": 9})]
+    status = _combine(SHARDED, done)
+    assert (status["state"], status["result"]) == ("SUCCESS", {"count": 9})
+    assert status["progress"]["step_index"] == 3
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.client import _steps
+from workers.client import _stages
 from workers.errors import UnknownJobKindError
 from workers.jobspec import KINDS, CompressParams, RetrainParams, parse_params, task_name
 
@@ -52,7 +52,9 @@ def test_retrain_is_a_chain_of_four_steps_passing_the_data_along() -> None:
         "retrain", {"judgments": "/data/j.csv", "overrides": {"epochs": 1}, "folds": 2}
     )
     assert isinstance(spec, RetrainParams)
-    steps = _steps("retrain", spec)
+    stages = _stages("retrain", spec)
+    assert all(len(stage) == 1 for stage in stages)
+    steps = [stage[0] for stage in stages]
 
     assert [name for name, _ in steps] == ["finetune_reranker", "compress", "evaluate", "promote"]
     finetune, compress, evaluate, promote = (kwargs for _, kwargs in steps)
@@ -71,6 +73,34 @@ def test_retrain_is_a_chain_of_four_steps_passing_the_data_along() -> None:
 
 def test_a_one_step_job_sends_every_parameter() -> None:
     spec = parse_params("promote", {"version": "v3"})
-    assert _steps("promote", spec) == [
-        ("promote", {"role": "reranker", "version": "v3", "force": False, "actor": "worker"})
+    assert _stages("promote", spec) == [
+        [("promote", {"role": "reranker", "version": "v3", "force": False, "actor": "worker"})]
     ]
+
+
+def test_a_sharded_build_is_a_plan_then_one_task_per_shard_then_the_commit() -> None:
+    spec = parse_params("index", {"catalog": "/shop/products.jsonl", "shards": 3})
+    plan, shards, commit = _stages("index", spec)
+
+    assert plan == [("index_plan", {"catalog": "/shop/products.jsonl", "shards": 3})]
+    assert shards == [("index_shard", {"shard": shard}) for shard in range(3)]
+    assert commit == [("index_commit", {})]
+
+
+def test_one_shard_is_the_plain_index_task() -> None:
+    assert [name for ((name, _),) in _stages("index", parse_params("index", {}))] == ["index"]
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({"shards": 2, "upsert": True}, "shards apply to a full build"),
+        ({"shards": 0}, "shards: Input should be greater than or equal to 1"),
+        ({"shards": 5000}, "shards: Input should be less than or equal to 1024"),
+    ],
+)
+def test_shards_only_for_a_full_build_within_bounds(
+    params: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(UnknownJobKindError, match=problem):
+        parse_params("index", params)
