@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from ranker.compress.measure import mean, per_query_ndcg, rerank_cases
 from ranker.compress.timing import time_calls
-from ranker.promotion import JUDGMENTS, LATENCY, NDCG, ON_JUDGMENTS, production_figure
+from ranker.promotion import (
+    BASIS,
+    JUDGMENTS,
+    LATENCY,
+    NDCG,
+    ON_JUDGMENTS,
+    production_figure,
+)
 from ranker.registry import ModelVersion, Registry
 from ranker.settings import Settings
 
@@ -113,7 +120,7 @@ def _record_on_judgments(
     )
     metrics[ON_JUDGMENTS] = {
         **(metrics.get(ON_JUDGMENTS) or {}),
-        sha256: {NDCG: figure, "basis": "scored as it serves (rerank task), not cross-validated"},
+        sha256: {NDCG: figure, BASIS: "scored as it serves (rerank task), not cross-validated"},
     }
     return figure
 
