@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 NDCG = "ndcg@10"
 JUDGMENTS = "judgments_sha256"
 ON_JUDGMENTS = "on_judgments"
+BASIS = "ndcg_basis"
+"""How an NDCG@10 was measured, in words (see :func:`is_cross_validated`)."""
+LEGACY_BASIS = "basis"
+"""What the evaluate job named ``ndcg_basis`` in ``on_judgments`` entries before."""
 LATENCY = "rerank50_p50_ms"
 
 
@@ -66,15 +70,39 @@ class GateDecision:
         return data
 
 
-def production_figure(production: ModelVersion, judgments_sha256: str | None) -> float | None:
-    """Production's NDCG@10 on the judgments hashed to ``judgments_sha256``, when known."""
+def is_cross_validated(basis: object) -> bool:
+    """Whether a recorded NDCG@10's basis (``ndcg_basis``) says it was cross-validated.
+
+    The writers say so in words: "3-fold cross-validation by query, rerank task" (training,
+    compression), "cross-validated by query" (seeding), "the teacher's own cross-validated
+    figure" (compression recording its teacher's). The evaluate job's in-sample figure says
+    "not cross-validated"; a figure with no basis is not cross-validated either.
+    """
+    if not isinstance(basis, str):
+        return False
+    text = basis.lower()
+    says = "cross-validated" in text or "cross-validation" in text
+    return says and "not cross-validated" not in text
+
+
+def production_figure(
+    production: ModelVersion, judgments_sha256: str | None, *, cross_validated: bool = False
+) -> float | None:
+    """Production's NDCG@10 on the judgments hashed to ``judgments_sha256``, when known.
+
+    ``cross_validated``: only a figure whose basis says so counts (:func:`is_cross_validated`).
+    """
     metrics = production.metrics
     if judgments_sha256 is None:
         return None
-    if metrics.get(JUDGMENTS) == judgments_sha256 and _number(metrics.get(NDCG)) is not None:
-        return _number(metrics.get(NDCG))
     recorded = (metrics.get(ON_JUDGMENTS) or {}).get(judgments_sha256) or {}
-    return _number(recorded.get(NDCG))
+    found = [(recorded.get(NDCG), recorded.get(BASIS, recorded.get(LEGACY_BASIS)))]
+    if metrics.get(JUDGMENTS) == judgments_sha256:
+        found.insert(0, (metrics.get(NDCG), metrics.get(BASIS)))
+    for value, basis in found:
+        if _number(value) is not None and (not cross_validated or is_cross_validated(basis)):
+            return _number(value)
+    return None
 
 
 def gate_decision(

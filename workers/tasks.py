@@ -243,6 +243,7 @@ def maybe_compress(self: JobTask, upstream: Upstream = None, **params: Any) -> d
 def evaluate(self: JobTask, upstream: Upstream = None, **params: Any) -> dict[str, Any]:
     """Measure a candidate on this machine and production on the same judgments."""
     from ranker.evaluation.candidate import evaluate_candidate
+    from workers.cache import cached_embedder
     from workers.inputs import data_files
 
     spec = EvaluateParams.model_validate(params)
@@ -251,7 +252,13 @@ def evaluate(self: JobTask, upstream: Upstream = None, **params: Any) -> dict[st
     judgments, catalog = data_files(settings, judgments=spec.judgments, catalog=spec.catalog)
     self.progress("evaluate", role=role, version=version)
     metrics = evaluate_candidate(
-        settings, role, version, judgments=judgments, catalog=catalog, repeats=spec.repeats
+        settings,
+        role,
+        version,
+        judgments=judgments,
+        catalog=catalog,
+        repeats=spec.repeats,
+        embedder_loader=lambda: cached_embedder(settings),
     )
     return {"candidate": {"role": role, "version": version}, "metrics": _plain(metrics)}
 

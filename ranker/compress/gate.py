@@ -1,17 +1,20 @@
 """The compression gate: which student variants keep the teacher's quality, and which one wins.
 
-A variant passes when its cross-validated NDCG@10 (the rerank task) is at least the teacher's
-figure minus ``max_ndcg_drop``; the fastest that passes is chosen. The teacher's figure is
-its own cross-validated NDCG@10 on the rerank task when its manifest records one for the
-same data (``shoprank train --folds``): like the students', an estimate for queries it never
-saw. Otherwise it is the teacher's NDCG on the same queries, in-sample for a teacher trained
-on them, which favours the teacher.
+A variant passes when its cross-validated NDCG@10 (the rerank task) is at least a reference
+figure minus ``max_ndcg_drop``; the fastest that passes is chosen. Students' figures are
+estimates for queries they never saw, so the reference is one too when there is one
+(:func:`gate_reference`): the teacher's own cross-validated NDCG@10 when its manifest records
+one for the same data (``shoprank train --folds``); else the production reranker's
+cross-validated figure on the same judgments, when the registry records one (what the
+promotion gate will hold the student to); else the teacher's NDCG on the same queries,
+in-sample for a teacher trained on them, which favours the teacher.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +26,23 @@ from ranker.compress.records import (
     variant_from_dict,
     write_json,
 )
+from ranker.promotion import production_figure
+from ranker.registry import ModelVersion
 
 logger = logging.getLogger(__name__)
 
 GATE_FILE = "gate.json"
+TEACHER_IN_SAMPLE = "the teacher on the same queries"
+TEACHER_CROSS_VALIDATED = "the teacher's own cross-validated figure (its manifest)"
+
+
+@dataclass(frozen=True)
+class GateReference:
+    """The NDCG@10 the gate holds students to (before ``max_ndcg_drop``), and what it is."""
+
+    ndcg: float | None
+    """None: the teacher's NDCG on the same queries, which the teacher step measures."""
+    basis: str
 
 
 def stored_cv_ndcg(manifest: Mapping[str, Any], *, data_sha256: str | None = None) -> float | None:
@@ -41,6 +57,29 @@ def stored_cv_ndcg(manifest: Mapping[str, Any], *, data_sha256: str | None = Non
     if isinstance(stored, Mapping) and isinstance(stored.get("ndcg@10"), int | float):
         return float(stored["ndcg@10"])
     return None
+
+
+def gate_reference(
+    teacher_manifest: Mapping[str, Any], *, data_sha256: str, production: ModelVersion | None
+) -> GateReference:
+    """The figure students are held to on the judgments hashed to ``data_sha256``.
+
+    The teacher's cross-validated NDCG@10 (its manifest); else ``production``'s (the
+    production reranker's registry version) cross-validated NDCG@10 on the same judgments;
+    else the teacher's in-sample figure (``ndcg`` None).
+    """
+    teacher = stored_cv_ndcg(teacher_manifest, data_sha256=data_sha256)
+    if teacher is not None:
+        return GateReference(teacher, TEACHER_CROSS_VALIDATED)
+    if production is not None:
+        figure = production_figure(production, data_sha256, cross_validated=True)
+        if figure is not None:
+            return GateReference(
+                figure,
+                f"production {production.ref}'s cross-validated figure on the same "
+                "judgments; the teacher has none",
+            )
+    return GateReference(None, TEACHER_IN_SAMPLE)
 
 
 def apply_gate(

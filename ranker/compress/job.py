@@ -206,7 +206,7 @@ def _reused(
         teacher_cv_ndcg=float(built.metrics.get("teacher_ndcg@10") or 0.0),
         folds=config.folds,
         gate_ndcg=float(gate_ndcg) if isinstance(gate_ndcg, int | float) else None,
-        gate_basis=f"as {built.ref} recorded it",
+        gate_basis=str(built.metrics.get("gate_basis") or f"as {built.ref} recorded it"),
         served=str(built.lineage.get("variant") or built.ref),
         reused=True,
     )

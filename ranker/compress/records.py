@@ -72,7 +72,8 @@ class CompressionReport:
     teacher_cv_ndcg: float
     folds: int
     gate_ndcg: float | None = None
-    """The teacher's figure the gate holds students to (see ``ranker.compress.gate``)."""
+    """The figure the gate holds students to, None: ``teacher_cv_ndcg`` (see
+    ``ranker.compress.gate``); ``gate_basis`` says which it is."""
     gate_basis: str = "the teacher on the same queries"
     variants: list[Variant] = field(default_factory=list)
     served: str | None = None
@@ -90,7 +91,7 @@ class CompressionReport:
 
     @property
     def gate_value(self) -> float:
-        """The teacher's NDCG@10 the gate compares with."""
+        """The NDCG@10 the gate compares with (before ``max_ndcg_drop``)."""
         return self.teacher_cv_ndcg if self.gate_ndcg is None else self.gate_ndcg
 
     @property

@@ -25,6 +25,7 @@ from ranker.compress.export import install_gated
 from ranker.compress.records import CompressConfig, CompressionReport, read_json
 from ranker.model_files import read_manifest
 from ranker.promotion import (
+    BASIS,
     NDCG,
     ON_JUDGMENTS,
     GateDecision,
@@ -80,6 +81,7 @@ def register_student(
             "teacher": report.teacher,
             "teacher_ndcg@10": report.teacher_cv_ndcg,
             "gate_ndcg@10": report.gate_value,
+            "gate_basis": report.gate_basis,
             "p50_ms": chosen.p50_ms,
         },
     )
@@ -113,6 +115,7 @@ def register_student(
         "rerank50_p99_ms": chosen.p99_ms,
         "teacher_ndcg@10": report.teacher_cv_ndcg,
         "gate_ndcg@10": report.gate_value,
+        "gate_basis": report.gate_basis,
     }
     registry = open_registry(settings)
     version = _register(registry, "reranker", staging, lineage, metrics, key, task_id)
@@ -274,7 +277,7 @@ def _record_production_figure(
     if production_figure(production, judgments_sha256) is not None:
         return
     recorded = dict(production.metrics.get(ON_JUDGMENTS) or {})
-    recorded[judgments_sha256] = {NDCG: figure, "ndcg_basis": basis, "job": JOB}
+    recorded[judgments_sha256] = {NDCG: figure, BASIS: basis, "job": JOB}
     registry.update(role, version, metrics={**production.metrics, ON_JUDGMENTS: recorded})
     logger.info(
         "%s: NDCG@10 %.4f on judgments %s… recorded (%s)",

@@ -54,7 +54,7 @@ def write_report(
         f"on the rerank task, {report.folds}-fold cross-validated by query (each student "
         "scores only queries it never trained on; the teacher's row is on the same "
         "queries, in-sample if it was trained on them, and the gate below names the "
-        "teacher's figure it holds students to). Timings: the served scoring, dense "
+        "figure it holds students to). Timings: the served scoring, dense "
         "prior included (query embedded by the served bi-encoder, products' vectors read "
         "from the index), one query's judged products per call, caches cold.",
         f"Gate: NDCG@10 ≥ {report.gate_value:.4f} ({report.gate_basis}) − {max_ndcg_drop} = "

@@ -6,7 +6,8 @@ against the products retrieval finds for them. The scores are cached in
 ``teacher-pairs.jsonl`` and reused while the teacher, the data, the catalog and the depths
 are unchanged. The step also times the teacher on rerank-50 and writes its summary
 (``teacher.json``): identity, registry version, NDCG@10 and the figure the gate holds
-students to (see ``ranker.compress.gate``).
+students to (see ``ranker.compress.gate``): the teacher's own cross-validated figure, else
+production's read from the registry, else the teacher's on the same queries.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from indexer.stores.atomic import atomic_write_bytes
 from ranker.backends import ModelTask
 from ranker.compress.distill import PSEUDO_QUERY_PREFIX, TeacherPair, pseudo_queries, teacher_pairs
 from ranker.compress.export import export_model
-from ranker.compress.gate import stored_cv_ndcg
+from ranker.compress.gate import gate_reference
 from ranker.compress.inputs import job_data
 from ranker.compress.measure import mean, model_layers, per_query_ndcg, rerank_cases, time_variant
 from ranker.compress.parity import ParityError, ParityGroup, judged_groups
@@ -63,6 +64,7 @@ def score_with_teacher(
     reranker version to distil (None: see :func:`teacher_model`).
     """
     from ranker.loading import load_embedder, load_reranker, open_pipeline, uncompressed
+    from ranker.serving_models import open_registry
 
     sources = uncompressed(settings)
     data = job_data(sources, judgments=judgments, catalog=catalog)
@@ -96,7 +98,11 @@ def score_with_teacher(
             data.product_texts,
         )
     )
-    gate_ndcg = stored_cv_ndcg(read_manifest(source.path) or {}, data_sha256=data.sha256)
+    reference = gate_reference(
+        read_manifest(source.path) or {},
+        data_sha256=data.sha256,
+        production=open_registry(sources).production("reranker"),
+    )
     row = time_variant(
         Variant(TEACHER, str(source.path), model_layers(source.path), "fp32"),
         model,
@@ -119,12 +125,8 @@ def score_with_teacher(
             "catalog_sha256": data.catalog_sha256,
             "folds": config.folds,
             "teacher_ndcg": teacher_ndcg,
-            "gate_ndcg": gate_ndcg,
-            "gate_basis": (
-                "the teacher on the same queries"
-                if gate_ndcg is None
-                else "the teacher's own cross-validated figure (its manifest)"
-            ),
+            "gate_ndcg": reference.ndcg,
+            "gate_basis": reference.basis,
             "row": asdict(row),
         },
     )

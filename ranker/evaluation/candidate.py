@@ -18,11 +18,19 @@ from typing import TYPE_CHECKING, Any
 
 from ranker.compress.measure import mean, per_query_ndcg, rerank_cases
 from ranker.compress.timing import time_calls
-from ranker.promotion import JUDGMENTS, LATENCY, NDCG, ON_JUDGMENTS, production_figure
+from ranker.promotion import (
+    BASIS,
+    JUDGMENTS,
+    LATENCY,
+    NDCG,
+    ON_JUDGMENTS,
+    production_figure,
+)
 from ranker.registry import ModelVersion, Registry
 from ranker.settings import Settings
 
 if TYPE_CHECKING:
+    from ranker.embedder import Embedder
     from ranker.training.jobs import TrainingData
 
 logger = logging.getLogger(__name__)
@@ -38,11 +46,13 @@ def evaluate_candidate(
     judgments: Path | None = None,
     catalog: Path | None = None,
     repeats: int = 30,
+    embedder_loader: Callable[[], Embedder] | None = None,
 ) -> dict[str, Any]:
     """Measure what the gate needs for ``role/version`` and record it in the registry.
 
     Returns the figures: the candidate's latency (rerankers), its NDCG@10 and production's
-    on these judgments.
+    on these judgments. ``embedder_loader`` returns the bi-encoder that serves (a worker's
+    cached one); None: it is loaded here.
     """
     from ranker.serving_models import open_registry
     from ranker.training.jobs import load_training_data
@@ -55,7 +65,13 @@ def evaluate_candidate(
     if candidate.role != "reranker":
         result["note"] = "bi-encoder candidates are judged by their own job's figures"
         return result
-    scorers = _RerankScorers(settings)
+    if embedder_loader is None:
+        from ranker.loading import load_embedder
+
+        embedder = load_embedder(settings)
+    else:
+        embedder = embedder_loader()
+    scorers = _RerankScorers(settings, embedder)
     score = scorers.for_version(candidate)
     cases = rerank_cases(data.judgments, data.product_texts)
 
@@ -86,11 +102,9 @@ def evaluate_candidate(
 class _RerankScorers:
     """Rerankers loaded as serving loads them, sharing one bi-encoder for their priors."""
 
-    def __init__(self, settings: Settings) -> None:
-        from ranker.loading import load_embedder
-
+    def __init__(self, settings: Settings, embedder: Embedder) -> None:
         self.settings = settings
-        self.embedder = load_embedder(settings)
+        self.embedder = embedder
 
     def for_version(self, version: ModelVersion) -> Scorer:
         from ranker.loading import load_reranker
@@ -113,7 +127,7 @@ def _record_on_judgments(
     )
     metrics[ON_JUDGMENTS] = {
         **(metrics.get(ON_JUDGMENTS) or {}),
-        sha256: {NDCG: figure, "basis": "scored as it serves (rerank task), not cross-validated"},
+        sha256: {NDCG: figure, BASIS: "scored as it serves (rerank task), not cross-validated"},
     }
     return figure
 

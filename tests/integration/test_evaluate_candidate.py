@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ranker.embedder import Embedder
 from ranker.evaluation.candidate import evaluate_candidate
 from ranker.promotion import gate_decision
 from ranker.registry import Registry
@@ -46,3 +47,40 @@ def test_evaluate_measures_the_candidate_and_scores_production_on_its_judgments(
         RegistrySettings(max_rerank_p50_ms=10_000),
     )
     assert not decision.passed
+
+
+@pytest.mark.slow
+def test_evaluate_uses_the_bi_encoder_it_is_handed(
+    tmp_path: Path,
+    tiny_reranker_dir: Path,
+    tiny_embedder_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ranker import loading
+
+    settings = Settings(
+        home=tmp_path,
+        embedder=EmbedderSettings(model=str(tiny_embedder_dir), backend="torch"),
+        rerank=RerankSettings(backend="torch"),
+    )
+    registry = Registry(settings.registry_path)
+    production = registry.register("reranker", tiny_reranker_dir)
+    registry.promote("reranker", production.version)
+    candidate = registry.register("reranker", tiny_reranker_dir)
+    held = loading.load_embedder(settings)  # what a worker's cache holds
+    handed: list[object] = []
+
+    def cached() -> Embedder:
+        handed.append(held)
+        return held
+
+    def no_load(*args: object, **kwargs: object) -> Embedder:
+        raise AssertionError("the bi-encoder was loaded again")
+
+    monkeypatch.setattr(loading, "load_embedder", no_load)
+    result = evaluate_candidate(
+        settings, "reranker", candidate.version, repeats=1, embedder_loader=cached
+    )
+
+    assert handed == [held]
+    assert result["rerank50_p50_ms"] > 0

@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from ranker.promotion import PromotionRefusedError, gate_decision, promote_gated
+from ranker.promotion import (
+    PromotionRefusedError,
+    gate_decision,
+    is_cross_validated,
+    production_figure,
+    promote_gated,
+)
 from ranker.registry import Registry
 from ranker.settings import RegistrySettings
 
@@ -104,3 +110,47 @@ def test_the_refusal_pickles_with_its_decision(registry: Registry, tmp_path: Pat
     again = pickle.loads(pickle.dumps(refused.value))
     assert again.decision == refused.value.decision
     assert again.message == refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("basis", "expected"),
+    [
+        ("5-fold cross-validation by query, rerank task", True),
+        ("cross-validated by query (shoprank compress)", True),
+        ("the teacher, rerank task: the teacher's own cross-validated figure (its manifest)", True),
+        ("scored as it serves (rerank task), not cross-validated", False),
+        ("the teacher, rerank task: the teacher on the same queries", False),
+        ("dense retrieval over the catalog (exact inner product), judged queries", False),
+        (None, False),
+    ],
+)
+def test_only_a_basis_that_says_cross_validation_counts_as_cross_validated(
+    basis: str | None, expected: bool
+) -> None:
+    assert is_cross_validated(basis) is expected
+
+
+def test_productions_cross_validated_figure_skips_in_sample_ones(
+    registry: Registry, tmp_path: Path
+) -> None:
+    production = registry.production("reranker")
+    assert production is not None
+    assert production_figure(production, "j1") == pytest.approx(0.70)
+    assert production_figure(production, "j1", cross_validated=True) is None  # no basis
+    in_sample = {"ndcg@10": 0.74, "basis": "scored as it serves (rerank task), not cross-validated"}
+    cross_validated = {"ndcg@10": 0.71, "ndcg_basis": "3-fold cross-validation by query"}
+    registry.update(
+        "reranker",
+        production.version,
+        metrics={
+            **production.metrics,
+            "ndcg_basis": "3-fold cross-validation by query, rerank task",
+            "on_judgments": {"j2": in_sample, "j3": cross_validated},
+        },
+    )
+    production = registry.get("reranker", production.version)
+    assert production_figure(production, "j1", cross_validated=True) == pytest.approx(0.70)
+    assert production_figure(production, "j2") == pytest.approx(0.74)
+    assert production_figure(production, "j2", cross_validated=True) is None
+    assert production_figure(production, "j3", cross_validated=True) == pytest.approx(0.71)
+    assert production_figure(production, None, cross_validated=True) is None
