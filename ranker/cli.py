@@ -130,8 +130,9 @@ def index(
         str | None,
         typer.Option(
             "--for-embedder",
-            help="Build the embedded index for this candidate bi-encoder version (vN) beside "
-            "the serving one; `shoprank models promote embedder vN` swaps both in.",
+            help="Build the index for this candidate bi-encoder version (vN) beside the "
+            "serving one (embedded, or with --backend opensearch a versioned index off the "
+            "alias); `shoprank models promote embedder vN` swaps both in.",
         ),
     ] = None,
 ) -> None:
@@ -141,7 +142,12 @@ def index(
 
     settings = _settings(index_dir)
     if for_embedder is not None:
-        _stage_index(settings, for_embedder, catalog=catalog, others=(upsert, delete, backend))
+        chosen_backend = backend.value if backend is not None else settings.index.backend
+        others = (upsert, delete, from_embedded)
+        if chosen_backend == "opensearch":
+            _stage_opensearch_index(settings, for_embedder, catalog=catalog, others=others)
+        else:
+            _stage_index(settings, for_embedder, catalog=catalog, others=others)
         return
     request = IndexRequest(
         backend=backend.value if backend is not None else None,
@@ -177,7 +183,7 @@ def _stage_index(
     from ranker.model_switch import stage_index, staged_index_path
 
     if any(others):
-        raise _fail("--for-embedder builds a full embedded index; drop --upsert/--delete/--backend")
+        raise _fail("--for-embedder builds a full index; drop --upsert/--delete/--from-embedded")
     try:
         manifest = stage_index(settings, version, catalog=catalog)
     except ShoprankError as exc:
@@ -188,6 +194,29 @@ def _stage_index(
         f"indexed {manifest['count']} products for embedder {version} in "
         f"{staged_index_path(settings, version)}; `shoprank models promote embedder {version}` "
         "swaps it in with the embedder"
+    )
+
+
+def _stage_opensearch_index(
+    settings: Settings, version: str, *, catalog: Path | None, others: tuple[object, ...]
+) -> None:
+    from ranker.errors import ShoprankError
+    from ranker.indexing import failure_types
+    from ranker.opensearch_switch import stage_opensearch_index
+
+    if any(others):
+        raise _fail("--for-embedder builds a full index; drop --upsert/--delete/--from-embedded")
+    try:
+        result = stage_opensearch_index(settings, version, catalog=catalog)
+    except ShoprankError as exc:
+        raise _fail(exc.message) from exc
+    except failure_types("opensearch") as exc:
+        raise _fail(str(exc)) from exc
+    retired = f"; retired the earlier {', '.join(result.replaced)}" if result.replaced else ""
+    typer.echo(
+        f"indexed {result.count} products for embedder {version} into {result.index} beside "
+        f"alias {result.alias} in {result.seconds:.1f} s{retired}; "
+        f"`shoprank models promote embedder {version}` swaps the alias with the embedder"
     )
 
 

@@ -7,8 +7,11 @@ and swapped into the index directory back to back with the pointer (one atomic e
 the two directories, then the pointer), so the API, which reopens the index when the
 embedder moves, never searches one model's vectors with the other's query.
 
-This covers the embedded index. An OpenSearch index is switched by its alias: reindex with
-the new bi-encoder, and promote it in the same step (not automated yet).
+With ``index.backend = "opensearch"`` the same holds for the alias: the candidate's index
+is built and verified beside it (``shoprank index --backend opensearch --for-embedder vN``),
+and promoting the bi-encoder moves the alias to it in one ``_aliases`` call back to back
+with the pointer (see :mod:`ranker.opensearch_switch`). Either way a refused promotion, or
+a pointer that cannot move, leaves the index serving as it was.
 """
 
 from __future__ import annotations
@@ -63,6 +66,19 @@ def promote(
     """The gate, then the switch (see the module doc). Raises PromotionRefusedError when
     the gate refuses, RegistryError when a bi-encoder's index is not built yet."""
     registry = open_registry(settings)
+    if check_role(role) == "embedder" and settings.index.backend == "opensearch":
+        from ranker.opensearch_switch import alias_switch
+
+        identity = _identity(registry.verify(role, version).path)
+        return promote_gated(
+            registry,
+            role,
+            version,
+            settings.registry,
+            actor=actor,
+            force=force,
+            switch=alias_switch(settings, version, identity),
+        )
     if check_role(role) == "reranker" or _index_accepts(settings, registry.verify(role, version)):
         return promote_gated(registry, role, version, settings.registry, actor=actor, force=force)
     staged = staged_index_path(settings, version)

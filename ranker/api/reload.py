@@ -13,7 +13,9 @@ stays in ``/healthz``. When the serving version's own files no longer match thei
 the newest earlier production version that verifies takes over. A new bi-encoder is swapped
 in only when the open index holds vectors it can search (the same model, or an export of
 it), or the index has been rebuilt for it; otherwise it "needs a reindex" and the old pair
-keeps serving, so a query never mixes vectors of two models.
+keeps serving, so a query never mixes vectors of two models. On OpenSearch the index is
+reopened through the alias, which the promotion has moved to the new bi-encoder's index;
+until then the old store stays on the index it opened (``indexer.stores.opensearch.pinning``).
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ index ``<alias>-v<n>``. The swap moves the alias in one ``_aliases`` call (remov
 indexes, add the new one), so a search sees the old index or the new one, never neither.
 Replaced indexes are marked retired in their ``_meta`` and deleted by :func:`prune_retired`
 once the grace period has passed, so searches that started on them can finish.
+
+An index built for a candidate bi-encoder waits beside the alias, marked in its ``_meta``
+as staged for that embedder version (:data:`STAGED_FOR`), until promoting the embedder
+swaps the alias to it (:func:`staged_index`, :func:`unstage`). Never retired, it is never
+pruned; staging the same version again retires it.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from indexer.stores.base import StoreError
-from indexer.stores.opensearch.mapping import META_KEY
+from indexer.stores.base import ModelIdentity, StoreError
+from indexer.stores.opensearch.mapping import META_KEY, identity_from_meta
 
 logger = logging.getLogger(__name__)
+
+STAGED_FOR = "staged_for"
+"""``_meta.shoprank`` key: the registry version of the embedder a staged index waits for."""
 
 
 def _version_pattern(alias: str) -> re.Pattern[str]:
@@ -65,6 +73,44 @@ def swap_alias(client: Any, alias: str, new_index: str) -> list[str]:
     return old
 
 
+def restore_alias(client: Any, alias: str, previous: Sequence[str], *, leaving: str) -> None:
+    """Undo :func:`swap_alias`: point ``alias`` at ``previous`` again, atomically."""
+    actions: list[dict[str, Any]] = [{"remove": {"index": leaving, "alias": alias}}]
+    actions.extend({"add": {"index": name, "alias": alias}} for name in previous)
+    client.indices.update_aliases(body={"actions": actions})
+    logger.info("alias %s: back from %s to %s", alias, leaving, ",".join(previous))
+
+
+def staged_for(meta: Mapping[str, Any]) -> str | None:
+    """The embedder version an index was staged for (None: not staged)."""
+    value = meta.get(STAGED_FOR)
+    return str(value) if value is not None else None
+
+
+def staged_index(client: Any, alias: str, identity: ModelIdentity) -> str | None:
+    """The newest staged, unretired index off the alias whose vectors ``identity`` can
+    search (None when there is none)."""
+    live = set(alias_targets(client, alias))
+    pattern = _version_pattern(alias)
+    found = [
+        (int(match.group(1)), name)
+        for name, meta in versioned_indexes(client, alias).items()
+        if name not in live
+        and staged_for(meta) is not None
+        and "retired_at" not in meta
+        and "embedder" in meta
+        and identity_from_meta(meta).compatible_with(identity)
+        and (match := pattern.match(name))
+    ]
+    return max(found)[1] if found else None
+
+
+def unstage(client: Any, index: str, meta: Mapping[str, Any]) -> None:
+    """Drop the staged mark from ``index``'s ``_meta`` (it serves behind the alias now)."""
+    kept = {key: value for key, value in meta.items() if key != STAGED_FOR}
+    client.indices.put_mapping(index=index, body={"_meta": {META_KEY: kept}})
+
+
 def mark_retired(
     client: Any, index: str, meta: Mapping[str, Any], *, now: float | None = None
 ) -> None:
@@ -78,8 +124,8 @@ def prune_retired(
 ) -> list[str]:
     """Delete versioned indexes that left the alias at least ``grace_s`` seconds ago.
 
-    Indexes behind the alias, and indexes never marked retired (a build in progress),
-    are kept. Returns the names deleted.
+    Indexes behind the alias, and indexes never marked retired (a build in progress, or
+    one staged for a candidate embedder), are kept. Returns the names deleted.
     """
     now = time.time() if now is None else now
     live = set(alias_targets(client, alias))

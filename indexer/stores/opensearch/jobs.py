@@ -10,7 +10,9 @@ embedder), so a Celery task can wrap it. A full reindex:
 5. deletes retired indexes whose grace period has passed (this run's or earlier runs').
 
 Any failure before the swap deletes the new index and leaves the alias as it was. Rejected
-documents fail the job with every one listed (:class:`BulkIndexingError`).
+documents fail the job with every one listed (:class:`BulkIndexingError`). Steps 1-3 are
+:func:`build_index_version`, steps 4-5 :func:`publish_index`; :func:`stage_catalog` does
+steps 1-3 alone for a candidate bi-encoder, whose promotion swaps the alias.
 
 :func:`copy_embedded_index` does the same full reindex from a built embedded index (its
 products, template, embedder identity and FAISS vectors), so nothing is embedded again.
@@ -32,9 +34,12 @@ from indexer.catalog import Product, TextTemplate
 from indexer.jobs import ProductEmbedder, open_index
 from indexer.stores.base import FloatMatrix, ModelIdentity, StoreError
 from indexer.stores.opensearch.aliases import (
+    STAGED_FOR,
+    alias_targets,
     mark_retired,
     next_index_name,
     prune_retired,
+    staged_for,
     swap_alias,
     versioned_indexes,
 )
@@ -119,21 +124,35 @@ def _verify(index: OpenSearchIndex, products: Sequence[Product], embedder: Produ
         raise StoreError(f"{index.alias}: BM25 for {sample.title!r} finds nothing")
 
 
-def reindex_catalog(
+@dataclass(frozen=True, slots=True)
+class BuiltIndex:
+    """A versioned index built and verified, not behind the alias yet."""
+
+    alias: str
+    index: str
+    meta: dict[str, Any]
+    count: int
+
+
+def build_index_version(
     products: Sequence[Product],
     *,
     config: OpenSearchConfig,
     embedder: ProductEmbedder,
     template: TextTemplate,
     source: str,
-    client: Any | None = None,
+    client: Any,
     progress: bool = True,
-) -> ReindexResult:
-    """Build a new versioned index of ``products``, verify it, and swap the alias to it."""
+    staged_for: str | None = None,
+) -> BuiltIndex:
+    """Steps 1-3 of a full reindex: create ``<alias>-v<n>``, load ``products``, verify.
+
+    The alias is left as it is. ``staged_for``: the embedder version the index waits for
+    (recorded in its ``_meta``, see :func:`~indexer.stores.opensearch.aliases.staged_for`).
+    A failure deletes the new index.
+    """
     if not products:
         raise ValueError(f"{source}: the catalog has no products")
-    started = time.perf_counter()
-    client = client if client is not None else make_client(config)
     alias = config.index_alias
     prune_retired(client, alias, grace_s=config.reindex_grace_s)
     name = next_index_name(client, alias)
@@ -146,6 +165,8 @@ def reindex_catalog(
     meta = index_meta(
         identity=embedder.identity, template=template, space_type=config.space_type, source=source
     )
+    if staged_for is not None:
+        meta[STAGED_FOR] = staged_for
     client.indices.create(
         index=name,
         body={
@@ -179,31 +200,113 @@ def reindex_catalog(
         )
         _verify(index, products, embedder)
     except BaseException:
-        logger.error("reindex into %s failed; deleting it, alias %s unchanged", name, alias)
+        logger.error("building %s failed; deleting it, alias %s unchanged", name, alias)
         client.indices.delete(index=name, ignore_unavailable=True)
         raise
-    metas = versioned_indexes(client, alias)
-    replaced = swap_alias(client, alias, name)
+    return BuiltIndex(alias=alias, index=name, meta=meta, count=len({p.id for p in products}))
+
+
+def publish_index(client: Any, built: BuiltIndex, *, grace_s: float) -> tuple[list[str], list[str]]:
+    """Steps 4-5: swap the alias to ``built``, retire what it replaced, prune; returns the
+    indexes replaced and the indexes deleted."""
+    metas = versioned_indexes(client, built.alias)
+    replaced = swap_alias(client, built.alias, built.index)
     for old in replaced:
         mark_retired(client, old, metas.get(old, {}))
-    deleted = prune_retired(client, alias, grace_s=config.reindex_grace_s)
+    return replaced, prune_retired(client, built.alias, grace_s=grace_s)
+
+
+def reindex_catalog(
+    products: Sequence[Product],
+    *,
+    config: OpenSearchConfig,
+    embedder: ProductEmbedder,
+    template: TextTemplate,
+    source: str,
+    client: Any | None = None,
+    progress: bool = True,
+) -> ReindexResult:
+    """Build a new versioned index of ``products``, verify it, and swap the alias to it."""
+    started = time.perf_counter()
+    client = client if client is not None else make_client(config)
+    built = build_index_version(
+        products,
+        config=config,
+        embedder=embedder,
+        template=template,
+        source=source,
+        client=client,
+        progress=progress,
+    )
+    replaced, deleted = publish_index(client, built, grace_s=config.reindex_grace_s)
     result = ReindexResult(
-        alias=alias,
-        index=name,
-        count=len({p.id for p in products}),
+        alias=built.alias,
+        index=built.index,
+        count=built.count,
         replaced=replaced,
         deleted=deleted,
         seconds=time.perf_counter() - started,
     )
     logger.info(
         "alias %s -> %s: %d products in %.1f s (%.0f docs/s)",
-        alias,
-        name,
+        result.alias,
+        result.index,
         result.count,
         result.seconds,
         result.docs_per_s,
     )
     return result
+
+
+def stage_catalog(
+    products: Sequence[Product],
+    *,
+    config: OpenSearchConfig,
+    embedder: ProductEmbedder,
+    template: TextTemplate,
+    source: str,
+    version: str,
+    client: Any | None = None,
+    progress: bool = True,
+) -> ReindexResult:
+    """Build and verify an index of ``products`` for embedder ``version`` beside the alias.
+
+    The alias does not move: promoting that embedder swaps it (``ranker.opensearch_switch``).
+    The index is marked staged for ``version``; an earlier one staged for it is retired.
+    """
+    started = time.perf_counter()
+    client = client if client is not None else make_client(config)
+    built = build_index_version(
+        products,
+        config=config,
+        embedder=embedder,
+        template=template,
+        source=source,
+        client=client,
+        progress=progress,
+        staged_for=version,
+    )
+    metas = versioned_indexes(client, built.alias)
+    live = set(alias_targets(client, built.alias))
+    replaced = [
+        name
+        for name, meta in metas.items()
+        if name != built.index
+        and name not in live
+        and staged_for(meta) == version
+        and "retired_at" not in meta
+    ]
+    for name in replaced:
+        mark_retired(client, name, metas[name])
+    logger.info("staged %s for embedder %s beside alias %s", built.index, version, built.alias)
+    return ReindexResult(
+        alias=built.alias,
+        index=built.index,
+        count=built.count,
+        replaced=replaced,
+        deleted=[],
+        seconds=time.perf_counter() - started,
+    )
 
 
 def upsert_catalog(

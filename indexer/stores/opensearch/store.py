@@ -49,6 +49,7 @@ from indexer.stores.opensearch.mapping import (
     product_from_source,
     similarity_from_score,
 )
+from indexer.stores.opensearch.pinning import AliasPin
 from indexer.stores.opensearch.pipelines import NEURAL_SEARCH, ensure_search_pipeline
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,11 @@ class OpenSearchIndex:
         url: str = "the cluster",
         search_timeout_s: float | None = None,
         hybrid: ServerHybrid | None = None,
+        opened: str | None = None,
     ) -> None:
+        """``opened``: the index behind ``alias`` whose ``meta`` this is (searches leave the
+        alias for it when the alias moves to another embedder's index, see
+        :mod:`~indexer.stores.opensearch.pinning`); None: ``alias`` names an index."""
         self.client = client
         self.url = redact(url)  # it names the cluster in errors: no credentials
         self.search_timeout_s = search_timeout_s
@@ -114,6 +119,7 @@ class OpenSearchIndex:
         self.hybrid = hybrid
         self._hybrid_lock = threading.Lock()
         self._hybrid_ready: dict[str, Any] | None = None
+        self.pin = AliasPin(client, alias=alias, opened=opened, identity=self.identity)
 
     @classmethod
     def open(
@@ -154,6 +160,7 @@ class OpenSearchIndex:
             url=url,
             search_timeout_s=search_timeout_s,
             hybrid=hybrid,
+            opened=name if name != alias else None,
         )
         _check_identity(index.identity, expected, f"OpenSearch index {name!r}")
         return index
@@ -221,6 +228,11 @@ class OpenSearchIndex:
         actions = [{"_op_type": "delete", "_index": self.alias, "_id": pid} for pid in ids]
         return self._write(actions, "delete").succeeded
 
+    def _search(self, body: Mapping[str, Any], extra: Mapping[str, Any]) -> list[Any]:
+        """The raw hits of ``body`` on the alias, or on the index the store is pinned to."""
+        response = self.client.search(index=self.pin.target, body=body, **extra)
+        return list(response["hits"]["hits"])
+
     def _hits(
         self, body: Mapping[str, Any], *, dense: bool, pipeline: str | None = None
     ) -> list[Hit]:
@@ -229,10 +241,16 @@ class OpenSearchIndex:
         if pipeline is not None:
             extra["search_pipeline"] = pipeline
         try:
-            response = self.client.search(index=self.alias, body=body, **extra)
+            try:
+                hits = self._search(body, extra)
+            except opensearchpy.NotFoundError:
+                if not self.pin.release():  # the index it stayed on was pruned meanwhile
+                    raise
+                hits = self._search(body, extra)
+            if self.pin.moved_away(hits):
+                hits = self._search(body, extra)
         except opensearchpy.TransportError as exc:
-            raise store_error(exc, url=self.url, what=f"search on {self.alias!r}") from exc
-        hits = response["hits"]["hits"]
+            raise store_error(exc, url=self.url, what=f"search on {self.pin.target!r}") from exc
         if dense:
             return [
                 Hit(str(h["_id"]), similarity_from_score(float(h["_score"]), self.space_type))
