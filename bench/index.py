@@ -167,11 +167,8 @@ def run(*, docs: int | None = DEFAULT_DOCS, opensearch_url: str | None = None) -
     from indexer.catalog import TextTemplate, load_products, sample_catalog_path
     from indexer.jobs import build_index
     from indexer.stores.opensearch.client import make_client
-    from indexer.stores.opensearch.jobs import (
-        StoredVectors,
-        copy_embedded_index,
-        reindex_catalog,
-    )
+    from indexer.stores.opensearch.copy import StoredVectors, copy_embedded_index
+    from indexer.stores.opensearch.jobs import reindex_catalog
     from ranker.loading import load_embedder
     from ranker.settings import Settings
 

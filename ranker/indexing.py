@@ -197,12 +197,8 @@ def _index_opensearch(
     progress: bool,
 ) -> IndexOutcome:
     from indexer.catalog import TextTemplate, load_products, sample_catalog_path
-    from indexer.stores.opensearch.jobs import (
-        copy_embedded_index,
-        delete_from_catalog,
-        reindex_catalog,
-        upsert_catalog,
-    )
+    from indexer.stores.opensearch.copy import copy_embedded_index
+    from indexer.stores.opensearch.jobs import delete_from_catalog, reindex_catalog, upsert_catalog
 
     config = settings.opensearch
     alias = config.index_alias

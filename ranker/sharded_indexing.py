@@ -1,53 +1,60 @@
 """A full build of a large catalog in shards: planned once, embedded apart, committed once.
 
 The workers run it as ``index_plan`` → a chord of ``index_shard`` tasks → ``index_commit``
-(``workers.tasks``), so shards embed on as many workers as there are, and a failed shard
+(``workers.sharding``), so shards embed on as many workers as there are, and a failed shard
 is retried alone. Each step is a plain function of ids and paths:
 
 1. :func:`plan_build` reads the catalog, cuts it into contiguous shards and pins the
-   bi-encoder version that embeds every shard, so a promotion during the build never mixes
-   two models' vectors in one index. The plan is JSON.
-2. :func:`build_shard` embeds one shard and writes its vectors into the build's directory
-   (a temporary file, then a rename). A shard that runs again overwrites its own file.
+   bi-encoder that embeds every shard, so a promotion during the build never mixes two
+   models' vectors in one index. On OpenSearch it creates the next versioned index, behind
+   no alias. The plan is kept as JSON in the build's directory.
+2. :func:`build_shard` embeds one shard and writes it: embedded, its vectors into the
+   build's directory (a temporary file, then a rename); OpenSearch, a bulk into the new
+   index (product ids as document ids). A shard that runs again overwrites its own part.
 3. :func:`commit_build` checks that every shard reported, that their counts add up to the
-   catalog's and that the catalog did not change since the plan, then builds the stores
-   from the shards' vectors and swaps the index directory in one step.
+   catalog's and that the catalog did not change since the plan. Embedded, it builds the
+   stores from the shards' vectors and swaps the index directory in one step; OpenSearch,
+   it verifies the index (count and a sample query) and swaps the alias.
 
-Nothing serves from a build until it is committed; :func:`abandon_build` removes what a
-failed build left.
+Nothing serves from a build until its commit; :func:`abandon_build` removes what a failed
+build left (its files, and on OpenSearch its index).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from indexer.stores.atomic import write_json_atomic
 from ranker.errors import ShoprankError
-from ranker.indexing import IndexOutcome
-from ranker.serving_models import ModelSource, open_registry, serving_source
+from ranker.indexing import IndexBackend, IndexOutcome
+from ranker.serving_models import ModelSource, open_registry
 from ranker.settings import Settings
 
 if TYPE_CHECKING:
     from indexer.catalog import Product
     from indexer.jobs import ProductEmbedder
+    from indexer.stores.opensearch.jobs import BuiltIndex
 
 logger = logging.getLogger(__name__)
 
 BUILDS_DIR = "builds"
+PLAN_FILE = "plan.json"
 MAX_SHARDS = 1024
 
 
 class ShardedBuildError(ShoprankError, ValueError):
-    """A sharded build that cannot be committed: a missing shard, counts that do not add
-    up, or a catalog that changed since the plan."""
+    """A sharded build that cannot go on: a missing shard, counts that do not add up, a
+    catalog that changed since the plan, or an index that is gone."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class BuildPlan:
 
     build: str
     """The build's id (the job's)."""
+    backend: IndexBackend
     catalog: str
     catalog_sha256: str
     count: int
@@ -66,6 +74,8 @@ class BuildPlan:
     embedder_version: str | None
     """Its registry version (``v3``), verified again by each step; None: outside it."""
     work_dir: str
+    index: str | None = None
+    """OpenSearch: the versioned index the shards fill."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for JSON."""
@@ -74,8 +84,12 @@ class BuildPlan:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BuildPlan:
         """The plan ``as_dict`` wrote (JSON turns the ranges into lists)."""
+        backend: Literal["embedded", "opensearch"] = (
+            "opensearch" if data["backend"] == "opensearch" else "embedded"
+        )
         return cls(
             build=str(data["build"]),
+            backend=backend,
             catalog=str(data["catalog"]),
             catalog_sha256=str(data["catalog_sha256"]),
             count=int(data["count"]),
@@ -83,6 +97,7 @@ class BuildPlan:
             embedder_path=str(data["embedder_path"]),
             embedder_version=data.get("embedder_version"),
             work_dir=str(data["work_dir"]),
+            index=data.get("index"),
         )
 
 
@@ -102,23 +117,45 @@ def shard_ranges(count: int, shards: int) -> list[tuple[int, int]]:
 
 
 def build_dir(settings: Settings, build: str) -> Path:
-    """Where a build keeps its shards' vectors until it is committed."""
+    """Where a build keeps its plan (and, embedded, its shards' vectors) until its commit."""
     return settings.home / BUILDS_DIR / build
 
 
-def plan_build(settings: Settings, *, build: str, catalog: Path, shards: int) -> BuildPlan:
-    """Plan the build of ``catalog`` in ``shards`` shards with the bi-encoder serving now."""
+def load_plan(settings: Settings, build: str) -> BuildPlan | None:
+    """The plan of build ``build``; None once it was committed or abandoned."""
+    path = build_dir(settings, build) / PLAN_FILE
+    if not path.is_file():
+        return None
+    return BuildPlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def plan_build(
+    settings: Settings,
+    *,
+    build: str,
+    catalog: Path,
+    shards: int,
+    backend: IndexBackend,
+    source: ModelSource,
+    embedder: ProductEmbedder,
+) -> BuildPlan:
+    """Plan the build of ``catalog`` in ``shards`` shards with ``embedder`` (loaded from
+    ``source``, which the plan pins), and keep the plan. A plan already kept for ``build``
+    (a redelivered task) is handed back as it is."""
     from ranker.training.jobs import file_sha256
 
+    kept = load_plan(settings, build)
+    if kept is not None:
+        return kept
     products = _catalog(catalog, os.stat(catalog).st_mtime_ns)
     if not products:
         raise ShardedBuildError(f"{catalog}: the catalog has no products")
-    source = serving_source(settings, "embedder")
     work = build_dir(settings, build)
-    shutil.rmtree(work, ignore_errors=True)  # a plan that runs again starts clean
+    shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     plan = BuildPlan(
         build=build,
+        backend=backend,
         catalog=str(catalog),
         catalog_sha256=file_sha256(catalog),
         count=len(products),
@@ -127,12 +164,16 @@ def plan_build(settings: Settings, *, build: str, catalog: Path, shards: int) ->
         embedder_version=source.version.version if source.version is not None else None,
         work_dir=str(work),
     )
+    if backend == "opensearch":
+        plan = _with_opensearch_index(settings, plan, embedder)
+    write_json_atomic(work / PLAN_FILE, plan.as_dict())
     logger.info(
-        "build %s: %d products of %s in %d shards, bi-encoder %s",
+        "build %s: %d products of %s in %d shards into %s, bi-encoder %s",
         build,
         plan.count,
         catalog,
         len(plan.shards),
+        plan.index or settings.index_path,
         source.label,
     )
     return plan
@@ -147,14 +188,14 @@ def pinned_embedder_source(settings: Settings, plan: BuildPlan) -> ModelSource:
 
 
 def shard_file(plan: BuildPlan, shard: int) -> Path:
-    """The vectors file of shard ``shard``."""
+    """The vectors file of shard ``shard`` (embedded builds)."""
     return Path(plan.work_dir) / f"shard-{shard:05d}.npy"
 
 
 def build_shard(
     settings: Settings, plan: BuildPlan, shard: int, *, embedder: ProductEmbedder
 ) -> int:
-    """Embed shard ``shard`` with the pinned ``embedder`` and write its vectors; the count."""
+    """Embed shard ``shard`` with the pinned ``embedder`` and write it; its product count."""
     from indexer.catalog import TextTemplate
 
     if not 0 <= shard < len(plan.shards):
@@ -162,15 +203,23 @@ def build_shard(
     start, stop = plan.shards[shard]
     products = _planned_catalog(plan)[start:stop]
     template = TextTemplate(settings.index.text_template)
-    vectors = embedder.embed([template.render(product) for product in products])
-    target = shard_file(plan, shard)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    with partial.open("wb") as handle:
-        np.save(handle, np.asarray(vectors, dtype=np.float32))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, target)
-    logger.info("build %s: shard %d embedded %d products", plan.build, shard, len(products))
+    if plan.backend == "opensearch":
+        from indexer.stores.opensearch.client import make_client
+        from indexer.stores.opensearch.jobs import load_into
+
+        load_into(
+            make_client(settings.opensearch),
+            str(plan.index),
+            products,
+            config=settings.opensearch,
+            embedder=embedder,
+            template=template,
+            source=f"{plan.catalog} shard {shard}",
+        )
+    else:
+        vectors = embedder.embed([template.render(product) for product in products])
+        _write_vectors(shard_file(plan, shard), vectors)
+    logger.info("build %s: shard %d wrote %d products", plan.build, shard, len(products))
     return len(products)
 
 
@@ -181,19 +230,88 @@ def commit_build(
     *,
     embedder: ProductEmbedder,
 ) -> IndexOutcome:
-    """Check the shards' reports (``{"shard": i, "count": n}`` each) against the plan, build
-    the stores from their vectors and swap them in as the index directory."""
+    """Check the shards' reports (``{"shard": i, "count": n}`` each) against the plan, then
+    swap the build in: the index directory, or the alias."""
+    products = _planned_catalog(plan)
+    check_counts(plan, counts)
+    if plan.backend == "opensearch":
+        outcome = _commit_opensearch(settings, plan, products, embedder)
+    else:
+        outcome = _commit_embedded(settings, plan, products, embedder)
+    shutil.rmtree(plan.work_dir, ignore_errors=True)
+    return outcome
+
+
+def check_counts(plan: BuildPlan, counts: Iterable[Mapping[str, Any]]) -> None:
+    """Raise ShardedBuildError unless each shard reported once, with its range's size."""
+    reported = {int(entry["shard"]): int(entry["count"]) for entry in counts}
+    expected = {shard: stop - start for shard, (start, stop) in enumerate(plan.shards)}
+    missing = sorted(set(expected) - set(reported))
+    if missing:
+        raise ShardedBuildError(f"build {plan.build}: shard(s) {missing} did not report")
+    wrong = {shard: n for shard, n in reported.items() if expected.get(shard) != n}
+    if wrong:
+        planned = {shard: expected.get(shard) for shard in wrong}
+        raise ShardedBuildError(
+            f"build {plan.build}: shard counts {wrong} differ from the plan's {planned}"
+        )
+
+
+def committed_outcome(settings: Settings, build: str, backend: IndexBackend) -> IndexOutcome | None:
+    """What build ``build`` did, when what serves now is what it committed; else None."""
+    from indexer.jobs import read_index_manifest
+    from indexer.stores.base import StoreError
+
+    if backend == "opensearch":
+        return _committed_opensearch(settings, build)
+    try:
+        manifest = read_index_manifest(settings.index_path)
+    except StoreError:
+        return None
+    if manifest.get("build") != build:
+        return None
+    return _embedded_outcome(settings, manifest)
+
+
+def abandon_build(settings: Settings, build: str) -> bool:
+    """Remove what build ``build`` left: its files, and on OpenSearch the index it filled
+    (never one behind the alias). Whether there was anything to remove."""
+    plan = load_plan(settings, build)
+    if plan is not None and plan.index is not None:
+        _delete_opensearch_index(settings, plan)
+    work = build_dir(settings, build)
+    if not work.exists():
+        return plan is not None
+    shutil.rmtree(work, ignore_errors=True)
+    logger.info("build %s abandoned; its files were removed", build)
+    return True
+
+
+def _write_vectors(target: Path, vectors: Any) -> None:
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    with partial.open("wb") as handle:
+        np.save(handle, np.asarray(vectors, dtype=np.float32))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, target)
+
+
+def _read_vectors(plan: BuildPlan, shard: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+    path = shard_file(plan, shard)
+    if not path.is_file():
+        raise ShardedBuildError(f"build {plan.build}: shard {shard} wrote no vectors ({path})")
+    vectors: np.ndarray[Any, np.dtype[np.float32]] = np.load(path, allow_pickle=False)
+    return vectors
+
+
+def _commit_embedded(
+    settings: Settings, plan: BuildPlan, products: Sequence[Product], embedder: ProductEmbedder
+) -> IndexOutcome:
     from indexer.catalog import TextTemplate
     from indexer.jobs import write_index
     from ranker.loading import dense_index_options
 
-    products = _planned_catalog(plan)
-    check_counts(plan, counts)
-    vectors = np.concatenate([_read_shard(plan, shard) for shard in range(len(plan.shards))])
-    if vectors.shape[0] != plan.count:
-        raise ShardedBuildError(
-            f"build {plan.build}: {vectors.shape[0]} vectors for {plan.count} products"
-        )
+    vectors = np.concatenate([_read_vectors(plan, shard) for shard in range(len(plan.shards))])
     manifest = write_index(
         products,
         vectors,
@@ -204,23 +322,10 @@ def commit_build(
         extra={"build": plan.build, "shards": len(plan.shards)},
         **dense_index_options(settings),
     )
-    shutil.rmtree(plan.work_dir, ignore_errors=True)
-    return _outcome(settings, manifest)
+    return _embedded_outcome(settings, manifest)
 
 
-def committed_outcome(settings: Settings, build: str) -> IndexOutcome | None:
-    """What build ``build`` did when the serving index is the one it committed, else None."""
-    from indexer.jobs import read_index_manifest
-    from indexer.stores.base import StoreError
-
-    try:
-        manifest = read_index_manifest(settings.index_path)
-    except StoreError:
-        return None
-    return _outcome(settings, manifest) if manifest.get("build") == build else None
-
-
-def _outcome(settings: Settings, manifest: Mapping[str, Any]) -> IndexOutcome:
+def _embedded_outcome(settings: Settings, manifest: Mapping[str, Any]) -> IndexOutcome:
     count = int(manifest["count"])
     return IndexOutcome(
         "embedded",
@@ -229,53 +334,108 @@ def _outcome(settings: Settings, manifest: Mapping[str, Any]) -> IndexOutcome:
         str(settings.index_path),
         f"indexed {count} products into {settings.index_path} from {manifest['shards']} "
         f"shards ({manifest['dense_index']} + BM25)",
-        {
-            "dense_index": manifest["dense_index"],
-            "source": manifest["source"],
-            "build": manifest["build"],
-            "shards": manifest["shards"],
-        },
+        {"dense_index": manifest["dense_index"], "source": manifest["source"]}
+        | {"build": manifest["build"], "shards": manifest["shards"]},
     )
 
 
-def check_counts(plan: BuildPlan, counts: Iterable[Mapping[str, Any]]) -> None:
-    """Raise ShardedBuildError unless each shard reported once, with its range's size."""
-    reported: dict[int, int] = {}
-    for entry in counts:
-        reported[int(entry["shard"])] = int(entry["count"])
-    expected = {shard: stop - start for shard, (start, stop) in enumerate(plan.shards)}
-    missing = sorted(set(expected) - set(reported))
-    if missing:
-        raise ShardedBuildError(f"build {plan.build}: shard(s) {missing} did not report")
-    wrong = {shard: n for shard, n in reported.items() if expected.get(shard) != n}
-    if wrong:
-        raise ShardedBuildError(
-            f"build {plan.build}: shard counts {wrong} differ from the plan's "
-            f"{ {shard: expected.get(shard) for shard in wrong} }"
+def _with_opensearch_index(
+    settings: Settings, plan: BuildPlan, embedder: ProductEmbedder
+) -> BuildPlan:
+    from dataclasses import replace
+
+    from indexer.catalog import TextTemplate
+    from indexer.stores.opensearch.aliases import BUILD, versioned_indexes
+    from indexer.stores.opensearch.client import make_client
+    from indexer.stores.opensearch.jobs import create_index_version
+
+    client = make_client(settings.opensearch)
+    metas = versioned_indexes(client, settings.opensearch.index_alias)
+    for name, meta in metas.items():  # a plan that died after creating its index
+        if meta.get(BUILD) == plan.build:
+            return replace(plan, index=name)
+    created = create_index_version(
+        client,
+        config=settings.opensearch,
+        identity=embedder.identity,
+        template=TextTemplate(settings.index.text_template),
+        source=plan.catalog,
+        build=plan.build,
+    )
+    return replace(plan, index=created.index)
+
+
+def _planned_index(settings: Settings, plan: BuildPlan) -> BuiltIndex:
+    """The index the plan created, as the cluster describes it now."""
+    from indexer.stores.opensearch.aliases import versioned_indexes
+    from indexer.stores.opensearch.client import make_client
+    from indexer.stores.opensearch.jobs import BuiltIndex
+
+    alias = settings.opensearch.index_alias
+    meta = versioned_indexes(make_client(settings.opensearch), alias).get(str(plan.index))
+    if meta is None:
+        raise ShardedBuildError(f"build {plan.build}: its index {plan.index} is gone")
+    return BuiltIndex(alias=alias, index=str(plan.index), meta=dict(meta), count=0)
+
+
+def _commit_opensearch(
+    settings: Settings, plan: BuildPlan, products: Sequence[Product], embedder: ProductEmbedder
+) -> IndexOutcome:
+    from indexer.stores.base import StoreUnavailableError
+    from indexer.stores.opensearch.client import is_unavailable, make_client
+    from indexer.stores.opensearch.jobs import (
+        delete_index_version,
+        publish_index,
+        verify_index_version,
+    )
+
+    client = make_client(settings.opensearch)
+    created = _planned_index(settings, plan)
+    try:
+        built = verify_index_version(
+            client, created, products, config=settings.opensearch, embedder=embedder
         )
-    if sum(reported.values()) != plan.count:
-        raise ShardedBuildError(
-            f"build {plan.build}: shards hold {sum(reported.values())} products, "
-            f"the catalog {plan.count}"
-        )
+    except Exception as exc:
+        if not isinstance(exc, StoreUnavailableError) and not is_unavailable(exc):
+            delete_index_version(client, created)  # a wrong index; one not reached is kept
+        raise
+    replaced, deleted = publish_index(client, built, grace_s=settings.opensearch.reindex_grace_s)
+    return IndexOutcome(
+        "opensearch",
+        "build",
+        built.count,
+        built.alias,
+        f"indexed {built.count} products into {built.index} behind alias {built.alias} from "
+        f"{len(plan.shards)} shards; replaced {', '.join(replaced) or 'nothing'}",
+        {"index": built.index, "replaced": replaced, "deleted": deleted}
+        | {"build": plan.build, "shards": len(plan.shards)},
+    )
 
 
-def abandon_build(settings: Settings, build: str) -> bool:
-    """Remove what build ``build`` left (its shards' vectors); whether there was anything."""
-    work = build_dir(settings, build)
-    if not work.exists():
-        return False
-    shutil.rmtree(work, ignore_errors=True)
-    logger.info("build %s abandoned; its shards were removed", build)
-    return True
+def _committed_opensearch(settings: Settings, build: str) -> IndexOutcome | None:
+    from indexer.stores.opensearch.aliases import BUILD, alias_targets, versioned_indexes
+    from indexer.stores.opensearch.client import make_client
+
+    client = make_client(settings.opensearch)
+    alias = settings.opensearch.index_alias
+    metas = versioned_indexes(client, alias)
+    for name in alias_targets(client, alias):
+        if metas.get(name, {}).get(BUILD) == build:
+            count = int(client.count(index=name)["count"])
+            summary = f"indexed {count} products into {name} behind alias {alias}"
+            return IndexOutcome("opensearch", "build", count, alias, summary, {"index": name})
+    return None
 
 
-def _read_shard(plan: BuildPlan, shard: int) -> np.ndarray[Any, np.dtype[np.float32]]:
-    path = shard_file(plan, shard)
-    if not path.is_file():
-        raise ShardedBuildError(f"build {plan.build}: shard {shard} wrote no vectors ({path})")
-    vectors: np.ndarray[Any, np.dtype[np.float32]] = np.load(path, allow_pickle=False)
-    return vectors
+def _delete_opensearch_index(settings: Settings, plan: BuildPlan) -> None:
+    from indexer.stores.opensearch.client import make_client
+    from indexer.stores.opensearch.jobs import delete_index_version
+
+    try:
+        created = _planned_index(settings, plan)
+    except ShardedBuildError:
+        return  # gone already
+    delete_index_version(make_client(settings.opensearch), created)
 
 
 def _planned_catalog(plan: BuildPlan) -> Sequence[Product]:

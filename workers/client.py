@@ -83,10 +83,11 @@ def _stages(kind: str, spec: BaseModel) -> list[Stage]:
     """The tasks a job runs, in order; a stage of several is a chord's header (the stage
     after it is its body)."""
     if isinstance(spec, IndexParams) and spec.shards > 1:
+        backend = {"backend": spec.backend}
         return [
-            [("index_plan", {"catalog": spec.catalog, "shards": spec.shards})],
+            [("index_plan", {"catalog": spec.catalog, "shards": spec.shards, **backend})],
             [("index_shard", {"shard": shard}) for shard in range(spec.shards)],
-            [("index_commit", {})],
+            [("index_commit", backend)],
         ]
     if not isinstance(spec, RetrainParams):
         return [[(kind, spec.model_dump(mode="json"))]]

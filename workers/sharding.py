@@ -3,48 +3,62 @@
 ``workers.client`` submits ``index_plan`` → chord(``index_shard`` × n) → ``index_commit``,
 with ``index_abandon`` linked as the commit's error callback: a shard that fails for good,
 or a commit that refuses the shards, leaves nothing behind. The steps themselves are
-``ranker.sharded_indexing``'s; these tasks pass plain values between them.
+``ranker.sharded_indexing``'s; these tasks pass plain values between them. Each embeds with
+the bi-encoder the plan pinned, cached per worker process.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ranker.settings import get_settings
 from workers.tasks import JobTask, Upstream, _plain, job_task
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from ranker.indexing import IndexBackend
 
-PLAN_FILE = "plan.json"
+logger = logging.getLogger(__name__)
 
 
 @job_task("index_plan")
 def index_plan(
-    self: JobTask, upstream: Upstream = None, *, shards: int, catalog: str | None = None
+    self: JobTask,
+    upstream: Upstream = None,
+    *,
+    shards: int,
+    catalog: str | None = None,
+    backend: IndexBackend | None = None,
 ) -> dict[str, Any]:
-    """Plan the build (the job's id is the build's) and keep the plan for the commit."""
+    """Plan the build (its id is the job's) with the bi-encoder that serves now."""
     from indexer.catalog import sample_catalog_path
-    from indexer.stores.atomic import write_json_atomic
-    from ranker.sharded_indexing import BuildPlan, build_dir, plan_build
+    from ranker.indexing import IndexRequest, check_request, resolve_backend
+    from ranker.serving_models import serving_source
+    from ranker.sharded_indexing import plan_build
+    from workers.cache import cached_embedder
 
     settings = get_settings()
-    build = str(self.request.id)
-    stored = build_dir(settings, build) / PLAN_FILE
-    if stored.is_file():  # a redelivered plan: the shards may be under way with it
-        plan = BuildPlan.from_dict(_read_json(stored))
-    else:
-        source = Path(catalog) if catalog else sample_catalog_path()
-        plan = plan_build(settings, build=build, catalog=source, shards=shards)
-        write_json_atomic(stored, plan.as_dict())
-    self.progress("planned", products=plan.count, shards=len(plan.shards))
+    request = IndexRequest(backend=backend)
+    chosen = resolve_backend(settings, request)
+    check_request(request, chosen)
+    source = serving_source(settings, "embedder")
+    plan = plan_build(
+        settings,
+        build=str(self.request.id),
+        catalog=Path(catalog) if catalog else sample_catalog_path(),
+        shards=shards,
+        backend=chosen,
+        source=source,
+        embedder=cached_embedder(settings, source),
+    )
+    self.progress("planned", products=plan.count, shards=len(plan.shards), index=plan.index)
     return plan.as_dict()
 
 
 @job_task("index_shard")
 def index_shard(self: JobTask, upstream: Upstream = None, *, shard: int) -> dict[str, Any]:
-    """Embed one shard of the plan (the upstream result) with its pinned bi-encoder."""
+    """Embed and write one shard of the plan (the upstream result)."""
     from ranker.sharded_indexing import (
         BuildPlan,
         ShardedBuildError,
@@ -57,7 +71,7 @@ def index_shard(self: JobTask, upstream: Upstream = None, *, shard: int) -> dict
         raise ShardedBuildError("index_shard needs the plan as its upstream result")
     settings = get_settings()
     plan = BuildPlan.from_dict(upstream)
-    if shard >= len(plan.shards):  # a small catalog has fewer shards than asked for
+    if shard >= len(plan.shards):  # a catalog smaller than the number of shards asked for
         return {"shard": shard, "count": 0, "build": plan.build, "empty": True}
     embedder = cached_embedder(settings, pinned_embedder_source(settings, plan))
     self.progress("embed", shard=shard, shards=len(plan.shards))
@@ -66,26 +80,28 @@ def index_shard(self: JobTask, upstream: Upstream = None, *, shard: int) -> dict
 
 
 @job_task("index_commit")
-def index_commit(self: JobTask, upstream: Any = None, *, build: str) -> dict[str, Any]:
-    """Check the shards' counts against the plan, build the stores, swap the index in."""
+def index_commit(
+    self: JobTask, upstream: Any = None, *, build: str, backend: IndexBackend | None = None
+) -> dict[str, Any]:
+    """Check the shards' counts against the plan and swap the build in."""
+    from ranker.indexing import IndexRequest, resolve_backend
     from ranker.sharded_indexing import (
-        BuildPlan,
         ShardedBuildError,
-        build_dir,
         commit_build,
         committed_outcome,
+        load_plan,
         pinned_embedder_source,
     )
     from workers.cache import cached_embedder
 
     settings = get_settings()
-    stored = build_dir(settings, build) / PLAN_FILE
-    if not stored.is_file():  # a redelivered commit whose first run finished
-        done = committed_outcome(settings, build)
+    plan = load_plan(settings, build)
+    if plan is None:  # a redelivered commit whose first run finished
+        chosen = resolve_backend(settings, IndexRequest(backend=backend))
+        done = committed_outcome(settings, build, chosen)
         if done is None:
             raise ShardedBuildError(f"build {build} has no plan; submit the build again")
         return _plain(done.as_dict())
-    plan = BuildPlan.from_dict(_read_json(stored))
     reports = [entry for entry in upstream or [] if not entry.get("empty")]
     self.progress("commit", products=plan.count, shards=len(plan.shards))
     embedder = cached_embedder(settings, pinned_embedder_source(settings, plan))
@@ -95,16 +111,9 @@ def index_commit(self: JobTask, upstream: Any = None, *, build: str) -> dict[str
 
 @job_task("index_abandon")
 def index_abandon(self: JobTask, upstream: Any = None, *, build: str) -> dict[str, Any]:
-    """The commit's error callback: remove the failed build's shards."""
+    """The commit's error callback: remove what the failed build left."""
     from ranker.sharded_indexing import abandon_build
 
     removed = abandon_build(get_settings(), build)
-    logger.warning("build %s failed (task %s); removed its files: %s", build, upstream, removed)
+    logger.warning("build %s failed (task %s); removed what it left: %s", build, upstream, removed)
     return {"build": build, "removed": removed}
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data

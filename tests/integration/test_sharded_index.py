@@ -11,6 +11,7 @@ import pytest
 from indexer.catalog import Product, TextTemplate, load_products
 from indexer.jobs import open_index, read_index_manifest
 from ranker.embedder import Embedder
+from ranker.serving_models import ModelSource
 from ranker.settings import Settings
 from ranker.sharded_indexing import (
     BuildPlan,
@@ -21,6 +22,7 @@ from ranker.sharded_indexing import (
     check_counts,
     commit_build,
     committed_outcome,
+    load_plan,
     plan_build,
     shard_file,
     shard_ranges,
@@ -30,6 +32,21 @@ from ranker.sharded_indexing import (
 @pytest.fixture
 def settings(integration_settings: Settings, tmp_path: Path) -> Settings:
     return integration_settings.model_copy(update={"home": tmp_path, "index_dir": tmp_path / "ix"})
+
+
+def _plan(
+    settings: Settings, build: str, catalog: Path, shards: int, embedder: Embedder
+) -> BuildPlan:
+    source = ModelSource(Path(settings.embedder.model or ""))
+    return plan_build(
+        settings,
+        build=build,
+        catalog=catalog,
+        shards=shards,
+        backend="embedded",
+        source=source,
+        embedder=embedder,
+    )
 
 
 def test_shard_ranges_cover_every_position_once() -> None:
@@ -45,10 +62,12 @@ def test_a_build_in_shards_equals_one_built_at_once(
     catalog_subset: list[Product],
     tiny_embedder: Embedder,
 ) -> None:
-    plan = plan_build(settings, build="b1", catalog=subset_catalog_path, shards=3)
+    plan = _plan(settings, "b1", subset_catalog_path, 3, tiny_embedder)
     assert plan.count == len(catalog_subset)
     assert plan.embedder_path == str(Path(settings.embedder.model or ""))
     assert BuildPlan.from_dict(json.loads(json.dumps(plan.as_dict()))) == plan
+    assert load_plan(settings, "b1") == plan
+    assert _plan(settings, "b1", subset_catalog_path, 5, tiny_embedder) == plan  # kept
 
     reports = [
         {"shard": shard, "count": build_shard(settings, plan, shard, embedder=tiny_embedder)}
@@ -69,16 +88,17 @@ def test_a_build_in_shards_equals_one_built_at_once(
         assert len(index.vector_store) == len(ids)
     finally:
         index.close()
-    again = committed_outcome(settings, "b1")  # what a redelivered commit reports
+    assert load_plan(settings, "b1") is None
+    again = committed_outcome(settings, "b1", "embedded")  # what a redelivered commit reports
     assert again is not None
     assert again.count == outcome.count
-    assert committed_outcome(settings, "other") is None
+    assert committed_outcome(settings, "other", "embedded") is None
 
 
 def test_a_commit_refuses_missing_or_miscounted_shards_and_leaves_the_index(
     settings: Settings, subset_catalog_path: Path, tiny_embedder: Embedder
 ) -> None:
-    plan = plan_build(settings, build="b2", catalog=subset_catalog_path, shards=2)
+    plan = _plan(settings, "b2", subset_catalog_path, 2, tiny_embedder)
     first = build_shard(settings, plan, 0, embedder=tiny_embedder)
 
     with pytest.raises(ShardedBuildError, match=r"shard\(s\) \[1\] did not report"):
@@ -103,7 +123,7 @@ def test_a_catalog_changed_since_the_plan_is_refused(
 ) -> None:
     catalog = tmp_path / "catalog.jsonl"
     catalog.write_bytes(subset_catalog_path.read_bytes())
-    plan = plan_build(settings, build="b3", catalog=catalog, shards=2)
+    plan = _plan(settings, "b3", catalog, 2, tiny_embedder)
     lines = catalog.read_text(encoding="utf-8").splitlines()
     catalog.write_text("\n".join(reversed(lines)) + "\n", encoding="utf-8")
 

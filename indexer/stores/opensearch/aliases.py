@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 STAGED_FOR = "staged_for"
 """``_meta.shoprank`` key: the registry version of the embedder a staged index waits for."""
+BUILD = "build"
+"""``_meta.shoprank`` key: the sharded build that fills an index before its commit."""
 
 
 def _version_pattern(alias: str) -> re.Pattern[str]:

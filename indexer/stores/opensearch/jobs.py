@@ -14,26 +14,26 @@ documents fail the job with every one listed (:class:`BulkIndexingError`). Steps
 :func:`build_index_version`, steps 4-5 :func:`publish_index`; :func:`stage_catalog` does
 steps 1-3 alone for a candidate bi-encoder, whose promotion swaps the alias.
 
-:func:`copy_embedded_index` does the same full reindex from a built embedded index (its
-products, template, embedder identity and FAISS vectors), so nothing is embedded again.
+:func:`~indexer.stores.opensearch.copy.copy_embedded_index` does the same full reindex from
+a built embedded index, embedding nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from indexer.catalog import Product, TextTemplate
-from indexer.jobs import ProductEmbedder, open_index
-from indexer.stores.base import FloatMatrix, ModelIdentity, StoreError
+from indexer.jobs import ProductEmbedder
+from indexer.stores.base import ModelIdentity, StoreError
 from indexer.stores.opensearch.aliases import (
+    BUILD,
     STAGED_FOR,
     alias_targets,
     mark_retired,
@@ -153,20 +153,60 @@ def build_index_version(
     """
     if not products:
         raise ValueError(f"{source}: the catalog has no products")
+    created = create_index_version(
+        client,
+        config=config,
+        identity=embedder.identity,
+        template=template,
+        source=source,
+        staged_for=staged_for,
+    )
+    logger.info(
+        "building %s for alias %s: %d products", created.index, created.alias, len(products)
+    )
+    try:
+        load_into(
+            client,
+            created.index,
+            products,
+            config=config,
+            embedder=embedder,
+            template=template,
+            source=source,
+            progress=progress,
+        )
+        return verify_index_version(client, created, products, config=config, embedder=embedder)
+    except BaseException:
+        delete_index_version(client, created)
+        raise
+
+
+def create_index_version(
+    client: Any,
+    *,
+    config: OpenSearchConfig,
+    identity: ModelIdentity,
+    template: TextTemplate,
+    source: str,
+    staged_for: str | None = None,
+    build: str | None = None,
+) -> BuiltIndex:
+    """Step 1: the next ``<alias>-v<n>``, empty, refresh off, its ``_meta`` naming the
+    embedder (and ``build``, the sharded build that fills it); ``count`` is 0."""
     alias = config.index_alias
     prune_retired(client, alias, grace_s=config.reindex_grace_s)
     name = next_index_name(client, alias)
     client.indices.put_index_template(
         name=alias,
-        body=index_template(
-            config, dimension=embedder.identity.dimension, index_patterns=[f"{alias}-v*"]
-        ),
+        body=index_template(config, dimension=identity.dimension, index_patterns=[f"{alias}-v*"]),
     )
     meta = index_meta(
-        identity=embedder.identity, template=template, space_type=config.space_type, source=source
+        identity=identity, template=template, space_type=config.space_type, source=source
     )
     if staged_for is not None:
         meta[STAGED_FOR] = staged_for
+    if build is not None:
+        meta[BUILD] = build
     client.indices.create(
         index=name,
         body={
@@ -174,36 +214,70 @@ def build_index_version(
             "mappings": {"_meta": {META_KEY: meta}},
         },
     )
-    logger.info("building %s for alias %s: %d products", name, alias, len(products))
-    try:
-        report = _load(
-            client,
-            name,
-            products,
-            config=config,
-            embedder=embedder,
-            template=template,
-            progress=progress,
-        )
-        report.raise_for_failures(f"indexing {source} into {name}")
-        client.indices.put_settings(index=name, body={"index": {"refresh_interval": None}})
-        client.indices.refresh(index=name)
-        health = client.cluster.health(index=name, wait_for_status="yellow")
-        if health.get("timed_out"):
-            raise StoreError(f"{name} is not yellow: {health.get('status')}")
-        index = OpenSearchIndex(
-            client,
-            alias=name,
-            meta=meta,
-            ef_search=config.hnsw_ef_search,
-            bulk=bulk_options(config),
-        )
-        _verify(index, products, embedder)
-    except BaseException:
-        logger.error("building %s failed; deleting it, alias %s unchanged", name, alias)
-        client.indices.delete(index=name, ignore_unavailable=True)
-        raise
-    return BuiltIndex(alias=alias, index=name, meta=meta, count=len({p.id for p in products}))
+    return BuiltIndex(alias=alias, index=name, meta=meta, count=0)
+
+
+def load_into(
+    client: Any,
+    index: str,
+    products: Sequence[Product],
+    *,
+    config: OpenSearchConfig,
+    embedder: ProductEmbedder,
+    template: TextTemplate,
+    source: str,
+    progress: bool = False,
+) -> BulkReport:
+    """Step 2: embed and bulk-index ``products`` into ``index`` (their ids as document ids,
+    so loading them again overwrites); BulkIndexingError lists rejected documents."""
+    report = _load(
+        client,
+        index,
+        products,
+        config=config,
+        embedder=embedder,
+        template=template,
+        progress=progress,
+    )
+    report.raise_for_failures(f"indexing {source} into {index}")
+    return report
+
+
+def verify_index_version(
+    client: Any,
+    created: BuiltIndex,
+    products: Sequence[Product],
+    *,
+    config: OpenSearchConfig,
+    embedder: ProductEmbedder,
+) -> BuiltIndex:
+    """Step 3: refresh on, yellow health, every product there and findable (the count and a
+    sample query); StoreError otherwise. The index, with its count."""
+    name = created.index
+    client.indices.put_settings(index=name, body={"index": {"refresh_interval": None}})
+    client.indices.refresh(index=name)
+    health = client.cluster.health(index=name, wait_for_status="yellow")
+    if health.get("timed_out"):
+        raise StoreError(f"{name} is not yellow: {health.get('status')}")
+    index = OpenSearchIndex(
+        client,
+        alias=name,
+        meta=created.meta,
+        ef_search=config.hnsw_ef_search,
+        bulk=bulk_options(config),
+    )
+    _verify(index, products, embedder)
+    return dataclasses.replace(created, count=len({p.id for p in products}))
+
+
+def delete_index_version(client: Any, created: BuiltIndex) -> None:
+    """Delete an index that failed its build (never the one behind the alias)."""
+    if created.index in alias_targets(client, created.alias):
+        raise StoreError(f"{created.index} serves behind {created.alias}; not deleting it")
+    logger.error(
+        "building %s failed; deleting it, alias %s unchanged", created.index, created.alias
+    )
+    client.indices.delete(index=created.index, ignore_unavailable=True)
 
 
 def publish_index(client: Any, built: BuiltIndex, *, grace_s: float) -> tuple[list[str], list[str]]:
@@ -345,59 +419,3 @@ def delete_from_catalog(
     removed = index.delete(product_ids)
     logger.info("deleted %d of %d products from %s", removed, len(product_ids), index.alias)
     return removed
-
-
-class StoredVectors:
-    """A :class:`~indexer.jobs.ProductEmbedder` that looks vectors up instead of computing them.
-
-    Keyed by the rendered text, so a text embeds to what the embedder gave it when the
-    index was built (equal texts have equal vectors); a text it has not seen is refused.
-    """
-
-    def __init__(self, identity: ModelIdentity, vectors: dict[str, FloatMatrix]) -> None:
-        self.identity = identity
-        self._vectors = vectors
-
-    def embed(self, texts: Sequence[str], *, progress: bool = False) -> FloatMatrix:
-        """The stored vectors of ``texts``, shape ``(len(texts), dim)``."""
-        unknown = [text for text in texts if text not in self._vectors]
-        if unknown:
-            raise StoreError(f"{len(unknown)} text(s) have no stored vector, e.g. {unknown[0]!r}")
-        if not texts:
-            return np.empty((0, self.identity.dimension), dtype=np.float32)
-        return np.stack([self._vectors[text] for text in texts]).astype(np.float32)
-
-
-def copy_embedded_index(
-    index_dir: Path,
-    *,
-    config: OpenSearchConfig,
-    client: Any | None = None,
-    progress: bool = True,
-) -> ReindexResult:
-    """Reindex the embedded index in ``index_dir`` into OpenSearch, reusing its vectors.
-
-    The new index gets the embedded index's products, text template and embedder identity,
-    and each product's vector read back from FAISS: moving an index to OpenSearch costs no
-    embedding, and serving refuses it with another embedder as it would the original.
-    """
-    embedded = open_index(index_dir)
-    try:
-        products = list(embedded.product_store.iter_products())
-        template = embedded.template
-        matrix = embedded.vector_store.vectors([p.id for p in products])
-        vectors = {template.render(p): row for p, row in zip(products, matrix, strict=True)}
-        source = str(embedded.manifest.get("source", index_dir))
-        identity = embedded.vector_store.identity
-    finally:
-        embedded.close()
-    logger.info("copying %d products and vectors from %s", len(products), index_dir)
-    return reindex_catalog(
-        products,
-        config=config,
-        embedder=StoredVectors(identity, vectors),
-        template=template,
-        source=f"{source} (vectors from the embedded index {index_dir})",
-        client=client,
-        progress=progress,
-    )

@@ -82,9 +82,11 @@ def test_a_sharded_build_is_a_plan_then_one_task_per_shard_then_the_commit() -> 
     spec = parse_params("index", {"catalog": "/shop/products.jsonl", "shards": 3})
     plan, shards, commit = _stages("index", spec)
 
-    assert plan == [("index_plan", {"catalog": "/shop/products.jsonl", "shards": 3})]
+    assert plan == [
+        ("index_plan", {"catalog": "/shop/products.jsonl", "shards": 3, "backend": None})
+    ]
     assert shards == [("index_shard", {"shard": shard}) for shard in range(3)]
-    assert commit == [("index_commit", {})]
+    assert commit == [("index_commit", {"backend": None})]
 
 
 def test_one_shard_is_the_plain_index_task() -> None:
