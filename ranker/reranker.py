@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -132,6 +133,14 @@ class Reranker:
         self.batch_size = batch_size
         self.max_query_tokens = max_query_tokens
         self.prior = prior
+
+    def read_prior_vectors_from(self, catalog: CatalogVectors | None) -> bool:
+        """Let the dense prior read indexed products' vectors by their text instead of
+        embedding them, as serving does; whether it can (a prior, and a catalog)."""
+        if self.prior is None or catalog is None:
+            return False
+        self.prior = dataclasses.replace(self.prior, catalog=catalog)
+        return True
 
     @classmethod
     def load(

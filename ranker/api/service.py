@@ -378,10 +378,9 @@ def attach_catalog_vectors(reranker: Reranker, pipeline: SearchPipeline) -> None
         return
     start = time.perf_counter()
     catalog = pipeline.catalog_vectors()
-    if catalog is None:
+    if catalog is None or not reranker.read_prior_vectors_from(catalog):
         logger.info("the dense prior embeds every product (the index's vectors do not fit it)")
         return
-    reranker.prior = dataclasses.replace(reranker.prior, catalog=catalog)
     logger.info(
         "the dense prior reads %d products' vectors from the index (digested in %.1f s)",
         len(catalog),

@@ -12,7 +12,6 @@ production's read from the registry, else the teacher's on the same queries.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import logging
@@ -72,9 +71,7 @@ def score_with_teacher(
     embedder = load_embedder(sources)
     model = load_reranker(sources, embedder=embedder, source=source)
     pipeline = open_pipeline(sources, embedder=embedder, reranker=model)
-    # As serving does, the prior reads the products' vectors from the index.
-    if model.prior is not None:
-        model.prior = dataclasses.replace(model.prior, catalog=pipeline.catalog_vectors())
+    model.read_prior_vectors_from(pipeline.catalog_vectors())  # as serving does
     pairs_path = work_dir / TEACHER_PAIRS
     pairs = cached_teacher_pairs(
         pipeline,

@@ -1,7 +1,9 @@
 """The evaluate job: the figures the promotion gate compares, measured on this machine.
 
 For a reranker candidate it times rerank-50 (each judged query's judged products, up to 50,
-caches cold) with the bi-encoder that serves, and records it as ``rerank50_p50_ms``. When
+caches cold) with the bi-encoder that serves, and records it as ``rerank50_p50_ms``. As
+serving does, the dense prior reads the indexed products' vectors by their text when the
+index holds them (``latency_basis`` says whether it did). When
 production has no NDCG@10 on the candidate's judgments yet, it scores production as it
 serves on them (the rerank task) and records the figure in production's ``on_judgments``, so
 the gate compares both on the same queries. That figure is in-sample for queries production
@@ -31,6 +33,8 @@ from ranker.settings import Settings
 
 if TYPE_CHECKING:
     from ranker.embedder import Embedder
+    from ranker.pipeline import SearchPipeline
+    from ranker.reranker import Reranker
     from ranker.training.jobs import TrainingData
 
 logger = logging.getLogger(__name__)
@@ -71,8 +75,9 @@ def evaluate_candidate(
         embedder = load_embedder(settings)
     else:
         embedder = embedder_loader()
-    scorers = _RerankScorers(settings, embedder)
-    score = scorers.for_version(candidate)
+    scorers = _RerankScorers(settings, embedder, _index(settings, embedder))
+    reranker = scorers.load(candidate)
+    score = reranker.score
     cases = rerank_cases(data.judgments, data.product_texts)
 
     def call(i: int) -> object:
@@ -80,7 +85,12 @@ def evaluate_candidate(
         return score(query, documents)
 
     latency = time_calls(call, repeats=repeats).p50_ms
-    metrics = {**candidate.metrics, LATENCY: latency, "latency_host": socket.gethostname()}
+    metrics = {
+        **candidate.metrics,
+        LATENCY: latency,
+        "latency_host": socket.gethostname(),
+        "latency_basis": scorers.latency_basis(reranker),
+    }
     if candidate.metrics.get(JUDGMENTS) != data.sha256:
         _record_on_judgments(metrics, data.sha256, score, data)
     registry.update(role, version, metrics=metrics)
@@ -99,21 +109,51 @@ def evaluate_candidate(
     return result
 
 
-class _RerankScorers:
-    """Rerankers loaded as serving loads them, sharing one bi-encoder for their priors."""
+def _index(settings: Settings, embedder: Embedder) -> SearchPipeline | None:
+    """The index as serving opens it, for the priors to read its vectors; None without an
+    index this bi-encoder can search."""
+    from indexer.stores.base import StoreError
+    from ranker.loading import open_pipeline
 
-    def __init__(self, settings: Settings, embedder: Embedder) -> None:
+    try:
+        return open_pipeline(settings, embedder=embedder, reranker=None)
+    except StoreError as exc:
+        logger.warning("timing with the prior embedding every product: %s", exc)
+        return None
+
+
+class _RerankScorers:
+    """Rerankers loaded as serving loads them, sharing one bi-encoder for their priors, which
+    read the index's product vectors (``index``) where they fit, as serving's do."""
+
+    def __init__(self, settings: Settings, embedder: Embedder, index: SearchPipeline | None):
         self.settings = settings
         self.embedder = embedder
+        self.index = index
 
-    def for_version(self, version: ModelVersion) -> Scorer:
+    def load(self, version: ModelVersion) -> Reranker:
+        """``version`` as serving loads it."""
         from ranker.loading import load_reranker
         from ranker.serving_models import ModelSource
 
         reranker = load_reranker(
             self.settings, embedder=self.embedder, source=ModelSource(version.path, version)
         )
-        return reranker.score
+        if self.index is not None:
+            reranker.read_prior_vectors_from(self.index.with_reranker(reranker).catalog_vectors())
+        return reranker
+
+    def for_version(self, version: ModelVersion) -> Scorer:
+        """``version``'s scores for a query and texts."""
+        return self.load(version).score
+
+    def latency_basis(self, reranker: Reranker) -> str:
+        """How ``reranker``'s timed calls got the products' vectors for its dense prior."""
+        if reranker.prior is None:
+            return "rerank-50 (no dense prior)"
+        if reranker.prior.catalog is None:
+            return "rerank-50, the dense prior embedding every product"
+        return "rerank-50 of indexed products, the dense prior reading their vectors (as /search)"
 
 
 def _record_on_judgments(

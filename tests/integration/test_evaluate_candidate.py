@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from ranker.embedder import Embedder
 from ranker.evaluation.candidate import evaluate_candidate
+from ranker.loading import build_default_index
+from ranker.model_files import weights_sha256
 from ranker.promotion import gate_decision
 from ranker.registry import Registry
 from ranker.settings import EmbedderSettings, RegistrySettings, RerankSettings, Settings
@@ -84,3 +88,38 @@ def test_evaluate_uses_the_bi_encoder_it_is_handed(
 
     assert handed == [held]
     assert result["rerank50_p50_ms"] > 0
+
+
+@pytest.mark.slow
+def test_evaluate_times_the_prior_reading_indexed_vectors_as_serving_does(
+    tmp_path: Path,
+    tiny_reranker_dir: Path,
+    tiny_embedder_dir: Path,
+    tiny_embedder: Embedder,
+    subset_catalog_path: Path,
+) -> None:
+    settings = Settings(
+        home=tmp_path,
+        embedder=EmbedderSettings(model=str(tiny_embedder_dir), backend="torch"),
+        rerank=RerankSettings(backend="torch"),
+    )
+    build_default_index(settings, subset_catalog_path, embedder=tiny_embedder, progress=False)
+    with_prior = tmp_path / "reranker-with-prior"
+    shutil.copytree(tiny_reranker_dir, with_prior)
+    prior = {
+        "kind": "dense-cosine",
+        "weight": 3.0,
+        "bias": -1.0,
+        "embedder": {"model_id": "tiny", "weights_sha256": weights_sha256(tiny_embedder_dir)},
+    }
+    (with_prior / "shoprank.json").write_text(json.dumps({"prior": prior}))
+    registry = Registry(settings.registry_path)
+    registry.promote("reranker", registry.register("reranker", with_prior).version)
+    candidate = registry.register("reranker", with_prior)
+
+    evaluate_candidate(
+        settings, "reranker", candidate.version, catalog=subset_catalog_path, repeats=2
+    )
+
+    basis = registry.get("reranker", candidate.version).metrics["latency_basis"]
+    assert "reading their vectors" in basis, basis
