@@ -31,7 +31,7 @@ from indexer.stores.opensearch.aliases import (
     versioned_indexes,
 )
 from indexer.stores.opensearch.client import make_client
-from indexer.stores.opensearch.jobs import ReindexResult, stage_catalog
+from indexer.stores.opensearch.jobs import ReindexResult, reindex_catalog
 from indexer.stores.opensearch.mapping import META_KEY, identity_from_meta
 from ranker.registry import RegistryError
 from ranker.serving_models import ModelSource, open_registry
@@ -57,13 +57,13 @@ def stage_opensearch_index(
     candidate = open_registry(settings).verify("embedder", version)
     embedder = load_embedder(settings, source=ModelSource(candidate.path, candidate))
     source = catalog or sample_catalog_path()
-    return stage_catalog(
+    return reindex_catalog(
         load_products(source),
         config=settings.opensearch,
         embedder=embedder,
         template=TextTemplate(settings.index.text_template),
         source=str(source),
-        version=version,
+        staged_for=version,
         client=client,
         progress=progress,
     )

@@ -11,8 +11,10 @@ embedder), so a Celery task can wrap it. A full reindex:
 
 Any failure before the swap deletes the new index and leaves the alias as it was. Rejected
 documents fail the job with every one listed (:class:`BulkIndexingError`). Steps 1-3 are
-:func:`build_index_version`, steps 4-5 :func:`publish_index`; :func:`stage_catalog` does
-steps 1-3 alone for a candidate bi-encoder, whose promotion swaps the alias.
+:func:`build_index_version` (in turn :func:`create_index_version`, :func:`load_into` and
+:func:`verify_index_version`, which a sharded build runs as separate tasks), steps 4-5
+:func:`publish_index`. With ``staged_for`` a reindex does steps 1-3 alone, for a candidate
+bi-encoder whose promotion swaps the alias.
 
 :func:`~indexer.stores.opensearch.copy.copy_embedded_index` does the same full reindex from
 a built embedded index, embedding nothing.
@@ -299,54 +301,13 @@ def reindex_catalog(
     source: str,
     client: Any | None = None,
     progress: bool = True,
+    staged_for: str | None = None,
 ) -> ReindexResult:
-    """Build a new versioned index of ``products``, verify it, and swap the alias to it."""
-    started = time.perf_counter()
-    client = client if client is not None else make_client(config)
-    built = build_index_version(
-        products,
-        config=config,
-        embedder=embedder,
-        template=template,
-        source=source,
-        client=client,
-        progress=progress,
-    )
-    replaced, deleted = publish_index(client, built, grace_s=config.reindex_grace_s)
-    result = ReindexResult(
-        alias=built.alias,
-        index=built.index,
-        count=built.count,
-        replaced=replaced,
-        deleted=deleted,
-        seconds=time.perf_counter() - started,
-    )
-    logger.info(
-        "alias %s -> %s: %d products in %.1f s (%.0f docs/s)",
-        result.alias,
-        result.index,
-        result.count,
-        result.seconds,
-        result.docs_per_s,
-    )
-    return result
+    """Build a new versioned index of ``products``, verify it, and swap the alias to it.
 
-
-def stage_catalog(
-    products: Sequence[Product],
-    *,
-    config: OpenSearchConfig,
-    embedder: ProductEmbedder,
-    template: TextTemplate,
-    source: str,
-    version: str,
-    client: Any | None = None,
-    progress: bool = True,
-) -> ReindexResult:
-    """Build and verify an index of ``products`` for embedder ``version`` beside the alias.
-
-    The alias does not move: promoting that embedder swaps it (``ranker.opensearch_switch``).
-    The index is marked staged for ``version``; an earlier one staged for it is retired.
+    With ``staged_for`` (a bi-encoder version) the alias does not move: the index is marked
+    staged for that version, whose promotion swaps it in (``ranker.opensearch_switch``), and
+    an index staged for it earlier is retired.
     """
     started = time.perf_counter()
     client = client if client is not None else make_client(config)
@@ -358,8 +319,33 @@ def stage_catalog(
         source=source,
         client=client,
         progress=progress,
-        staged_for=version,
+        staged_for=staged_for,
     )
+    if staged_for is None:
+        replaced, deleted = publish_index(client, built, grace_s=config.reindex_grace_s)
+    else:
+        replaced, deleted = _retire_staged(client, built, staged_for), []
+    result = ReindexResult(
+        alias=built.alias,
+        index=built.index,
+        count=built.count,
+        replaced=replaced,
+        deleted=deleted,
+        seconds=time.perf_counter() - started,
+    )
+    logger.info(
+        "%s %s: %d products in %.1f s (%.0f docs/s)",
+        f"alias {result.alias} ->" if staged_for is None else f"staged for {staged_for}:",
+        result.index,
+        result.count,
+        result.seconds,
+        result.docs_per_s,
+    )
+    return result
+
+
+def _retire_staged(client: Any, built: BuiltIndex, version: str) -> list[str]:
+    """Retire the indexes staged for ``version`` before ``built``; their names."""
     metas = versioned_indexes(client, built.alias)
     live = set(alias_targets(client, built.alias))
     replaced = [
@@ -372,15 +358,7 @@ def stage_catalog(
     ]
     for name in replaced:
         mark_retired(client, name, metas[name])
-    logger.info("staged %s for embedder %s beside alias %s", built.index, version, built.alias)
-    return ReindexResult(
-        alias=built.alias,
-        index=built.index,
-        count=built.count,
-        replaced=replaced,
-        deleted=[],
-        seconds=time.perf_counter() - started,
-    )
+    return replaced
 
 
 def upsert_catalog(

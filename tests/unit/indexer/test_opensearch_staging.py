@@ -64,13 +64,13 @@ def test_staging_again_retires_the_earlier_staged_index_and_leaves_the_alias(
         )
 
     monkeypatch.setattr(jobs, "build_index_version", build)
-    result = jobs.stage_catalog(
+    result = jobs.reindex_catalog(
         [Product(id="p1", title="one")],
         config=OpenSearchSettings(index_alias=ALIAS),
         embedder=object(),  # type: ignore[arg-type]
         template=TextTemplate("{title}"),
         source="test",
-        version="v2",
+        staged_for="v2",
         client=fake_cluster,
         progress=False,
     )
