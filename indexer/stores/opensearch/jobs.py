@@ -80,7 +80,7 @@ def _slices(products: Sequence[Product], size: int) -> Iterator[Sequence[Product
         yield products[start : start + size]
 
 
-def _load(
+def load_into(
     client: Any,
     index: str,
     products: Sequence[Product],
@@ -88,9 +88,12 @@ def _load(
     config: OpenSearchConfig,
     embedder: ProductEmbedder,
     template: TextTemplate,
-    progress: bool,
+    source: str,
+    progress: bool = False,
 ) -> BulkReport:
-    """Embed and bulk-index ``products`` into ``index``, slice by slice."""
+    """Step 2: embed and bulk-index ``products`` into ``index``, slice by slice (their ids as
+    document ids, so loading them again overwrites); BulkIndexingError lists rejected
+    documents, naming ``source``."""
     report = BulkReport()
     options = bulk_options(config)
     with tqdm(total=len(products), unit="doc", desc="index", disable=not progress) as bar:
@@ -108,6 +111,7 @@ def _load(
             ]
             report.merge(run_bulk(client, actions, options=options))
             bar.update(len(chunk))
+    report.raise_for_failures(f"indexing {source} into {index}")
     return report
 
 
@@ -217,32 +221,6 @@ def create_index_version(
         },
     )
     return BuiltIndex(alias=alias, index=name, meta=meta, count=0)
-
-
-def load_into(
-    client: Any,
-    index: str,
-    products: Sequence[Product],
-    *,
-    config: OpenSearchConfig,
-    embedder: ProductEmbedder,
-    template: TextTemplate,
-    source: str,
-    progress: bool = False,
-) -> BulkReport:
-    """Step 2: embed and bulk-index ``products`` into ``index`` (their ids as document ids,
-    so loading them again overwrites); BulkIndexingError lists rejected documents."""
-    report = _load(
-        client,
-        index,
-        products,
-        config=config,
-        embedder=embedder,
-        template=template,
-        progress=progress,
-    )
-    report.raise_for_failures(f"indexing {source} into {index}")
-    return report
 
 
 def verify_index_version(
@@ -373,16 +351,16 @@ def upsert_catalog(
     if not products:
         return BulkReport()
     index = open_opensearch_index(config, expected=embedder.identity, client=client)
-    report = _load(
+    report = load_into(
         index.client,
         config.index_alias,
         products,
         config=config,
         embedder=embedder,
         template=index.template,
+        source="the upserted products",
         progress=progress,
     )
-    report.raise_for_failures(f"upserting into {config.index_alias!r}")
     logger.info("upserted %d products into %s", report.succeeded, config.index_alias)
     return report
 
