@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from indexer.stores.base import FloatMatrix, ModelIdentity
 from ranker.backends import Backend, ModelTask, TokenBatch, load_backend
+from ranker.backends.base import run_batch
 from ranker.model_files import lineage, model_id, resolve_model_dir
 from ranker.settings import BackendSettings
 from ranker.tokenization import PairTokenizer, length_sorted_batches, pad_batch
@@ -73,7 +74,7 @@ class Embedder:
         with tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress) as bar:
             for indices in batches:
                 batch = pad_batch([encodings[i] for i in indices], pad_id=self.tokenizer.pad_id)
-                output[indices] = self.backend.infer(batch)
+                output[indices] = run_batch(self.backend, batch)
                 bar.update(len(indices))
         if normalize:
             output /= np.maximum(np.linalg.norm(output, axis=1, keepdims=True), 1e-12)

@@ -13,7 +13,7 @@ import numpy as np
 
 from indexer.stores.base import FloatMatrix
 from ranker.backends import Backend, ModelTask, load_backend
-from ranker.backends.base import FloatArray
+from ranker.backends.base import FloatArray, run_batch
 from ranker.caching import TextCache
 from ranker.catalog_vectors import CatalogVectors
 from ranker.embedder import Embedder
@@ -212,7 +212,7 @@ class Reranker:
         )
         for indices in length_sorted_batches([len(e.ids) for e in encodings], self.batch_size):
             batch = pad_batch([encodings[i] for i in indices], pad_id=self.tokenizer.pad_id)
-            scores[indices] = self.backend.infer(batch)
+            scores[indices] = run_batch(self.backend, batch)
         if self.prior is None:
             return scores, np.zeros_like(scores)
         return scores, self.prior.scores(query, documents, document_vectors)

@@ -16,7 +16,12 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from indexer.stores.base import SearchFilter, StoreUnavailableError
-from ranker.api.errors import IndexUnavailableError, NotReadyError, RequestValidationFailedError
+from ranker.api.errors import (
+    ROUTE_ERROR_RESPONSES,
+    IndexUnavailableError,
+    NotReadyError,
+    RequestValidationFailedError,
+)
 from ranker.api.metrics import Metrics
 from ranker.api.schemas import (
     CohereRerankRequest,
@@ -33,7 +38,7 @@ from ranker.api.schemas import (
     TeiRerankRequest,
 )
 from ranker.api.service import Service, Snapshot
-from ranker.api.validation import check_documents, check_query, require_text
+from ranker.api.validation import check_documents, check_filter_values, check_query, require_text
 from ranker.reranker import Reranker
 from ranker.settings import Settings
 
@@ -142,7 +147,9 @@ def _score_documents(
     return logits, {"validate": 1e3 * (validated - start), "rerank": 1e3 * (done - validated)}
 
 
-@router.post("/search", response_model=SearchResponse, tags=["search"])
+@router.post(
+    "/search", response_model=SearchResponse, tags=["search"], responses=ROUTE_ERROR_RESPONSES
+)
 def search(
     body: SearchRequest,
     response: Response,
@@ -177,6 +184,8 @@ def search(
         )
     search_filter = None
     if body.filters is not None:
+        check_filter_values(body.filters.brands, limits=settings.api, what="filters.brands")
+        check_filter_values(body.filters.categories, limits=settings.api, what="filters.categories")
         try:
             search_filter = SearchFilter(
                 brands=tuple(body.filters.brands),
@@ -232,7 +241,12 @@ def search(
     )
 
 
-@router.post("/v1/rerank", response_model=CohereRerankResponse | list[RerankScore], tags=["rerank"])
+@router.post(
+    "/v1/rerank",
+    response_model=CohereRerankResponse | list[RerankScore],
+    tags=["rerank"],
+    responses=ROUTE_ERROR_RESPONSES,
+)
 def cohere_rerank(
     body: CohereRerankRequest,
     response: Response,
@@ -290,7 +304,9 @@ def cohere_rerank(
     )
 
 
-@router.post("/rerank", response_model=list[TeiRank], tags=["rerank"])
+@router.post(
+    "/rerank", response_model=list[TeiRank], tags=["rerank"], responses=ROUTE_ERROR_RESPONSES
+)
 def tei_rerank(
     body: TeiRerankRequest,
     response: Response,
@@ -319,7 +335,9 @@ def tei_rerank(
     ]
 
 
-@router.post("/embed", response_model=list[list[float]], tags=["embed"])
+@router.post(
+    "/embed", response_model=list[list[float]], tags=["embed"], responses=ROUTE_ERROR_RESPONSES
+)
 def tei_embed(
     body: TeiEmbedRequest, response: Response, snapshot: EmbeddingDep, settings: SettingsDep
 ) -> list[list[float]]:

@@ -1,19 +1,57 @@
 """Every HTTP request and response shape, in one place.
 
 Unknown fields are refused (``extra="forbid"``), so a typo never silently changes a
-request's meaning. Length limits that depend on settings are checked in
-:mod:`ranker.api.validation`, before any model runs.
+request's meaning, and so is text that no model or store can read: a lone surrogate
+(``"\\ud800"`` in the JSON) anywhere in a request. Length limits that depend on settings
+are checked in :mod:`ranker.api.validation`, before any model runs.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def _lone_surrogate_at(value: Any, where: str) -> str | None:
+    """Where in ``value`` (JSON data) the first string with a lone surrogate is; else None."""
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "body"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _lone_surrogate_at(key, where) or _lone_surrogate_at(
+                item, f"{where}.{key}" if where else str(key)
+            )
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lone_surrogate_at(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        """Refuse a lone surrogate (``\\ud800`` without its pair) anywhere in the request."""
+        where = _lone_surrogate_at(data, "")
+        if where is not None:
+            raise ValueError(
+                f"{where} holds a lone surrogate (an unpaired \\ud800-\\udfff escape), "
+                "which is not text; send valid UTF-8"
+            )
+        return data
 
 
 class SearchFilters(_Request):
@@ -201,10 +239,14 @@ class HealthResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Every error body: a message and a closed ``error_type``."""
+    """Every error body: a message, a closed ``error_type`` and the request's id (also the
+    ``x-request-id`` header). A refused promotion adds ``reasons`` and ``gate``."""
 
     error: str
     error_type: str
+    request_id: str | None = Field(
+        default=None, description="The request's id, as the server log records it."
+    )
 
 
 # ----------------------------------------------------------------------------- /admin

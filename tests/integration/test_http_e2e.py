@@ -145,7 +145,8 @@ def _error(response: httpx.Response, status: int, error_type: str, fragment: str
     """Assert an error response's status, error_type and a helpful message fragment."""
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error", "error_type"}
+    assert set(body) == {"error", "error_type", "request_id"}
+    assert body["request_id"] == response.headers["x-request-id"]
     assert body["error_type"] == error_type
     assert fragment in body["error"], body["error"]
 
@@ -181,19 +182,24 @@ def test_healthz_names_the_loaded_models(
     }
 
 
-def test_metrics_count_requests_by_path_and_status(server: httpx.Client) -> None:
+def test_metrics_count_requests_by_route_and_status(server: httpx.Client) -> None:
     server.post("/search", json={"query": QUERY, "k": 2})
     server.post("/search", json={"query": ""})
+    server.get('/no/such/"path')
 
     response = server.get("/metrics")
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    assert "# TYPE shoprank_requests_total counter" in text
-    assert 'shoprank_requests_total{path="/search",status="200"}' in text
-    assert 'shoprank_requests_total{path="/search",status="400"}' in text
-    assert 'shoprank_stage_seconds_sum{stage="rerank"}' in text
+    assert "# TYPE shoprank_request_duration_seconds histogram" in text
+    search = 'shoprank_request_duration_seconds_count{method="POST",route="/search",status='
+    assert search + '"200"}' in text
+    assert search + '"400"}' in text
+    assert 'route="unmatched",status="404"}' in text
+    assert "no/such" not in text
+    assert 'shoprank_stage_duration_seconds_count{stage="rerank"}' in text
+    assert 'shoprank_model_info{backend="torch",device="cpu",role="reranker"' in text
 
 
 # ----------------------------------------------------------------------------- search
