@@ -137,7 +137,14 @@ class EdgeMiddleware:
     def _route_template(self, path: str) -> str:
         """The template of the first route whose path matches, else ``unmatched``."""
         if self._templates is None:  # on the first request, once every route is added
-            self._templates = [(compile_path(t)[0], t) for t in self._route_templates()]
+            try:
+                templates = self._route_templates()
+            except Exception:  # a schema that does not build must not stop the serving
+                logger.exception(
+                    "route templates unreadable; metrics label every route %s", UNMATCHED
+                )
+                templates = []
+            self._templates = [(compile_path(t)[0], t) for t in templates]
         for pattern, template in self._templates:
             if pattern.match(path):
                 return template
