@@ -16,6 +16,9 @@ from fastapi import FastAPI
 
 from indexer.redaction import install_log_redaction, secret_values
 from ranker.api.admin import admin_router
+from ranker.api.compat.cohere_routes import cohere_router
+from ranker.api.compat.openai_routes import openai_router
+from ranker.api.compat.tei_routes import tei_router
 from ranker.api.edge import EdgeMiddleware
 from ranker.api.error_handlers import install_error_handlers
 from ranker.api.errors import ERROR_TABLE
@@ -106,6 +109,9 @@ def create_app(
     )
 
     app.include_router(router)
+    app.include_router(cohere_router)
+    app.include_router(openai_router)
+    app.include_router(tei_router)
     app.include_router(health_router)
     if admin_keys:
         app.include_router(admin_router)

@@ -1,9 +1,11 @@
-"""Every HTTP request and response shape, in one place.
+"""shoprank's own HTTP request and response shapes.
 
 Unknown fields are refused (``extra="forbid"``), so a typo never silently changes a
 request's meaning, and so is text that no model or store can read: a lone surrogate
 (``"\\ud800"`` in the JSON) anywhere in a request. Length limits that depend on settings
-are checked in :mod:`ranker.api.validation`, before any model runs.
+are checked in :mod:`ranker.api.validation`, before any model runs. The shapes of other
+services' APIs (Cohere, OpenAI, text-embeddings-inference, Infinity) are in
+:mod:`ranker.api.compat`.
 """
 
 from __future__ import annotations
@@ -113,92 +115,6 @@ class SearchResponse(BaseModel):
     embedder_version: str | None = Field(
         default=None, description="The bi-encoder version whose vectors were searched."
     )
-
-
-class RerankDocument(_Request):
-    """A document given as an object."""
-
-    text: str
-
-
-class CohereRerankRequest(_Request):
-    """``POST /v1/rerank``, the Cohere shape.
-
-    Also what an OpenSearch ML Commons connector sends with the pre-process function
-    ``connector.pre_process.default.rerank`` (in 2.19 the same function as
-    ``connector.pre_process.cohere.rerank``): it makes the parameters ``query`` (the text),
-    ``documents`` (a JSON array of strings) and ``top_n`` (the number of documents), which the
-    connector's request body ``{"query": "${parameters.query}", "documents":
-    ${parameters.documents}, "top_n": ${parameters.top_n}}`` turns into this shape.
-    """
-
-    query: str
-    documents: list[str | RerankDocument]
-    top_n: int | None = Field(default=None, ge=1)
-    model: str | None = Field(default=None, description="Accepted for compatibility; ignored.")
-    return_documents: bool = False
-    truncate: bool = Field(default=True, description="Cut over-long inputs instead of 413.")
-
-
-class CohereRerankResult(BaseModel):
-    """One scored document: its index in the request and a score in [0, 1]."""
-
-    index: int
-    relevance_score: float
-    document: RerankDocument | None = None
-
-
-class CohereRerankResponse(BaseModel):
-    """Results ordered by relevance, best first."""
-
-    id: str
-    results: list[CohereRerankResult]
-    meta: dict[str, object] = Field(default_factory=dict)
-
-
-RerankFormat = Literal["cohere", "array"]
-"""``POST /v1/rerank?format=``: ``cohere`` (default) or ``array``."""
-
-
-class RerankScore(BaseModel):
-    """One element of ``POST /v1/rerank?format=array``: a bare JSON array of these.
-
-    What ML Commons' ``connector.post_process.default.rerank`` reads (2.19: the Cohere
-    rerank post-process with the response filter ``$[*]``, where ``...cohere.rerank`` uses
-    ``$.results``): a JSON array of objects whose ``index`` is an integer and whose
-    ``relevance_score`` is a float (it is read as a Java Double, so always written with a
-    decimal point). It places each score at its ``index``, so the array must cover every
-    document (the pre-process function asks for ``top_n`` = all of them).
-    """
-
-    index: int
-    relevance_score: float
-
-
-class TeiRerankRequest(_Request):
-    """``POST /rerank``, the text-embeddings-inference shape."""
-
-    query: str
-    texts: list[str]
-    truncate: bool = True
-    raw_scores: bool = Field(default=False, description="Logits instead of sigmoid scores.")
-    return_text: bool = False
-
-
-class TeiRank(BaseModel):
-    """One scored text."""
-
-    index: int
-    score: float
-    text: str | None = None
-
-
-class TeiEmbedRequest(_Request):
-    """``POST /embed``, the text-embeddings-inference shape."""
-
-    inputs: str | list[str]
-    normalize: bool = True
-    truncate: bool = True
 
 
 class IndexHealth(BaseModel):

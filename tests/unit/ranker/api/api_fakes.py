@@ -23,8 +23,9 @@ class FakeTokenizer:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(text.split()) + 2 for text in texts]
 
-    def truncate_text(self, text: str, max_tokens: int) -> str:
-        return " ".join(text.split()[:max_tokens])
+    def truncate_text(self, text: str, max_tokens: int, *, side: str = "right") -> str:
+        words = text.split()
+        return " ".join(words[len(words) - max_tokens :] if side == "left" else words[:max_tokens])
 
 
 class FakeBackend:
@@ -38,6 +39,9 @@ class FakeBackend:
         self.warmups += 1
         return 0.0
 
+    def health(self) -> bool:
+        return True
+
 
 class FakeReranker:
     """Scores every document with the same logit: its ``score`` (say, its version number)."""
@@ -49,6 +53,7 @@ class FakeReranker:
         self.tokenizer = FakeTokenizer()
         self.backend = FakeBackend()
         self.embedder: Any = None
+        self.batch_size = 8
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return np.full(len(documents), self.logit, dtype=np.float32)
@@ -60,6 +65,7 @@ class FakeEmbedder:
         self.dimension = 4
         self.tokenizer = FakeTokenizer()
         self.backend = FakeBackend()
+        self.batch_size = 8
 
     def embed(self, texts: Sequence[str], *, normalize: bool = True) -> np.ndarray:
         return np.ones((len(texts), 4), dtype=np.float32) / 2.0
