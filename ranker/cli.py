@@ -138,23 +138,17 @@ def index(
 ) -> None:
     """Build the FAISS and BM25 indexes of a catalog (the sample catalog by default)."""
     from indexer.stores.opensearch.bulk import BulkIndexingError
+    from ranker.errors import ShoprankError
     from ranker.indexing import IndexRequest, failure_types, resolve_backend, run_index_job
 
     settings = _settings(index_dir)
-    if for_embedder is not None:
-        chosen_backend = backend.value if backend is not None else settings.index.backend
-        others = (upsert, delete, from_embedded)
-        if chosen_backend == "opensearch":
-            _stage_opensearch_index(settings, for_embedder, catalog=catalog, others=others)
-        else:
-            _stage_index(settings, for_embedder, catalog=catalog, others=others)
-        return
     request = IndexRequest(
         backend=backend.value if backend is not None else None,
         catalog=catalog,
         upsert=upsert,
         delete=delete,
         from_embedded=from_embedded,
+        for_embedder=for_embedder,
     )
     chosen = resolve_backend(settings, request)
     if chosen == "opensearch":
@@ -170,54 +164,11 @@ def index(
         for failure in exc.failures:
             typer.echo(failure.describe(), err=True)
         raise _fail(f"{len(exc.failures)} document(s) rejected (listed above)") from exc
+    except ShoprankError as exc:
+        raise _fail(exc.message) from exc
     except failure_types(chosen) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(outcome.summary)
-
-
-def _stage_index(
-    settings: Settings, version: str, *, catalog: Path | None, others: tuple[object, ...]
-) -> None:
-    from indexer.stores.base import StoreError
-    from ranker.errors import ShoprankError
-    from ranker.model_switch import stage_index, staged_index_path
-
-    if any(others):
-        raise _fail("--for-embedder builds a full index; drop --upsert/--delete/--from-embedded")
-    try:
-        manifest = stage_index(settings, version, catalog=catalog)
-    except ShoprankError as exc:
-        raise _fail(exc.message) from exc
-    except (StoreError, OSError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
-    typer.echo(
-        f"indexed {manifest['count']} products for embedder {version} in "
-        f"{staged_index_path(settings, version)}; `shoprank models promote embedder {version}` "
-        "swaps it in with the embedder"
-    )
-
-
-def _stage_opensearch_index(
-    settings: Settings, version: str, *, catalog: Path | None, others: tuple[object, ...]
-) -> None:
-    from ranker.errors import ShoprankError
-    from ranker.indexing import failure_types
-    from ranker.opensearch_switch import stage_opensearch_index
-
-    if any(others):
-        raise _fail("--for-embedder builds a full index; drop --upsert/--delete/--from-embedded")
-    try:
-        result = stage_opensearch_index(settings, version, catalog=catalog)
-    except ShoprankError as exc:
-        raise _fail(exc.message) from exc
-    except failure_types("opensearch") as exc:
-        raise _fail(str(exc)) from exc
-    retired = f"; retired the earlier {', '.join(result.replaced)}" if result.replaced else ""
-    typer.echo(
-        f"indexed {result.count} products for embedder {version} into {result.index} beside "
-        f"alias {result.alias} in {result.seconds:.1f} s{retired}; "
-        f"`shoprank models promote embedder {version}` swaps the alias with the embedder"
-    )
 
 
 @app.command()

@@ -10,7 +10,10 @@ choice of backend and action lives here only. The backend is the request's, else
 - **upsert**: add or replace the catalog's products in place;
 - **delete**: remove the products listed in a file (one id a line); it wins over upsert;
 - **copy** (OpenSearch only): copy the built embedded index, vectors included, into a new
-  OpenSearch index behind the alias, embedding nothing.
+  OpenSearch index behind the alias, embedding nothing;
+- **stage**: a full build with a candidate bi-encoder (``for_embedder``, a registry version)
+  beside the serving index (embedded: a directory next to it; OpenSearch: a versioned index
+  off the alias), which promoting that bi-encoder swaps in (``ranker.model_switch``).
 
 Failures are raised as they come: ``CatalogError``/``ValueError`` for bad input,
 ``StoreError`` (``StoreUnavailableError`` when the cluster cannot be reached now,
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 IndexBackend = Literal["embedded", "opensearch"]
-IndexAction = Literal["build", "upsert", "delete", "copy"]
+IndexAction = Literal["build", "upsert", "delete", "copy", "stage"]
 BACKENDS: tuple[str, ...] = get_args(IndexBackend)
 
 
@@ -55,10 +58,14 @@ class IndexRequest:
     """A file of product ids to remove, one a line."""
     from_embedded: bool = False
     """OpenSearch only: copy the embedded index (``settings.index_path``) into it."""
+    for_embedder: str | None = None
+    """A candidate bi-encoder version to build the index for, beside the serving one."""
 
     @property
     def action(self) -> IndexAction:
         """What the request does."""
+        if self.for_embedder is not None:
+            return "stage"
         if self.from_embedded:
             return "copy"
         if self.delete is not None:
@@ -94,6 +101,12 @@ def check_request(request: IndexRequest, backend: IndexBackend) -> None:
     if request.backend is not None and request.backend not in BACKENDS:
         raise IndexRequestError(
             f"unknown index backend {request.backend!r}; choose {' or '.join(BACKENDS)}"
+        )
+    if request.for_embedder is not None and (
+        request.upsert or request.delete is not None or request.from_embedded
+    ):
+        raise IndexRequestError(
+            "an index for a candidate bi-encoder is a full build; drop upsert, delete and copy"
         )
     if request.from_embedded:
         if backend != "opensearch":
@@ -133,9 +146,44 @@ def run_index_job(
     :func:`ranker.loading.load_embedder`, loaded only when the action embeds)."""
     backend = resolve_backend(settings, request)
     check_request(request, backend)
+    if request.for_embedder is not None:
+        return _stage(settings, request.for_embedder, backend, request.catalog, progress)
     if backend == "opensearch":
         return _index_opensearch(settings, request, embedder=embedder, progress=progress)
     return _index_embedded(settings, request, embedder=embedder, progress=progress)
+
+
+def _stage(
+    settings: Settings, version: str, backend: IndexBackend, catalog: Path | None, progress: bool
+) -> IndexOutcome:
+    """Build the index for candidate bi-encoder ``version`` beside the serving one."""
+    promote = f"`shoprank models promote embedder {version}` swaps it in with the bi-encoder"
+    if backend == "opensearch":
+        from ranker.opensearch_switch import stage_opensearch_index
+
+        result = stage_opensearch_index(settings, version, catalog=catalog, progress=progress)
+        retired = f"; retired the earlier {', '.join(result.replaced)}" if result.replaced else ""
+        return IndexOutcome(
+            "opensearch",
+            "stage",
+            result.count,
+            result.index,
+            f"indexed {result.count} products for embedder {version} into {result.index} "
+            f"beside alias {result.alias} in {result.seconds:.1f} s{retired}; {promote}",
+            {"alias": result.alias, "replaced": result.replaced, "embedder": version},
+        )
+    from ranker.model_switch import stage_index, staged_index_path
+
+    manifest = stage_index(settings, version, catalog=catalog, progress=progress)
+    staged = staged_index_path(settings, version)
+    return IndexOutcome(
+        "embedded",
+        "stage",
+        int(manifest["count"]),
+        str(staged),
+        f"indexed {manifest['count']} products for embedder {version} in {staged}; {promote}",
+        {"embedder": version},
+    )
 
 
 def _embedder(settings: Settings, embedder: ProductEmbedder | None) -> ProductEmbedder:

@@ -49,6 +49,11 @@ class IndexParams(_Params):
     upsert: bool = False
     delete: PathText | None = Field(default=None, description="A file of product ids to remove.")
     from_embedded: bool = False
+    for_embedder: str | None = Field(
+        default=None,
+        description="Build the index for this candidate bi-encoder version beside the serving "
+        "one; promoting it swaps the two.",
+    )
     shards: int = Field(
         default=1,
         ge=1,
@@ -58,8 +63,12 @@ class IndexParams(_Params):
 
     @model_validator(mode="after")
     def _sharded_builds_only(self) -> IndexParams:
-        if self.shards > 1 and (self.upsert or self.delete or self.from_embedded):
-            raise ValueError("shards apply to a full build, not to upsert, delete or a copy")
+        if self.shards > 1 and (
+            self.upsert or self.delete or self.from_embedded or self.for_embedder
+        ):
+            raise ValueError(
+                "shards apply to a full build, not to upsert, delete, a copy or a staged index"
+            )
         return self
 
 

@@ -114,7 +114,8 @@ def _registered_by(settings: Settings, role: str, task_id: str) -> str | None:
 
 @job_task("index")
 def index(self: JobTask, upstream: Upstream = None, **params: Any) -> dict[str, Any]:
-    """A full build, an upsert or a delete, embedded or OpenSearch (``ranker.indexing``)."""
+    """A full build, an upsert, a delete, a copy or an index staged for a candidate
+    bi-encoder, embedded or OpenSearch (``ranker.indexing``)."""
     from ranker.indexing import IndexRequest, resolve_backend, run_index_job
     from workers.cache import cached_embedder
 
@@ -126,9 +127,10 @@ def index(self: JobTask, upstream: Upstream = None, **params: Any) -> dict[str, 
         upsert=spec.upsert,
         delete=Path(spec.delete) if spec.delete else None,
         from_embedded=spec.from_embedded,
+        for_embedder=spec.for_embedder,
     )
     self.progress("index", backend=resolve_backend(settings, request), action=request.action)
-    embeds = request.action in ("build", "upsert")
+    embeds = request.action in ("build", "upsert")  # staging loads its candidate itself
     outcome = run_index_job(
         settings, request, embedder=cached_embedder(settings) if embeds else None, progress=False
     )

@@ -57,6 +57,7 @@ def test_the_action_follows_the_request() -> None:
     assert IndexRequest(upsert=True).action == "upsert"
     assert IndexRequest(upsert=True, delete=Path("ids.txt")).action == "delete"
     assert IndexRequest(from_embedded=True).action == "copy"
+    assert IndexRequest(for_embedder="v3").action == "stage"
 
 
 def test_the_backend_is_the_request_s_else_the_settings() -> None:
@@ -71,6 +72,7 @@ def test_the_backend_is_the_request_s_else_the_settings() -> None:
         (IndexRequest(from_embedded=True), "embedded", "needs the opensearch backend"),
         (IndexRequest(from_embedded=True, upsert=True), "opensearch", "takes no catalog"),
         (IndexRequest(backend="elastic"), "embedded", "unknown index backend"),  # type: ignore[arg-type]
+        (IndexRequest(for_embedder="v3", upsert=True), "embedded", "is a full build"),
     ],
 )
 def test_contradictory_requests_are_refused(

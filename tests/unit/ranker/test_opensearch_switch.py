@@ -155,4 +155,4 @@ def test_the_index_command_stages_on_opensearch(monkeypatch: pytest.MonkeyPatch)
     assert f"into {STAGED} beside alias {ALIAS}" in result.output
     refused = CliRunner().invoke(cli.app, [*args, "--upsert"])
     assert refused.exit_code == 2
-    assert "drop --upsert" in refused.output
+    assert "drop upsert" in refused.output

@@ -97,6 +97,7 @@ def test_one_shard_is_the_plain_index_task() -> None:
     ("params", "problem"),
     [
         ({"shards": 2, "upsert": True}, "shards apply to a full build"),
+        ({"shards": 2, "for_embedder": "v3"}, "shards apply to a full build"),
         ({"shards": 0}, "shards: Input should be greater than or equal to 1"),
         ({"shards": 5000}, "shards: Input should be less than or equal to 1024"),
     ],
