@@ -29,6 +29,7 @@ from ranker.errors import ShoprankError
 from ranker.settings import Settings
 
 if TYPE_CHECKING:
+    from indexer.catalog import CatalogInput
     from indexer.jobs import ProductEmbedder
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ class IndexRequest:
 
     backend: IndexBackend | None = None
     """None: ``settings.index.backend``."""
-    catalog: Path | None = None
-    """None: the sample catalog (build and upsert)."""
+    catalog: CatalogInput | None = None
+    """None: the sample catalog (build and upsert); a CatalogFile brings its mapping."""
     upsert: bool = False
     delete: Path | None = None
     """A file of product ids to remove, one a line."""
@@ -185,7 +186,7 @@ def _index_embedded(
         int(manifest["count"]),
         str(target),
         f"indexed {manifest['count']} products into {target} ({manifest['dense_index']} + BM25)",
-        {"dense_index": manifest["dense_index"], "source": str(source)},
+        {"dense_index": manifest["dense_index"], "source": manifest["source"]},
     )
 
 
@@ -196,7 +197,7 @@ def _index_opensearch(
     embedder: ProductEmbedder | None,
     progress: bool,
 ) -> IndexOutcome:
-    from indexer.catalog import TextTemplate, load_products, sample_catalog_path
+    from indexer.catalog import TextTemplate, catalog_file, load_products, sample_catalog_path
     from indexer.stores.opensearch.copy import copy_embedded_index
     from indexer.stores.opensearch.jobs import delete_from_catalog, reindex_catalog, upsert_catalog
 
@@ -240,7 +241,7 @@ def _index_opensearch(
         config=config,
         embedder=_embedder(settings, embedder),
         template=TextTemplate(settings.index.text_template),
-        source=str(source),
+        source=str(catalog_file(source).path),
         progress=progress,
     )
     return IndexOutcome(
