@@ -7,6 +7,7 @@ pass a :class:`FieldMapping` from our field names to theirs.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import re
@@ -14,7 +15,7 @@ import string
 from collections.abc import Iterable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -73,6 +74,16 @@ class FieldMapping(BaseModel):
     fields: dict[str, str] = Field(default_factory=dict)
     attributes: tuple[str, ...] | None = None
     category_separator: str = Field(default=" > ", description="For categories given as text.")
+    join: tuple[str, ...] = Field(
+        default=(),
+        description="More files (same formats) whose columns are added to each record with "
+        "the same product id, where the record's own are empty; e.g. a descriptions file.",
+    )
+    duplicates: Literal["error", "first"] = Field(
+        default="error",
+        description="A repeated product id: an error, or keep the first record (for a file "
+        "with one row per judgment, such as Home Depot's).",
+    )
 
     @field_validator("fields")
     @classmethod
@@ -89,6 +100,34 @@ class FieldMapping(BaseModel):
         if field in self.fields:
             return self.fields[field]
         return next((name for name in DEFAULT_SOURCE_NAMES[field] if name in record), None)
+
+    @property
+    def is_default(self) -> bool:
+        """True when this mapping reads a file as ESCI's names would."""
+        return self == FieldMapping()
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogFile:
+    """A catalog file and the mapping it is read with."""
+
+    path: Path
+    mapping: FieldMapping = dataclasses.field(default_factory=FieldMapping)
+
+    def describe(self) -> str:
+        """The path, with the mapping when it is not the default one (for logs, lineage)."""
+        if self.mapping.is_default:
+            return str(self.path)
+        return f"{self.path} (mapping {self.mapping.model_dump_json(exclude_defaults=True)})"
+
+
+CatalogInput = Path | CatalogFile
+"""A catalog as the jobs take it: a path (read with the default mapping) or a CatalogFile."""
+
+
+def catalog_file(catalog: str | Path | CatalogFile) -> CatalogFile:
+    """``catalog`` as a :class:`CatalogFile` (a bare path reads with the default mapping)."""
+    return catalog if isinstance(catalog, CatalogFile) else CatalogFile(Path(catalog))
 
 
 def _is_missing(value: Any) -> bool:
@@ -201,33 +240,88 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     )
 
 
-def iter_products(path: str | Path, mapping: FieldMapping | None = None) -> Iterator[Product]:
-    """Stream products from a JSONL (optionally gzipped), CSV or Parquet file."""
-    for _, product in _positioned_products(Path(path), mapping):
+def iter_products(
+    path: str | Path | CatalogFile, mapping: FieldMapping | None = None
+) -> Iterator[Product]:
+    """Stream products from a JSONL (optionally gzipped), CSV or Parquet file.
+
+    ``path`` may be a :class:`CatalogFile`, whose mapping is used unless ``mapping`` is given.
+    """
+    source = _with_mapping(path, mapping)
+    for _, product in _positioned_products(source.path, source.mapping):
         yield product
 
 
-def _positioned_products(path: Path, mapping: FieldMapping | None) -> Iterator[tuple[int, Product]]:
-    """Products with their line (JSONL, CSV) or row (Parquet) number."""
+def _with_mapping(path: str | Path | CatalogFile, mapping: FieldMapping | None) -> CatalogFile:
+    source = catalog_file(path)
+    return source if mapping is None else CatalogFile(source.path, mapping)
+
+
+def _positioned_products(path: Path, mapping: FieldMapping) -> Iterator[tuple[int, Product]]:
+    """Products with their line (JSONL, CSV) or row (Parquet) number; with
+    ``mapping.duplicates == "first"``, only the first record of each id."""
     if not path.is_file():
         raise CatalogError(f"{path}: no such catalog file")
+    joined = [_join_table(Path(name), mapping) for name in mapping.join]
+    kept: set[str] = set()
     for position, record in _records(path):
         try:
-            yield position, product_from_record(record, mapping)
+            product = product_from_record(_joined(record, joined, mapping), mapping)
         except CatalogError as exc:
             raise CatalogError(f"{path}:{position}: {exc}") from exc
+        if mapping.duplicates == "first":
+            if product.id in kept:
+                continue
+            kept.add(product.id)
+        yield position, product
 
 
-def load_products(path: str | Path, mapping: FieldMapping | None = None) -> list[Product]:
-    """Load a whole catalog; duplicate ids are an error, since they would silently overwrite."""
-    path = Path(path)
+def _join_table(path: Path, mapping: FieldMapping) -> tuple[str, dict[str, dict[str, Any]]]:
+    """A joined file's records by product id, and the id column they were keyed by."""
+    if not path.is_file():
+        raise CatalogError(f"{path}: no such file to join to the catalog")
+    table: dict[str, dict[str, Any]] = {}
+    column = ""
+    for position, record in _records(path):
+        column = mapping.source_for("id", record) or ""
+        if column not in record:
+            raise CatalogError(f"{path}:{position}: no product id column to join on")
+        table.setdefault(_as_text(record[column]), record)
+    return column, table
+
+
+def _joined(
+    record: dict[str, Any],
+    tables: list[tuple[str, dict[str, dict[str, Any]]]],
+    mapping: FieldMapping,
+) -> dict[str, Any]:
+    """``record`` with the columns of its rows in ``tables`` where its own are missing."""
+    if not tables:
+        return record
+    key = _as_text(record.get(mapping.source_for("id", record) or ""))
+    merged = dict(record)
+    for column, table in tables:
+        for name, value in table.get(key, {}).items():
+            if name != column and _is_missing(merged.get(name)):
+                merged[name] = value
+    return merged
+
+
+def load_products(
+    path: str | Path | CatalogFile, mapping: FieldMapping | None = None
+) -> list[Product]:
+    """Load a whole catalog; duplicate ids are an error, since they would silently overwrite
+    (unless the mapping keeps the first of each). A :class:`CatalogFile` brings its mapping."""
+    source = _with_mapping(path, mapping)
+    path = source.path
     products: list[Product] = []
     first_seen: dict[str, int] = {}
-    for position, product in _positioned_products(path, mapping):
+    for position, product in _positioned_products(path, source.mapping):
         if product.id in first_seen:
             raise CatalogError(
                 f"{path}:{position}: duplicate product id {product.id!r} "
-                f"(first seen at {path}:{first_seen[product.id]})"
+                f"(first seen at {path}:{first_seen[product.id]}); a file with one row per "
+                'judgment needs duplicates = "first" (--catalog-duplicates first)'
             )
         first_seen[product.id] = position
         products.append(product)

@@ -28,11 +28,19 @@ def read_csv(path: Path, *, required: tuple[str, ...]) -> list[tuple[int, dict[s
         ValueError: the file is empty, lacks required columns (all are named), or a row has
             more fields than the header.
     """
+    return read_csv_table(path, required=required)[1]
+
+
+def read_csv_table(
+    path: Path, *, required: tuple[str, ...] = ()
+) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """:func:`read_csv`, with the header's column names first."""
     with open_text(path) as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
-            raise ValueError(f"{path}: empty file; expected columns {', '.join(required)}")
+            expected = f"; expected columns {', '.join(required)}" if required else ""
+            raise ValueError(f"{path}: empty file{expected}")
         columns = [name.strip() for name in header]
         missing = [name for name in required if name not in columns]
         if missing:
@@ -51,4 +59,4 @@ def read_csv(path: Path, *, required: tuple[str, ...]) -> list[tuple[int, dict[s
             values = [value.strip() for value in fields]
             values += [""] * (len(columns) - len(values))
             rows.append((reader.line_num, dict(zip(columns, values, strict=True))))
-    return rows
+    return columns, rows

@@ -107,8 +107,10 @@ def build_index(
     ef_construction: int = 200,
     ef_search: int = 128,
     progress: bool = True,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Embed ``products`` and build all three stores, swapped in as ``index_dir``."""
+    """Embed ``products`` and build all three stores, swapped in as ``index_dir``;
+    ``extra``: more fields for the manifest."""
     if not products:
         raise ValueError(f"{source}: the catalog has no products")
     vectors = embedder.embed([template.render(product) for product in products], progress=progress)
@@ -123,6 +125,7 @@ def build_index(
         hnsw_m=hnsw_m,
         ef_construction=ef_construction,
         ef_search=ef_search,
+        extra=extra,
     )
 
 

@@ -12,7 +12,9 @@ from typing import Annotated, Any
 import typer
 
 from ranker.cli_models import app as models_app
+from ranker.cli_shop import shop_options
 from ranker.settings import Settings, get_settings
+from ranker.shop import ShopFiles
 from workers.cli import PASS_THROUGH, beat_command, jobs_app, worker_command
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -48,16 +50,6 @@ IndexDirOption = Annotated[
 RerankerOption = Annotated[
     Path | None,
     typer.Option("--reranker", help="Reranker model directory (default: trained, else shipped)."),
-]
-CatalogOption = Annotated[
-    Path | None,
-    typer.Option("--catalog", help="Catalog file (.jsonl[.gz], .csv[.gz], .parquet)."),
-]
-JudgmentsOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--judgments", help="Judgments CSV: query_id,query,product_id,esci_label (default: sample)."
-    ),
 ]
 
 
@@ -103,8 +95,9 @@ def main(
 
 
 @app.command()
+@shop_options(judgments=False)
 def index(
-    catalog: CatalogOption = None,
+    shop: ShopFiles,
     index_dir: IndexDirOption = None,
     upsert: Annotated[
         bool, typer.Option("--upsert", help="Add or replace the catalog's products in place.")
@@ -142,6 +135,7 @@ def index(
     from ranker.indexing import IndexRequest, failure_types, resolve_backend, run_index_job
 
     settings = _settings(index_dir)
+    catalog = shop.catalog
     request = IndexRequest(
         backend=backend.value if backend is not None else None,
         catalog=catalog,
@@ -243,9 +237,9 @@ def serve(
 
 
 @app.command()
+@shop_options()
 def train(
-    judgments: JudgmentsOption = None,
-    catalog: CatalogOption = None,
+    shop: ShopFiles,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -280,6 +274,7 @@ def train(
             raise _fail("--loss chooses the bi-encoder's loss; add --bi-encoder")
         overrides["loss"] = loss
     try:
+        judgments, catalog = shop.judgments, shop.catalog_for(settings)
         if bi_encoder:
             path, summary = train_bi_encoder_job(
                 settings, judgments=judgments, catalog=catalog, out=out, overrides=overrides
@@ -300,7 +295,9 @@ def train(
 
 
 @app.command()
+@shop_options()
 def compress(
+    shop: ShopFiles,
     layers: Annotated[
         str, typer.Option(help="Teacher layers the students keep, comma-separated.")
     ] = "1,2",
@@ -324,15 +321,6 @@ def compress(
         typer.Option("--out", help="Work and report directory (default: var/compress)."),
     ] = None,
     index_dir: IndexDirOption = None,
-    judgments: JudgmentsOption = None,
-    catalog: Annotated[
-        Path | None,
-        typer.Option(
-            "--catalog",
-            help="The shop's catalog (pseudo-queries are cut from its titles; default: the "
-            "sample). Index it first: retrieval finds the students' training products.",
-        ),
-    ] = None,
     teacher: Annotated[
         str | None,
         typer.Option(
@@ -348,7 +336,10 @@ def compress(
     ] = True,
 ) -> None:
     """Compress the bi-encoder and the reranker: export, quantize, distil, gate, register
-    the winners as candidates and promote them through the registry's gate."""
+    the winners as candidates and promote them through the registry's gate.
+
+    Pseudo-queries are cut from the catalog's titles; index that catalog first: retrieval
+    finds the students' training products."""
     from ranker.compress.job import CompressConfig, compress_models
     from ranker.errors import ShoprankError
 
@@ -366,8 +357,8 @@ def compress(
             settings,
             config,
             work_dir=work,
-            judgments=judgments,
-            catalog=catalog,
+            judgments=shop.judgments,
+            catalog=shop.catalog_for(settings),
             teacher=teacher,
             promote=promote,
         )
@@ -386,8 +377,9 @@ def compress(
 
 
 @app.command("eval")
+@shop_options()
 def evaluate(
-    judgments: JudgmentsOption = None,
+    shop: ShopFiles,
     folds: Annotated[
         int, typer.Option(help="Cross-validation folds for trained models (0: no CV).")
     ] = 5,
@@ -401,7 +393,10 @@ def evaluate(
 
     settings = _settings(index_dir, reranker)
     try:
-        results, paths = run_evaluation(settings, judgments_path=judgments, folds=folds, out=out)
+        catalog = shop.catalog_for(settings) if folds >= 2 else shop.catalog
+        results, paths = run_evaluation(
+            settings, judgments_path=shop.judgments, catalog=catalog, folds=folds, out=out
+        )
     except (OSError, ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from exc
     typer.echo(text_table(results))
@@ -409,12 +404,23 @@ def evaluate(
 
 
 @app.command()
+@shop_options(catalog=False, judgments_file=False)
 def run(
-    queries: Annotated[Path, typer.Option("--queries", help="CSV with query_id,query.")],
+    shop: ShopFiles,
+    queries: Annotated[
+        Path,
+        typer.Option(
+            "--queries",
+            help="CSV or JSONL with query_id,query (or as --judgment-field/--mapping say).",
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="TREC run file to write.")],
     candidates: Annotated[
         Path | None,
-        typer.Option("--candidates", help="CSV with query_id,product_id: the rerank task."),
+        typer.Option(
+            "--candidates",
+            help="CSV or JSONL with query_id,product_id (or as mapped): the rerank task.",
+        ),
     ] = None,
     depth: Annotated[int, typer.Option(min=1, help="Results per query (retrieval task).")] = 100,
     tag: Annotated[str, typer.Option(help="Run tag, the TREC file's last column.")] = "shoprank",
@@ -429,8 +435,10 @@ def run(
 
     settings = _settings(index_dir, reranker)
     try:
-        query_texts = load_queries(queries)
-        candidate_lists = load_candidates(candidates) if candidates else None
+        query_texts = load_queries(queries, mapping=shop.judgment_mapping)
+        candidate_lists = (
+            load_candidates(candidates, mapping=shop.judgment_mapping) if candidates else None
+        )
         pipeline = open_serving_pipeline(settings, with_reranker=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from exc

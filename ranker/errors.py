@@ -10,3 +10,8 @@ class ShoprankError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class InputError(ShoprankError, ValueError):
+    """A shop's input (a catalog, judgments or mapping file, or a flag) that cannot be used
+    as given; the message names the file, line and column where it can."""

@@ -32,6 +32,7 @@ from ranker.errors import ShoprankError
 from ranker.settings import Settings
 
 if TYPE_CHECKING:
+    from indexer.catalog import CatalogInput
     from indexer.jobs import ProductEmbedder
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,8 @@ class IndexRequest:
 
     backend: IndexBackend | None = None
     """None: ``settings.index.backend``."""
-    catalog: Path | None = None
-    """None: the sample catalog (build and upsert)."""
+    catalog: CatalogInput | None = None
+    """None: the sample catalog (build and upsert); a CatalogFile brings its mapping."""
     upsert: bool = False
     delete: Path | None = None
     """A file of product ids to remove, one a line."""
@@ -154,7 +155,11 @@ def run_index_job(
 
 
 def _stage(
-    settings: Settings, version: str, backend: IndexBackend, catalog: Path | None, progress: bool
+    settings: Settings,
+    version: str,
+    backend: IndexBackend,
+    catalog: CatalogInput | None,
+    progress: bool,
 ) -> IndexOutcome:
     """Build the index for candidate bi-encoder ``version`` beside the serving one."""
     promote = f"`shoprank models promote embedder {version}` swaps it in with the bi-encoder"
@@ -233,7 +238,7 @@ def _index_embedded(
         int(manifest["count"]),
         str(target),
         f"indexed {manifest['count']} products into {target} ({manifest['dense_index']} + BM25)",
-        {"dense_index": manifest["dense_index"], "source": str(source)},
+        {"dense_index": manifest["dense_index"], "source": manifest["source"]},
     )
 
 
@@ -244,7 +249,7 @@ def _index_opensearch(
     embedder: ProductEmbedder | None,
     progress: bool,
 ) -> IndexOutcome:
-    from indexer.catalog import TextTemplate, load_products, sample_catalog_path
+    from indexer.catalog import TextTemplate, catalog_file, load_products, sample_catalog_path
     from indexer.stores.opensearch.copy import copy_embedded_index
     from indexer.stores.opensearch.jobs import delete_from_catalog, reindex_catalog, upsert_catalog
 
@@ -288,7 +293,7 @@ def _index_opensearch(
         config=config,
         embedder=_embedder(settings, embedder),
         template=TextTemplate(settings.index.text_template),
-        source=str(source),
+        source=str(catalog_file(source).path),
         progress=progress,
     )
     return IndexOutcome(

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from indexer.catalog import TextTemplate, load_products
+from indexer.catalog import CatalogInput, TextTemplate, catalog_file, load_products
 from indexer.jobs import ProductEmbedder, build_index, open_index
 from ranker.embedder import Embedder
 from ranker.model_files import read_manifest
@@ -180,21 +180,25 @@ def open_serving_pipeline(settings: Settings, *, with_reranker: bool = True) -> 
 
 def build_default_index(
     settings: Settings,
-    catalog: Path,
+    catalog: CatalogInput,
     *,
     embedder: ProductEmbedder | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Full build of ``catalog`` into the settings' index directory, embedded by ``embedder``
-    (default: the bi-encoder that serves)."""
-    products = load_products(catalog)
+    (default: the bi-encoder that serves). The manifest records the catalog's path as
+    ``source`` and a mapping other than the default as ``catalog_mapping``."""
+    source = catalog_file(catalog)
+    products = load_products(source)
+    mapping = source.mapping
     return build_index(
         products,
         settings.index_path,
         embedder=embedder or load_embedder(settings),
         template=TextTemplate(settings.index.text_template),
-        source=str(catalog),
+        source=str(source.path),
         progress=progress,
+        extra=None if mapping.is_default else {"catalog_mapping": mapping.model_dump(mode="json")},
         **dense_index_options(settings),
     )
 

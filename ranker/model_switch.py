@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from indexer.catalog import sample_catalog_path
+from indexer.catalog import CatalogInput, sample_catalog_path
 from indexer.jobs import read_index_manifest
 from indexer.stores.atomic import exchange_paths, fsync_directory
 from indexer.stores.base import ModelIdentity, StoreError
@@ -44,7 +44,7 @@ def staged_index_path(settings: Settings, version: str) -> Path:
 
 
 def stage_index(
-    settings: Settings, version: str, *, catalog: Path | None = None, progress: bool = True
+    settings: Settings, version: str, *, catalog: CatalogInput | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Build the embedded index of ``catalog`` with embedder ``version`` beside the serving
     index; :func:`promote` swaps it in with the embedder. Returns its manifest."""

@@ -16,10 +16,15 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
-from indexer.catalog import TextTemplate, load_products, sample_catalog_path
+from indexer.catalog import (
+    CatalogInput,
+    TextTemplate,
+    catalog_file,
+    load_products,
+    sample_catalog_path,
+)
 from indexer.stores.base import ModelIdentity, StoreError
 from indexer.stores.opensearch.aliases import (
     alias_targets,
@@ -46,7 +51,7 @@ def stage_opensearch_index(
     settings: Settings,
     version: str,
     *,
-    catalog: Path | None = None,
+    catalog: CatalogInput | None = None,
     client: Any | None = None,
     progress: bool = True,
 ) -> ReindexResult:
@@ -56,13 +61,13 @@ def stage_opensearch_index(
 
     candidate = open_registry(settings).verify("embedder", version)
     embedder = load_embedder(settings, source=ModelSource(candidate.path, candidate))
-    source = catalog or sample_catalog_path()
+    source = catalog_file(catalog or sample_catalog_path())
     return reindex_catalog(
         load_products(source),
         config=settings.opensearch,
         embedder=embedder,
         template=TextTemplate(settings.index.text_template),
-        source=str(source),
+        source=str(source.path),
         staged_for=version,
         client=client,
         progress=progress,

@@ -10,11 +10,12 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from ranker.cli_shop import shop_options
+from ranker.shop import ShopFiles
 from workers.jobspec import KINDS
 
 jobs_app = typer.Typer(
@@ -79,10 +80,10 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 @jobs_app.command("submit")
+@shop_options()
 def submit(
+    shop: ShopFiles,
     kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(KINDS)}.")],
-    judgments: Annotated[Path | None, typer.Option("--judgments", help="Judgments CSV.")] = None,
-    catalog: Annotated[Path | None, typer.Option("--catalog", help="Catalog file.")] = None,
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -96,7 +97,10 @@ def submit(
     ] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this (s).")] = 3600,
 ) -> None:
-    """Queue a job and print its id (with --wait: the id on stderr, the final status as JSON)."""
+    """Queue a job and print its id (with --wait: the id on stderr, the final status as JSON).
+
+    The shop's files and mappings (--judgments, --catalog, --field, ...) become the job's
+    judgments, catalog, judgment_mapping and catalog_mapping parameters."""
     from ranker.errors import ShoprankError
     from ranker.settings import get_settings
     from workers.client import submit_job
@@ -105,10 +109,7 @@ def submit(
         params = dict(parse_param(text) for text in param or ())
     except ValueError as exc:
         raise _fail(str(exc)) from exc
-    if judgments is not None:
-        params["judgments"] = str(judgments)
-    if catalog is not None:
-        params["catalog"] = str(catalog)
+    params.update(shop.params())
     settings = get_settings()
     try:
         job_id = submit_job(settings, kind, params)

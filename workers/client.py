@@ -91,7 +91,10 @@ def _stages(kind: str, spec: BaseModel) -> list[Stage]:
         ]
     if not isinstance(spec, RetrainParams):
         return [[(kind, spec.model_dump(mode="json"))]]
-    data = {"judgments": spec.judgments, "catalog": spec.catalog}
+    data: dict[str, Any] = {"judgments": spec.judgments, "catalog": spec.catalog}
+    for name in ("judgment_mapping", "catalog_mapping"):
+        if getattr(spec, name) is not None:
+            data[name] = getattr(spec, name)
     return [
         [("finetune_reranker", {**data, "overrides": spec.overrides, "folds": spec.folds})],
         [("compress", {**data, "config": spec.compress, "promote": False})],

@@ -69,6 +69,8 @@ def compress_once(
     judgments: str | None,
     catalog: str | None,
     config: Mapping[str, Any],
+    judgment_mapping: Mapping[str, Any] | None = None,
+    catalog_mapping: Mapping[str, Any] | None = None,
     promote: bool,
     task_id: str,
     work_dir: Callable[[], Path],
@@ -87,7 +89,13 @@ def compress_once(
 
     progress("inputs", teacher=teacher)
     inputs = compression_inputs(
-        settings, teacher=teacher, judgments=judgments, catalog=catalog, config=config
+        settings,
+        teacher=teacher,
+        judgments=judgments,
+        catalog=catalog,
+        config=config,
+        judgment_mapping=judgment_mapping,
+        catalog_mapping=catalog_mapping,
     )
     key = inputs.key
     registry = open_registry(settings)

@@ -29,15 +29,49 @@ PathText = Annotated[str, AfterValidator(_absolute)]
 """A path as a string, made absolute where the job is submitted."""
 
 
+def _catalog_mapping(value: dict[str, Any]) -> dict[str, Any]:
+    from indexer.catalog import FieldMapping
+
+    mapping = FieldMapping.model_validate(value)
+    joined = [_absolute(name) for name in mapping.join]
+    return mapping.model_copy(update={"join": tuple(joined)}).model_dump(
+        mode="json", exclude_defaults=True
+    )
+
+
+def _judgment_mapping(value: dict[str, Any]) -> dict[str, Any]:
+    from ranker.evaluation.judgment_files import JudgmentMapping
+
+    return JudgmentMapping.model_validate(value).model_dump(mode="json", exclude_defaults=True)
+
+
+CatalogMapping = Annotated[dict[str, Any], AfterValidator(_catalog_mapping)]
+"""A catalog's FieldMapping as JSON (fields, attributes, join, duplicates), checked where the
+job is submitted; its join paths made absolute there."""
+JudgmentMappingJson = Annotated[dict[str, Any], AfterValidator(_judgment_mapping)]
+"""A judgments file's JudgmentMapping as JSON (fields, gains, gain_base), checked where the
+job is submitted."""
+
+
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class JobParams(_Params):
-    """Parameters most kinds share: the judgments and catalog files (default: settings)."""
+    """Parameters most kinds share: the judgments and catalog files (default: settings) and
+    the mappings they are read with (default: ESCI's columns)."""
 
-    judgments: PathText | None = Field(default=None, description="Judgments CSV.")
-    catalog: PathText | None = Field(default=None, description="Catalog file.")
+    judgments: PathText | None = Field(default=None, description="Judgments CSV or JSONL.")
+    catalog: PathText | None = Field(
+        default=None,
+        description="Catalog file; default: settings, else with judgments the index's catalog.",
+    )
+    catalog_mapping: CatalogMapping | None = Field(
+        default=None, description='e.g. {"fields": {"id": "product_uid"}}.'
+    )
+    judgment_mapping: JudgmentMappingJson | None = Field(
+        default=None, description='e.g. {"fields": {"gain": "relevance"}, "gain_base": 1}.'
+    )
 
 
 class IndexParams(_Params):
@@ -45,6 +79,7 @@ class IndexParams(_Params):
     a large catalog in ``shards`` tasks."""
 
     catalog: PathText | None = Field(default=None, description="Default: the sample catalog.")
+    catalog_mapping: CatalogMapping | None = None
     backend: Literal["embedded", "opensearch"] | None = None
     upsert: bool = False
     delete: PathText | None = Field(default=None, description="A file of product ids to remove.")
@@ -69,6 +104,8 @@ class IndexParams(_Params):
             raise ValueError(
                 "shards apply to a full build, not to upsert, delete, a copy or a staged index"
             )
+        if self.shards > 1 and self.catalog_mapping:
+            raise ValueError("a sharded build reads the catalog with the default mapping only")
         return self
 
 

@@ -15,7 +15,7 @@ import logging
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Task
 
@@ -28,12 +28,16 @@ from workers.jobspec import (
     EvaluateParams,
     FinetuneParams,
     IndexParams,
+    JobParams,
     MaybeCompressParams,
     PromoteParams,
     RerankerFinetuneParams,
 )
 from workers.locks import exclusive, redis_client
 from workers.records import JobRecord, Step, save_record
+
+if TYPE_CHECKING:
+    from indexer.catalog import CatalogFile
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +116,13 @@ def _registered_by(settings: Settings, role: str, task_id: str) -> str | None:
     return None
 
 
+def _catalog(path: str | None, mapping: dict[str, Any] | None) -> CatalogFile | None:
+    """A job's catalog file with its mapping (JSON); None without a path."""
+    from indexer.catalog import CatalogFile, FieldMapping
+
+    return CatalogFile(Path(path), FieldMapping.model_validate(mapping or {})) if path else None
+
+
 @job_task("index")
 def index(self: JobTask, upstream: Upstream = None, **params: Any) -> dict[str, Any]:
     """A full build, an upsert, a delete, a copy or an index staged for a candidate
@@ -123,7 +134,7 @@ def index(self: JobTask, upstream: Upstream = None, **params: Any) -> dict[str, 
     settings = get_settings()
     request = IndexRequest(
         backend=spec.backend,
-        catalog=Path(spec.catalog) if spec.catalog else None,
+        catalog=_catalog(spec.catalog, spec.catalog_mapping),
         upsert=spec.upsert,
         delete=Path(spec.delete) if spec.delete else None,
         from_embedded=spec.from_embedded,
@@ -135,6 +146,16 @@ def index(self: JobTask, upstream: Upstream = None, **params: Any) -> dict[str, 
         settings, request, embedder=cached_embedder(settings) if embeds else None, progress=False
     )
     return _plain(outcome.as_dict())
+
+
+def _data_params(spec: JobParams) -> dict[str, Any]:
+    """A job's files and their mappings, as :func:`workers.inputs.data_files` takes them."""
+    return {
+        "judgments": spec.judgments,
+        "catalog": spec.catalog,
+        "judgment_mapping": spec.judgment_mapping,
+        "catalog_mapping": spec.catalog_mapping,
+    }
 
 
 def _finetune(
@@ -155,9 +176,9 @@ def _finetune(
         if done is not None:
             logger.info("task %s registered %s/%s already", task_id, role, done)
             return {"candidate": {"role": role, "version": done}, "summary": None, "reused": True}
-        judgments, catalog = data_files(settings, judgments=spec.judgments, catalog=spec.catalog)
+        judgments, catalog = data_files(settings, **_data_params(spec))
         work = task.fresh_work_dir(settings)
-        task.progress("train", role=role, judgments=str(judgments))
+        task.progress("train", role=role, judgments=str(judgments.path))
         _, summary = train(
             settings,
             judgments=judgments,
@@ -210,6 +231,8 @@ def compress(self: JobTask, upstream: Upstream = None, **params: Any) -> dict[st
         teacher=teacher,
         judgments=spec.judgments,
         catalog=spec.catalog,
+        judgment_mapping=spec.judgment_mapping,
+        catalog_mapping=spec.catalog_mapping,
         config=spec.config,
         promote=spec.promote,
         task_id=str(self.request.id),
@@ -232,6 +255,8 @@ def maybe_compress(self: JobTask, upstream: Upstream = None, **params: Any) -> d
         teacher=None,
         judgments=spec.judgments,
         catalog=spec.catalog,
+        judgment_mapping=spec.judgment_mapping,
+        catalog_mapping=spec.catalog_mapping,
         config={},
         promote=True,
         task_id=str(self.request.id),
@@ -251,7 +276,7 @@ def evaluate(self: JobTask, upstream: Upstream = None, **params: Any) -> dict[st
     spec = EvaluateParams.model_validate(params)
     role, version = _target("evaluate", spec.role, spec.version, upstream)
     settings = get_settings()
-    judgments, catalog = data_files(settings, judgments=spec.judgments, catalog=spec.catalog)
+    judgments, catalog = data_files(settings, **_data_params(spec))
     self.progress("evaluate", role=role, version=version)
     metrics = evaluate_candidate(
         settings,

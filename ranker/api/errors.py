@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ranker.api.schemas import ErrorResponse
-from ranker.errors import ShoprankError
+from ranker.errors import InputError, ShoprankError
 
 
 class ApiError(ShoprankError):
@@ -222,7 +222,8 @@ def api_error_for(exc: ShoprankError) -> ApiError:
     """The API error a shoprank error answers as: its own row, or the row of its kind.
 
     Registry errors: no such version → 404, a version whose files changed → 422 ``integrity``,
-    any other registry refusal → 422 ``bad_request``. A refused gate → 409 with its reasons.
+    any other registry refusal, and a shop's input that cannot be read (``InputError``) →
+    422 ``bad_request``. A refused gate → 409 with its reasons.
     A backend that fails → 424 ``backend``. The workers' broker errors → 503, unknown job
     kinds → 422, unknown jobs → 404. Anything else is 500 ``internal`` with the (client-safe)
     message.
@@ -246,6 +247,8 @@ def api_error_for(exc: ShoprankError) -> ApiError:
     if isinstance(exc, registry.IntegrityError):
         return IntegrityFailedError(exc.message)
     if isinstance(exc, registry.RegistryError):
+        return BadRequestError(exc.message)
+    if isinstance(exc, InputError):
         return BadRequestError(exc.message)
     workers = sys.modules.get("workers.errors")  # its errors exist only once it is imported
     if workers is not None:

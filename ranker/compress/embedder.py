@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.catalog import CatalogInput
 from ranker.backends.base import FloatArray, ModelTask
 from ranker.compress.export import export_model
 from ranker.compress.parity import ParityError, judged_groups
@@ -31,6 +32,7 @@ from ranker.compress.quantize import Precision, quantize_model
 from ranker.compress.records import outcome_line, read_json, write_json
 from ranker.compress.timing import time_calls
 from ranker.embedder import Embedder
+from ranker.evaluation.judgment_files import JudgmentsInput
 from ranker.evaluation.judgments import Judgments
 from ranker.evaluation.metrics import ndcg_at_k, recall_at_k
 from ranker.settings import Settings
@@ -117,8 +119,8 @@ def measure_embedder(
     settings: Settings,
     *,
     work_dir: Path,
-    judgments: Path | None = None,
-    catalog: Path | None = None,
+    judgments: JudgmentsInput | None = None,
+    catalog: CatalogInput | None = None,
     shorter_lengths: Sequence[int] = (),
     max_recall_drop: float = MAX_RECALL_DROP,
 ) -> Path:

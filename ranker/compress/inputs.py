@@ -9,31 +9,39 @@ import json
 from pathlib import Path
 from typing import Any
 
-from indexer.catalog import sample_catalog_path, sample_judgments_path
+from indexer.catalog import CatalogInput, catalog_file, sample_catalog_path, sample_judgments_path
 from ranker.compress.records import CompressConfig
+from ranker.evaluation.judgment_files import JudgmentsInput, judgments_file
 from ranker.hardware import int8_preset, simd_flags
 from ranker.settings import Settings
+from ranker.shop import mapping_inputs
 from ranker.training.jobs import TrainingData, file_sha256, load_training_data
 
 _loaded: dict[tuple[Any, ...], TrainingData] = {}
 
 
 def job_data(
-    settings: Settings, *, judgments: Path | None = None, catalog: Path | None = None
+    settings: Settings,
+    *,
+    judgments: JudgmentsInput | None = None,
+    catalog: CatalogInput | None = None,
 ) -> TrainingData:
     """:func:`load_training_data`, reused within this process while both files (size and
     modification time) and the settings that render the texts are unchanged."""
-    judgments_path = Path(judgments) if judgments is not None else sample_judgments_path()
-    catalog_path = Path(catalog) if catalog is not None else sample_catalog_path()
+    judgments_source = judgments_file(judgments or sample_judgments_path())
+    catalog_source = catalog_file(catalog or sample_catalog_path())
     key = (
-        _stamp(judgments_path),
-        _stamp(catalog_path),
+        _stamp(judgments_source.path),
+        _stamp(catalog_source.path),
+        json.dumps(mapping_inputs(catalog=catalog_source, judgments=judgments_source)),
         settings.index.text_template,
         tuple(sorted(settings.label_gains.items())),
     )
     if key not in _loaded:
         _loaded.clear()
-        _loaded[key] = load_training_data(settings, judgments=judgments_path, catalog=catalog_path)
+        _loaded[key] = load_training_data(
+            settings, judgments=judgments_source, catalog=catalog_source
+        )
     return _loaded[key]
 
 
@@ -46,12 +54,13 @@ def compression_inputs(
     settings: Settings,
     config: CompressConfig,
     *,
-    judgments: Path | None = None,
-    catalog: Path | None = None,
+    judgments: JudgmentsInput | None = None,
+    catalog: CatalogInput | None = None,
     teacher: str | None = None,
 ) -> dict[str, Any]:
     """Every input a compression run's result depends on: the teacher's and the source
-    bi-encoder's weights, the judgments' and catalog's bytes, the config, the serving
+    bi-encoder's weights, the judgments' and catalog's bytes (and mappings other than the
+    default ones), the config, the serving
     settings students are judged with, ONNX Runtime's version and the CPU's int8 features.
 
     ``teacher``: a reranker version to distil (None: the production reranker's source).
@@ -69,8 +78,9 @@ def compression_inputs(
         "teacher_weights_sha256": weights_sha256(teacher_source.path),
         "embedder": embedder_source.label,
         "embedder_weights_sha256": weights_sha256(embedder_source.path),
-        "judgments_sha256": file_sha256(judgments or sample_judgments_path()),
-        "catalog_sha256": file_sha256(catalog or sample_catalog_path()),
+        "judgments_sha256": file_sha256(judgments_file(judgments or sample_judgments_path()).path),
+        "catalog_sha256": file_sha256(catalog_file(catalog or sample_catalog_path()).path),
+        **mapping_inputs(catalog=catalog, judgments=judgments),
         "config": config.model_dump(mode="json"),
         "serving": {
             "text_template": settings.index.text_template,
@@ -90,8 +100,8 @@ def compression_key(
     settings: Settings,
     config: CompressConfig,
     *,
-    judgments: Path | None = None,
-    catalog: Path | None = None,
+    judgments: JudgmentsInput | None = None,
+    catalog: CatalogInput | None = None,
     teacher: str | None = None,
 ) -> str:
     """SHA-256 of :func:`compression_inputs`: equal keys, the same run."""

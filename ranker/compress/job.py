@@ -29,6 +29,7 @@ import logging
 import time
 from pathlib import Path
 
+from indexer.catalog import CatalogInput
 from ranker.compress.embedder import EmbedderReport, measure_embedder, read_embedder_report
 from ranker.compress.gate import apply_gate, choose_student, stored_cv_ndcg
 from ranker.compress.records import TEACHER, CompressConfig, CompressionReport, Variant, read_json
@@ -41,6 +42,7 @@ from ranker.compress.register import (
 from ranker.compress.report import write_report
 from ranker.compress.students import train_students
 from ranker.compress.teacher import score_with_teacher
+from ranker.evaluation.judgment_files import JudgmentsInput
 from ranker.registry import ModelVersion
 from ranker.settings import Settings
 
@@ -65,8 +67,8 @@ def compress_models(
     config: CompressConfig,
     *,
     work_dir: Path,
-    judgments: Path | None = None,
-    catalog: Path | None = None,
+    judgments: JudgmentsInput | None = None,
+    catalog: CatalogInput | None = None,
     key: str | None = None,
     task_id: str | None = None,
     promote: bool = True,
@@ -114,8 +116,8 @@ def compress_bi_encoder(
     config: CompressConfig,
     *,
     work_dir: Path,
-    judgments: Path | None = None,
-    catalog: Path | None = None,
+    judgments: JudgmentsInput | None = None,
+    catalog: CatalogInput | None = None,
     key: str | None = None,
     task_id: str | None = None,
     promote: bool = True,
@@ -144,8 +146,8 @@ def compress_reranker(
     config: CompressConfig,
     *,
     work_dir: Path,
-    judgments: Path | None = None,
-    catalog: Path | None = None,
+    judgments: JudgmentsInput | None = None,
+    catalog: CatalogInput | None = None,
     key: str | None = None,
     task_id: str | None = None,
     promote: bool = True,

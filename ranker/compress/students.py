@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from indexer.catalog import CatalogInput
 from indexer.stores.base import StoredVectors
 from ranker.backends import ModelTask
 from ranker.backends.base import FloatArray
@@ -32,6 +33,7 @@ from ranker.compress.quantize import Precision, quantize_model
 from ranker.compress.records import PRECISIONS, CompressConfig, Variant, read_json, write_json
 from ranker.compress.teacher import read_teacher_pairs
 from ranker.embedder import Embedder
+from ranker.evaluation.judgment_files import JudgmentsInput
 from ranker.evaluation.judgments import kfold_query_splits
 from ranker.pipeline import SearchPipeline
 from ranker.reranker import Reranker
@@ -54,8 +56,8 @@ def train_students(
     layers: int,
     max_length: int,
     work_dir: Path,
-    judgments: Path | None = None,
-    catalog: Path | None = None,
+    judgments: JudgmentsInput | None = None,
+    catalog: CatalogInput | None = None,
 ) -> Path:
     """One student shape, cross-validated, then trained on every query, exported, quantized
     and timed; returns ``student-<shape>.json`` in ``work_dir``.

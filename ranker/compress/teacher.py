@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.catalog import load_products, sample_catalog_path
+from indexer.catalog import CatalogInput, catalog_file, load_products, sample_catalog_path
 from indexer.stores.atomic import atomic_write_bytes
 from ranker.backends import ModelTask
 from ranker.compress.distill import PSEUDO_QUERY_PREFIX, TeacherPair, pseudo_queries, teacher_pairs
@@ -31,12 +31,14 @@ from ranker.compress.inputs import job_data
 from ranker.compress.measure import mean, model_layers, per_query_ndcg, rerank_cases, time_variant
 from ranker.compress.parity import ParityError, ParityGroup, judged_groups
 from ranker.compress.records import TEACHER, CompressConfig, Variant, write_json
+from ranker.evaluation.judgment_files import JudgmentsInput, judgments_file
 from ranker.evaluation.judgments import Judgments
 from ranker.model_files import read_manifest
 from ranker.pipeline import SearchPipeline
 from ranker.reranker import Reranker
 from ranker.serving_models import ModelSource
 from ranker.settings import Settings
+from ranker.shop import mapping_inputs
 from ranker.training.jobs import TrainingData
 
 logger = logging.getLogger(__name__)
@@ -52,8 +54,8 @@ def score_with_teacher(
     config: CompressConfig,
     *,
     work_dir: Path,
-    judgments: Path | None = None,
-    catalog: Path | None = None,
+    judgments: JudgmentsInput | None = None,
+    catalog: CatalogInput | None = None,
     teacher: str | None = None,
 ) -> Path:
     """The teacher's scores (``teacher-pairs.jsonl``) and summary (``teacher.json``, returned)
@@ -116,8 +118,8 @@ def score_with_teacher(
             "version": source.version.version if source.version is not None else None,
             "weights_sha256": model.weights_sha256,
             "pairs": str(pairs_path),
-            "judgments": str(judgments) if judgments is not None else None,
-            "catalog": str(data.catalog),
+            "judgments": judgments_file(judgments).describe() if judgments is not None else None,
+            "catalog": data.catalog.describe() if data.catalog is not None else None,
             "data_sha256": data.sha256,
             "catalog_sha256": data.catalog_sha256,
             "folds": config.folds,
@@ -162,6 +164,7 @@ def cached_teacher_pairs(
         "teacher_weights_sha256": teacher.weights_sha256,
         "data_sha256": data.sha256,
         "catalog_sha256": data.catalog_sha256,
+        **mapping_inputs(catalog=data.catalog),
         "pseudo_queries": config.pseudo_queries,
         "judged_query_depth": config.judged_query_depth,
         "pseudo_query_depth": config.pseudo_query_depth,
@@ -198,7 +201,7 @@ def distillation_queries(
     judgments: Judgments,
     config: CompressConfig,
     *,
-    catalog: Path | None = None,
+    catalog: CatalogInput | None = None,
 ) -> tuple[dict[str, str], dict[str, list[str]]]:
     """Judged queries with their judged and retrieved products; pseudo-queries, cut from the
     titles of ``catalog`` (None: the sample catalog), with retrieved ones."""
@@ -207,7 +210,8 @@ def distillation_queries(
     for qid, query in judgments.queries.items():
         retrieved = [h.product_id for h in pipeline.retrieve(query, k=config.judged_query_depth)]
         candidates[qid] = list(dict.fromkeys([*judgments.qrels[qid], *retrieved]))
-    products = load_products(catalog if catalog is not None else sample_catalog_path())
+    source = catalog_file(catalog if catalog is not None else sample_catalog_path())
+    products = load_products(source)
     titles = [product.title for product in products]
     for number, query in enumerate(pseudo_queries(titles, config.pseudo_queries, seed=13)):
         qid = f"{PSEUDO_QUERY_PREFIX}{number}"
@@ -221,7 +225,7 @@ def distillation_queries(
         logger.warning(
             "most retrieved products are not in the catalog %s: the index was built from "
             "another one (run `shoprank index --catalog` with it first)",
-            catalog or sample_catalog_path(),
+            source.describe(),
         )
     return queries, candidates
 

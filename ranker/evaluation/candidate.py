@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from indexer.catalog import CatalogInput
 from ranker.compress.measure import mean, per_query_ndcg, rerank_cases
 from ranker.compress.timing import time_calls
+from ranker.evaluation.judgment_files import JudgmentsInput
 from ranker.promotion import (
     BASIS,
     JUDGMENTS,
@@ -47,8 +48,8 @@ def evaluate_candidate(
     role: str,
     version: str,
     *,
-    judgments: Path | None = None,
-    catalog: Path | None = None,
+    judgments: JudgmentsInput | None = None,
+    catalog: CatalogInput | None = None,
     repeats: int = 30,
     embedder_loader: Callable[[], Embedder] | None = None,
 ) -> dict[str, Any]:

@@ -1,20 +1,28 @@
 """Relevance judgments, query and candidate files, and query-level cross-validation splits.
 
 The judgments file has columns ``query_id,query,product_id,esci_label`` (see
-``indexer/sample_data/judgments.csv``); ``.csv.gz`` is read as well.
+``indexer/sample_data/judgments.csv``); ``.csv.gz`` and JSONL are read as well, and a
+:class:`~ranker.evaluation.judgment_files.JudgmentMapping` reads other shops' columns.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.fileio import read_csv
+from ranker.errors import InputError
+from ranker.evaluation.judgment_files import (
+    GradeKind,
+    JudgmentMapping,
+    JudgmentsFile,
+    check_gains,
+    grade_gain,
+    read_mapped,
+)
 from ranker.settings import ESCI_GAINS
 
 logger = logging.getLogger(__name__)
@@ -24,6 +32,7 @@ QUERY = "query"
 PRODUCT_ID = "product_id"
 LABEL = "esci_label"
 JUDGMENT_COLUMNS = (QUERY_ID, QUERY, PRODUCT_ID, LABEL)
+"""The sample's columns (the default mapping reads them)."""
 
 
 @dataclass(frozen=True)
@@ -64,86 +73,112 @@ class Judgments:
 
 
 def load_judgments(
-    path: str | os.PathLike[str], *, gains: Mapping[str, float] = ESCI_GAINS
+    path: str | os.PathLike[str] | JudgmentsFile,
+    *,
+    gains: Mapping[str, float] = ESCI_GAINS,
+    mapping: JudgmentMapping | None = None,
 ) -> Judgments:
-    """Read a judgments CSV (``query_id,query,product_id,esci_label``; other columns ignored).
+    """Read a judgments file (CSV or JSONL; by default ``query_id,query,product_id,esci_label``,
+    other columns ignored); ``mapping`` (or a :class:`JudgmentsFile`'s) names other columns.
 
-    A label found in ``gains`` takes that gain; otherwise a numeric label is taken as the gain
-    itself, so graded data (e.g. Home Depot's 1-3) loads unchanged or can be rescaled by the
-    caller. Gains must be finite and non-negative.
+    A label found in ``gains`` (the mapping's, if it has some) takes that gain; otherwise a
+    numeric label, or a numeric gain column, gives ``value - mapping.gain_base``, so graded
+    data (e.g. Home Depot's 1-3 with base 1) loads as it is. Gains must be finite and
+    non-negative. ``labels`` keeps a label as written, and a number as its gain.
 
     Raises:
-        ValueError: a required column is missing, a label is unknown or not a valid gain, an
+        InputError: a required column is missing, a label is unknown or not a valid gain, an
             id is empty, a (query_id, product_id) pair repeats, or a query_id has two texts.
-            Row errors name the file and line.
+            Row errors name the file, line and column.
     """
-    path = Path(path)
-    _check_gains(gains)
+    source = _with_mapping(path, mapping)
+    mapping = source.mapping
+    gains = mapping.gains if mapping.gains is not None else gains
+    check_gains(gains)
+    table = read_mapped(source.path, mapping, required=(QUERY_ID, QUERY, PRODUCT_ID), grade=True)
+    kind: GradeKind = "gain" if "gain" in table.columns else "label"
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, float]] = {}
     labels: dict[str, dict[str, str]] = {}
-    for line, row in read_csv(path, required=JUDGMENT_COLUMNS):
-        where = f"{path}:{line}"
-        qid, pid, label = row[QUERY_ID], row[PRODUCT_ID], row[LABEL]
-        if not qid or not pid:
-            raise ValueError(f"{where}: empty {QUERY_ID} or {PRODUCT_ID}")
+    for line, row in table.rows:
+        where = table.where(line)
+        qid, pid, grade = row[QUERY_ID], row[PRODUCT_ID], row[kind]
         _add_query(queries, qid, row[QUERY], where=where)
-        gain = _label_gain(label, gains, where=where)
+        gain = grade_gain(
+            grade,
+            kind=kind,
+            gains=gains,
+            base=mapping.gain_base,
+            where=where,
+            column=table.columns[kind],
+        )
         judged = qrels.setdefault(qid, {})
         if pid in judged:
-            raise ValueError(f"{where}: duplicate judgment for query {qid!r}, product {pid!r}")
+            raise InputError(f"{where}: duplicate judgment for query {qid!r}, product {pid!r}")
         judged[pid] = gain
-        labels.setdefault(qid, {})[pid] = label
+        labels.setdefault(qid, {})[pid] = grade if grade in gains else format(gain, ".6g")
     judgments = Judgments(queries=queries, qrels=qrels, labels=labels)
     logger.info(
         "loaded %d judgments for %d queries from %s",
         judgments.num_judgments,
         len(queries),
-        path,
+        source.describe(),
     )
     return judgments
 
 
-def load_queries(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Read a queries CSV (``query_id,query``; other columns ignored) into qid -> text.
+def load_queries(
+    path: str | os.PathLike[str] | JudgmentsFile, *, mapping: JudgmentMapping | None = None
+) -> dict[str, str]:
+    """Read a queries file (``query_id,query``, or as ``mapping`` says; other columns ignored;
+    without a query id column the ids are derived from the text) into qid -> text.
 
     Repeated rows with the same text are fine (a judgments file reads as a queries file).
 
     Raises:
-        ValueError: a column is missing, a query_id is empty, or a query_id has two texts.
+        InputError: a column is missing, a query_id is empty, or a query_id has two texts.
     """
-    path = Path(path)
+    source = _with_mapping(path, mapping)
+    table = read_mapped(source.path, source.mapping, required=(QUERY_ID, QUERY))
     queries: dict[str, str] = {}
-    for line, row in read_csv(path, required=(QUERY_ID, QUERY)):
-        where = f"{path}:{line}"
-        if not row[QUERY_ID]:
-            raise ValueError(f"{where}: empty {QUERY_ID}")
-        _add_query(queries, row[QUERY_ID], row[QUERY], where=where)
-    logger.info("loaded %d queries from %s", len(queries), path)
+    for line, row in table.rows:
+        _add_query(queries, row[QUERY_ID], row[QUERY], where=table.where(line))
+    logger.info("loaded %d queries from %s", len(queries), source.path)
     return queries
 
 
-def load_candidates(path: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """Read a candidates CSV (``query_id,product_id``; other columns ignored).
+def load_candidates(
+    path: str | os.PathLike[str] | JudgmentsFile, *, mapping: JudgmentMapping | None = None
+) -> dict[str, list[str]]:
+    """Read a candidates file (``query_id,product_id``, or as ``mapping`` says; other columns
+    ignored; without a query id column the ids are derived from the query text).
 
     Returns qid -> product ids, both in order of first appearance; repeats are dropped.
 
     Raises:
-        ValueError: a column is missing or an id is empty.
+        InputError: a column is missing or an id is empty.
     """
-    path = Path(path)
+    source = _with_mapping(path, mapping)
+    table = read_mapped(source.path, source.mapping, required=(QUERY_ID, PRODUCT_ID))
     candidates: dict[str, list[str]] = {}
     seen: set[tuple[str, str]] = set()
-    for line, row in read_csv(path, required=(QUERY_ID, PRODUCT_ID)):
+    for _, row in table.rows:
         qid, pid = row[QUERY_ID], row[PRODUCT_ID]
-        if not qid or not pid:
-            raise ValueError(f"{path}:{line}: empty {QUERY_ID} or {PRODUCT_ID}")
         if (qid, pid) in seen:
             continue
         seen.add((qid, pid))
         candidates.setdefault(qid, []).append(pid)
-    logger.info("loaded %d candidates for %d queries from %s", len(seen), len(candidates), path)
+    logger.info(
+        "loaded %d candidates for %d queries from %s", len(seen), len(candidates), source.path
+    )
     return candidates
+
+
+def _with_mapping(
+    path: str | os.PathLike[str] | JudgmentsFile, mapping: JudgmentMapping | None
+) -> JudgmentsFile:
+    source = path if isinstance(path, JudgmentsFile) else JudgmentsFile(Path(path))
+    return source if mapping is None else JudgmentsFile(source.path, mapping)
 
 
 def kfold_query_splits(
@@ -180,27 +215,7 @@ def kfold_query_splits(
 def _add_query(queries: dict[str, str], qid: str, text: str, *, where: str) -> None:
     known = queries.setdefault(qid, text)
     if known != text:
-        raise ValueError(f"{where}: query {qid!r} has text {text!r}, earlier {known!r}")
-
-
-def _label_gain(label: str, gains: Mapping[str, float], *, where: str) -> float:
-    if label in gains:
-        return float(gains[label])
-    try:
-        gain = float(label)
-    except ValueError as exc:
-        raise ValueError(
-            f"{where}: unknown label {label!r}; expected one of {', '.join(gains)} or a number"
-        ) from exc
-    if not math.isfinite(gain) or gain < 0:
-        raise ValueError(f"{where}: label {label!r} is not a finite, non-negative gain")
-    return gain
-
-
-def _check_gains(gains: Mapping[str, float]) -> None:
-    bad = [label for label, gain in gains.items() if not (math.isfinite(gain) and gain >= 0)]
-    if bad:
-        raise ValueError(f"gains must be finite and non-negative; bad labels: {', '.join(bad)}")
+        raise InputError(f"{where}: query {qid!r} has text {text!r}, earlier {known!r}")
 
 
 def _preview(items: Sequence[str], limit: int = 10) -> str:

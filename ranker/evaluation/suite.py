@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from indexer.catalog import sample_judgments_path
+from indexer.catalog import CatalogInput, sample_judgments_path
+from ranker.evaluation.judgment_files import JudgmentsFile, JudgmentsInput, judgments_file
 from ranker.evaluation.judgments import Judgments, load_judgments
 from ranker.evaluation.metrics import EvalResult, evaluate_run
 from ranker.evaluation.report import SystemResult, write_report
@@ -55,12 +56,16 @@ def _rows(name: str, results: dict[str, EvalResult], note: str) -> list[SystemRe
 
 
 def _cross_validated(
-    settings: Settings, pipeline: SearchPipeline, judgments_path: Path, folds: int
+    settings: Settings,
+    pipeline: SearchPipeline,
+    judgments: JudgmentsFile,
+    catalog: CatalogInput | None,
+    folds: int,
 ) -> list[SystemResult]:
     from ranker.training.cross_validation import cross_validate_reranker
     from ranker.training.jobs import load_training_data, prior_scores, reranker_config
 
-    data = load_training_data(settings, judgments=judgments_path)
+    data = load_training_data(settings, judgments=judgments, catalog=catalog)
     config = reranker_config(settings, {})
     priors, _ = prior_scores(settings, data, config)
     cv = cross_validate_reranker(
@@ -88,13 +93,17 @@ def _from_manifest(
 def run_evaluation(
     settings: Settings,
     *,
-    judgments_path: Path | None,
+    judgments_path: JudgmentsInput | None,
     folds: int,
     out: Path,
+    catalog: CatalogInput | None = None,
 ) -> tuple[list[SystemResult], tuple[Path, Path]]:
-    """Evaluate every system; writes ``report.md`` and ``ndcg.png`` into ``out``."""
-    judgments_path = judgments_path or sample_judgments_path()
-    judgments = load_judgments(judgments_path, gains=settings.label_gains)
+    """Evaluate every system; writes ``report.md`` and ``ndcg.png`` into ``out``.
+
+    ``judgments_path``: None, the sample judgments. ``catalog``: where cross-validation
+    (``folds >= 2``) reads the judged products' texts; None, the sample catalog."""
+    source = judgments_file(judgments_path or sample_judgments_path())
+    judgments = load_judgments(source, gains=settings.label_gains)
     pipeline = open_serving_pipeline(settings, with_reranker=True)
     results: list[SystemResult] = []
     embedder_note = f"embedder {pipeline.embedder.identity.model_id}"
@@ -105,7 +114,7 @@ def run_evaluation(
     served_dir = reranker_dir(settings)
     manifest = read_manifest(served_dir) or {}
     if folds >= 2:
-        results += _cross_validated(settings, pipeline, judgments_path, folds)
+        results += _cross_validated(settings, pipeline, source, catalog, folds)
     elif manifest.get("distilled_from"):
         # A distilled student serves: the cross-validated figures are its teacher's recipe's,
         # and the student passed a gate against that teacher (see `shoprank compress`).
@@ -125,9 +134,23 @@ def run_evaluation(
     served = evaluate_system(pipeline, RERANKED_SYSTEM, judgments)
     results += _rows(f"{RERANKED_SYSTEM.name} (served)", served, note)
     preamble = (
-        f"{len(judgments.queries)} judged queries from `{judgments_path}`. Reranker: "
-        f"`{served_dir}` ({manifest.get('model_id', 'untracked')}). NDCG@10 uses ESCI gains "
-        "E 1, S 0.1, C 0.01, I 0; Recall@100 and MRR count E, S and C as relevant."
+        f"{len(judgments.queries)} judged queries from `{source.describe()}`. Reranker: "
+        f"`{served_dir}` ({manifest.get('model_id', 'untracked')}). {_gains_note(source)}"
     )
     paths = write_report(results, out, title="shoprank evaluation", preamble=preamble)
     return results, paths
+
+
+def _gains_note(source: JudgmentsFile) -> str:
+    mapping = source.mapping
+    if mapping.gains is None and not mapping.gain_base and "gain" not in mapping.fields:
+        return (
+            "NDCG@10 uses ESCI gains E 1, S 0.1, C 0.01, I 0; Recall@100 and MRR count E, S "
+            "and C as relevant."
+        )
+    grades = ", ".join(f"{label} {gain:g}" for label, gain in (mapping.gains or {}).items())
+    numeric = f"a numeric grade's gain is grade - {mapping.gain_base:g}"
+    return (
+        f"NDCG@10 gains: {grades + '; ' if grades else ''}{numeric}; Recall@100 and MRR count "
+        "every gain above 0 as relevant."
+    )

@@ -61,7 +61,8 @@ class CrossEncoderConfig(TrainingConfig):
     weight_decay: float = Field(default=0.01, ge=0)
     targets: dict[str, float] = Field(
         default_factory=lambda: {"E": 1.0, "S": 0.1, "C": 0.01, "I": 0.0},
-        description="Training target per label; numeric labels are used as they are.",
+        description="Training target per label; numeric labels (gains) are divided by the "
+        "largest of them when it is above 1.",
     )
     loss: Literal["pointwise", "listwise"] = Field(
         default="pointwise",
@@ -110,6 +111,7 @@ def _pairs(
     lexical: bool = False,
 ) -> list[LabelledPair]:
     pairs = []
+    scale = _numeric_label_scale(judgments, targets)
     for qid in qids:
         query = judgments.queries[qid]
         labelled = [
@@ -120,10 +122,22 @@ def _pairs(
         texts = [product_texts[product_id] for product_id, _ in labelled]
         features = lexical_features(query, texts).tolist() if lexical else [[]] * len(texts)
         for (product_id, label), text, row in zip(labelled, texts, features, strict=True):
-            target = targets[label] if label in targets else float(label)
+            target = targets[label] if label in targets else float(label) / scale
             prior = priors[(qid, product_id)] if priors is not None else 0.0
             pairs.append(LabelledPair(qid, query, text, target, prior, tuple(row)))
     return pairs
+
+
+def _numeric_label_scale(judgments: Judgments, targets: Mapping[str, float]) -> float:
+    """What numeric labels are divided by to make targets in [0, 1]: the largest of them
+    (Home Depot's gains 0-2, Crowdflower's 0-3), or 1 when none is above 1."""
+    numbers = [
+        float(label)
+        for judged in judgments.labels.values()
+        for label in judged.values()
+        if label not in targets
+    ]
+    return max([1.0, *numbers])
 
 
 def fit_prior(pairs: Sequence[LabelledPair], l2: float) -> tuple[float, list[float], float]:

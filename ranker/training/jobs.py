@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexer.catalog import TextTemplate, load_products, sample_catalog_path, sample_judgments_path
+from indexer.catalog import (
+    CatalogFile,
+    CatalogInput,
+    TextTemplate,
+    catalog_file,
+    load_products,
+    sample_catalog_path,
+    sample_judgments_path,
+)
+from ranker.errors import InputError
+from ranker.evaluation.judgment_files import JudgmentsInput
 from ranker.evaluation.judgments import Judgments, load_judgments
 from ranker.loading import uncompressed
 from ranker.model_files import read_manifest
@@ -38,24 +48,35 @@ class TrainingData:
     product_texts: dict[str, str]
     sha256: str
     """Of the judgments and the judged products' texts (see ``data_sha256``)."""
-    catalog: Path | None = None
-    """The catalog file the texts were read from."""
+    catalog: CatalogFile | None = None
+    """The catalog file the texts were read from, with its mapping."""
     catalog_sha256: str | None = None
     """Of that file's bytes."""
 
 
 def load_training_data(
-    settings: Settings, *, judgments: Path | None = None, catalog: Path | None = None
+    settings: Settings,
+    *,
+    judgments: JudgmentsInput | None = None,
+    catalog: CatalogInput | None = None,
 ) -> TrainingData:
     """Judgments and the catalog's product texts rendered with the settings' template.
 
-    None: the bundled sample judgments or catalog.
+    None: the bundled sample judgments or catalog. A JudgmentsFile or CatalogFile brings
+    the mapping it is read with.
     """
     loaded = load_judgments(judgments or sample_judgments_path(), gains=settings.label_gains)
     template = TextTemplate(settings.index.text_template)
-    catalog = Path(catalog) if catalog is not None else sample_catalog_path()
-    texts = {p.id: template.render(p) for p in load_products(catalog)}
+    source = catalog_file(catalog if catalog is not None else sample_catalog_path())
+    texts = {p.id: template.render(p) for p in load_products(source)}
+    judged = sum(len(q) for q in loaded.qrels.values())
     missing = sum(1 for q in loaded.qrels.values() for pid in q if pid not in texts)
+    if missing == judged:
+        raise InputError(
+            f"none of the {judged} judged products is in the catalog {source.describe()}: "
+            "are the judgments' product_id column and the catalog's id field mapped to the "
+            "same ids?"
+        )
     if missing:
         logger.warning("%d judged products are not in the catalog; they are skipped", missing)
     rows = [
@@ -63,7 +84,7 @@ def load_training_data(
         for qid, labels in loaded.labels.items()
         for pid, label in labels.items()
     ]
-    return TrainingData(loaded, texts, data_sha256(rows, texts), catalog, file_sha256(catalog))
+    return TrainingData(loaded, texts, data_sha256(rows, texts), source, file_sha256(source.path))
 
 
 def file_sha256(path: Path) -> str:
@@ -105,8 +126,8 @@ def prior_scores(
 def train_reranker_job(
     settings: Settings,
     *,
-    judgments: Path | None = None,
-    catalog: Path | None = None,
+    judgments: JudgmentsInput | None = None,
+    catalog: CatalogInput | None = None,
     out: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     folds: int = 0,
@@ -181,7 +202,7 @@ def train_reranker_job(
                 "source_model": config.base_model,
                 "prior_embedder": prior_embedder,
                 "data_sha256": data.sha256,
-                "catalog": str(catalog or sample_catalog_path()),
+                "catalog": catalog_file(catalog or sample_catalog_path()).describe(),
                 "recipe": config.model_dump(mode="json"),
             },
             metrics=trained_metrics(read_manifest(path) or {}),
@@ -222,8 +243,8 @@ def _register(
 def train_bi_encoder_job(
     settings: Settings,
     *,
-    judgments: Path | None = None,
-    catalog: Path | None = None,
+    judgments: JudgmentsInput | None = None,
+    catalog: CatalogInput | None = None,
     out: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     register: bool = True,

@@ -86,7 +86,9 @@ def test_bad_numeric_label(tmp_path: Path, label: str) -> None:
 
 def test_missing_columns_are_named(tmp_path: Path) -> None:
     path = write(tmp_path / "j.csv", "query_id,product_id\nq1,p1\n")
-    with pytest.raises(ValueError, match=r"missing column\(s\) query, esci_label;"):
+    with pytest.raises(
+        ValueError, match=r"missing column\(s\) query, esci_label/label \(label\) or gain;"
+    ):
         load_judgments(path)
 
 

@@ -390,7 +390,8 @@ def test_duplicate_ids_name_file_and_line(tmp_path: Path) -> None:
         load_products(path)
 
     assert str(raised.value) == (
-        f"{path}:3: duplicate product id 'B07CXG6C9W' (first seen at {path}:1)"
+        f"{path}:3: duplicate product id 'B07CXG6C9W' (first seen at {path}:1); a file with "
+        'one row per judgment needs duplicates = "first" (--catalog-duplicates first)'
     )
 
 

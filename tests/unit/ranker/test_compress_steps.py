@@ -367,7 +367,9 @@ def test_pseudo_queries_are_cut_from_the_catalog_given(tmp_path: Path) -> None:
 def test_the_cli_hands_the_shops_files_to_the_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from indexer.catalog import CatalogFile
     from ranker.cli import app
+    from ranker.evaluation.judgment_files import JudgmentsFile
 
     seen: dict[str, Any] = {}
 
@@ -398,8 +400,8 @@ def test_the_cli_hands_the_shops_files_to_the_job(
         ],
     )
     assert result.exit_code == 0, result.output
-    assert seen["catalog"] == catalog
-    assert seen["judgments"] == judgments
+    assert seen["catalog"] == CatalogFile(catalog)
+    assert seen["judgments"] == JudgmentsFile(judgments)
     assert seen["promote"] is False
     assert seen["teacher"] == "v4"
     assert seen["config"].layers == (1,)

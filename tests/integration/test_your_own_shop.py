@@ -1,0 +1,287 @@
+"""docs/your-own-shop.md, run: index, train, compress, eval and run on a shop's own files,
+by flags alone, with the tiny models.
+
+The shops are a few dozen made-up products and a few judged queries, written in Home
+Depot's and in Crowdflower's CSV formats (their column names and grade scales; none of
+their rows). Compression's own work is covered by test_compress_job; here it is replaced
+by a recorder, to check what the command hands it.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from indexer.catalog import CatalogFile
+from ranker.evaluation.judgment_files import JudgmentsFile, derived_query_id
+from ranker.settings import get_settings
+
+pytestmark = pytest.mark.slow
+
+DOC = Path(__file__).parents[2] / "docs" / "your-own-shop.md"
+
+HOME_DEPOT_CATALOG = [
+    "--catalog",
+    "train.csv.gz",
+    "--field",
+    "id=product_uid",
+    "--catalog-duplicates",
+    "first",
+    "--attributes",
+    "",
+    "--catalog-join",
+    "product_descriptions.csv.gz",
+]
+HOME_DEPOT_JUDGMENTS = [
+    "--judgments",
+    "train.csv.gz",
+    "--judgment-field",
+    "query=search_term",
+    "--judgment-field",
+    "product_id=product_uid",
+    "--judgment-field",
+    "gain=relevance",
+    "--gain-base",
+    "1",
+]
+CROWDFLOWER_CATALOG = ["--catalog", "train.csv.gz", "--field", "id=id", "--attributes", ""]
+CROWDFLOWER_JUDGMENTS = [
+    "--judgments",
+    "train.csv.gz",
+    "--judgment-field",
+    "product_id=id",
+    "--judgment-field",
+    "gain=median_relevance",
+    "--gain-base",
+    "1",
+]
+SHOPS = {
+    "homedepot": (HOME_DEPOT_CATALOG, HOME_DEPOT_JUDGMENTS),
+    "crowdflower": (CROWDFLOWER_CATALOG, CROWDFLOWER_JUDGMENTS),
+}
+
+KINDS = ("cordless drill", "claw hammer", "interior paint", "kitchen faucet", "step ladder")
+MAKERS = ("Acme", "Brightline", "Cobalt", "Dunmore", "Everfield", "Foxglen", "Granton")
+QUERIES = ("cordless drill", "hammer", "white paint", "faucet for kitchen", "ladder")
+
+
+def _shell(flags: list[str]) -> str:
+    return " ".join("''" if flag == "" else flag for flag in flags)
+
+
+def _products() -> Iterator[tuple[int, str, str]]:
+    """(uid, title, description) of 35 made-up products, seven makers of five kinds."""
+    uid = 200000
+    for kind in KINDS:
+        for number, maker in enumerate(MAKERS):
+            uid += 1
+            title = f"{maker} {kind} model {number + 1}"
+            yield uid, title, f"A {kind} made by {maker}, for home and garden work."
+
+
+OWN_GRADES = (3, 3, 2.67, 2.33, 2, 2, 1.67)
+"""Home Depot's grades (means of 1-3) of a query's own kind, best first; others get 1."""
+JUDGED_PER_QUERY = len(OWN_GRADES) + 2
+
+
+def _judged() -> Iterator[tuple[str, int, str, str, float]]:
+    """(query, uid, title, description, grade 1-3) for each query: its kind's seven
+    products, graded, and two products of another kind, graded 1."""
+    products = list(_products())
+    for number, query in enumerate(QUERIES):
+        own = products[number * 7 : number * 7 + 7]
+        other = products[((number + 1) % 5) * 7 : ((number + 1) % 5) * 7 + 2]
+        for (uid, title, description), grade in zip(own, OWN_GRADES, strict=True):
+            yield query, uid, title, description, grade
+        for uid, title, description in other:
+            yield query, uid, title, description, 1
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    with gzip.open(path, "wt", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_home_depot(folder: Path) -> None:
+    """train.csv.gz (id,product_uid,product_title,search_term,relevance; relevance a mean
+    of 1-3 grades) and product_descriptions.csv.gz (product_uid,product_description)."""
+    rows = [
+        [row_id, uid, title, query, f"{grade:g}"]
+        for row_id, (query, uid, title, _, grade) in enumerate(_judged(), start=2)
+    ]
+    header = ["id", "product_uid", "product_title", "search_term", "relevance"]
+    _write_csv(folder / "train.csv.gz", header, rows)
+    descriptions = [[uid, description] for uid, _, description in _products()]
+    _write_csv(
+        folder / "product_descriptions.csv.gz",
+        ["product_uid", "product_description"],
+        descriptions,
+    )
+
+
+def write_crowdflower(folder: Path) -> None:
+    """train.csv.gz (id,query,product_title,product_description,median_relevance,
+    relevance_variance; median_relevance 1-4)."""
+    rows = [
+        [row_id, query, title, description, round(grade) + 1, "0.471" if grade % 1 else "0"]
+        for row_id, (query, _, title, description, grade) in enumerate(_judged(), start=1)
+    ]
+    header = [
+        "id",
+        "query",
+        "product_title",
+        "product_description",
+        "median_relevance",
+        "relevance_variance",
+    ]
+    _write_csv(folder / "train.csv.gz", header, rows)
+
+
+@pytest.fixture
+def shop_home(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    tiny_embedder_dir: Path,
+    tiny_reranker_dir: Path,
+) -> Iterator[Path]:
+    """A working folder holding the shop's files, with SHOPRANK_* set to the tiny models;
+    training starts from the tiny reranker, without the dense prior."""
+    from ranker.training import jobs
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in {
+        "SHOPRANK_HOME": str(tmp_path / "var"),
+        "SHOPRANK_EMBEDDER__MODEL": str(tiny_embedder_dir),
+        "SHOPRANK_EMBEDDER__BACKEND": "torch",
+        "SHOPRANK_RERANK__MODEL": str(tiny_reranker_dir),
+        "SHOPRANK_RERANK__BACKEND": "torch",
+    }.items():
+        monkeypatch.setenv(name, value)
+    tiny = {"base_model": str(tiny_reranker_dir), "prior": "none", "evals_per_epoch": 1}
+    config = jobs.reranker_config
+    monkeypatch.setattr(
+        jobs, "reranker_config", lambda settings, overrides: config(settings, {**overrides, **tiny})
+    )
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def shoprank(*arguments: str) -> str:
+    """Run ``shoprank`` in this process; its output, after checking it succeeded."""
+    from ranker.cli import app
+
+    result = CliRunner().invoke(app, list(arguments))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_the_doc_shows_each_shop_s_flag_set() -> None:
+    doc = DOC.read_text(encoding="utf-8")
+    for catalog, judgments in SHOPS.values():
+        assert _shell(catalog) in doc
+        assert _shell(judgments) in doc
+    readme = (DOC.parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "docs/your-own-shop.md" in readme
+
+
+@pytest.mark.parametrize("shop", list(SHOPS))
+def test_the_walkthrough_runs_on_a_shop_s_own_files(
+    shop: str, shop_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (write_home_depot if shop == "homedepot" else write_crowdflower)(shop_home)
+    catalog, judgments = SHOPS[shop]
+
+    # 2. Index: the manifest records the catalog and its mapping.
+    shoprank("index", *catalog)
+    manifest = json.loads((shop_home / "var" / "index" / "manifest.json").read_text())
+    assert manifest["count"] == (35 if shop == "homedepot" else JUDGED_PER_QUERY * len(QUERIES))
+    assert manifest["source"] == str(shop_home / "train.csv.gz")
+    assert manifest["catalog_mapping"]["attributes"] == []
+
+    # 4. Train on the judgments alone: the catalog is the index's.
+    trained = shoprank("train", *judgments, "--epochs", "0.2")
+    summary = json.loads(trained[trained.index("{") :])
+    assert summary["version"] == "v2"
+    assert summary["train_queries"] + summary["validation_queries"] == len(QUERIES)
+
+    # ... and compress: the command hands the job both files with their mappings.
+    from ranker.compress import job
+
+    seen: dict[str, Any] = {}
+
+    def compress_models(*_: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        raise ValueError("recorded")
+
+    monkeypatch.setattr(job, "compress_models", compress_models)
+    from ranker.cli import app
+
+    result = CliRunner().invoke(app, ["compress", *judgments])
+    assert result.exit_code == 2, result.output
+    assert isinstance(seen["catalog"], CatalogFile)
+    assert seen["catalog"].path == shop_home / "train.csv.gz"
+    assert seen["catalog"].mapping.model_dump(mode="json") == manifest["catalog_mapping"]
+    assert isinstance(seen["judgments"], JudgmentsFile)
+    assert seen["judgments"].mapping.gain_base == 1
+
+    # 5. Evaluate with the shop's gains, and write a rerank run.
+    shoprank("eval", *judgments, "--folds", "0", "--out", "report")
+    report = (shop_home / "report" / "report.md").read_text(encoding="utf-8")
+    assert f"{len(QUERIES)} judged queries" in report
+    assert "grade - 1" in report
+    formats = [flag for flag in judgments if flag != "--judgments" and flag != "train.csv.gz"]
+    shoprank(
+        "run",
+        "--queries",
+        "train.csv.gz",
+        "--candidates",
+        "train.csv.gz",
+        "--out",
+        "run.trec",
+        *formats,
+    )
+    lines = (shop_home / "run.trec").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == JUDGED_PER_QUERY * len(QUERIES)
+    assert {line.split()[0] for line in lines} == {derived_query_id(q) for q in QUERIES}
+
+
+def test_a_bad_row_names_file_line_and_column(shop_home: Path) -> None:
+    write_home_depot(shop_home)
+    path = shop_home / "train.csv.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0] + ",0.5"
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    from ranker.cli import app
+
+    result = CliRunner().invoke(app, ["eval", *HOME_DEPOT_JUDGMENTS, "--folds", "0"])
+
+    assert result.exit_code == 2
+    assert (
+        f"error: {path}:4: gain '0.5' in column 'relevance' is not a finite, non-negative "
+        "gain after subtracting --gain-base 1"
+    ) in result.output
+    assert "Traceback" not in result.output
+
+
+def test_judgments_without_a_catalog_or_an_index_fail_clearly(shop_home: Path) -> None:
+    write_crowdflower(shop_home)
+    from ranker.cli import app
+
+    result = CliRunner().invoke(app, ["train", *CROWDFLOWER_JUDGMENTS])
+
+    assert result.exit_code == 2
+    assert "judgments given without a catalog, and no index to take it from" in result.output
+    assert "pass the shop's catalog with --catalog" in result.output
