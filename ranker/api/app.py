@@ -46,7 +46,9 @@ LOGGERS_REDACTED = ("", "uvicorn", "uvicorn.error", "uvicorn.access")
 def _error_response(error: ApiError, secrets: Sequence[str] = ()) -> JSONResponse:
     body = error.body()
     body["error"] = redact(error.message, secrets)
-    return JSONResponse(status_code=error.status_code, content=body, headers=dict(error.headers))
+    return JSONResponse(
+        status_code=error.status_code, content=body, headers=error.response_headers()
+    )
 
 
 def _describe_validation(exc: RequestValidationError) -> ApiError:
@@ -124,6 +126,8 @@ def create_app(
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             if app.state.watcher is not None:
                 app.state.watcher.stop()
+            if app.state.service is not None:
+                app.state.service.schedulers.close()
 
     app = FastAPI(
         title="shoprank",

@@ -4,18 +4,25 @@ Each request reads the service's snapshot once and runs on it to the end (hot re
 whole snapshots), and every scored answer names the version that scored it: the header
 ``x-model-version`` (``reranker/v3``), plus ``meta.model_version`` or ``model_version`` in
 bodies that have a place for it, and ``x-embedder-version`` where vectors were used.
+
+The routes that run models are async: they await the models' schedulers (see
+:mod:`ranker.api.inference`) and run the rest of their work (retrieval, long validation) in
+worker threads, so the event loop always answers, a 429 at once.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from indexer.stores.base import SearchFilter, StoreUnavailableError
+from ranker.api import inference
 from ranker.api.errors import IndexUnavailableError, NotReadyError, RequestValidationFailedError
 from ranker.api.metrics import Metrics
 from ranker.api.schemas import (
@@ -43,33 +50,35 @@ MODEL_VERSION_HEADER = "x-model-version"
 EMBEDDER_VERSION_HEADER = "x-embedder-version"
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:
     service: Service | None = request.app.state.service
     if service is None:
         raise NotReadyError("the service is still loading")
     return service
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
 
-def _snapshot(service: Annotated[Service, Depends(_service)]) -> Snapshot:
-    """The snapshot this request runs on (read once; FastAPI caches it per request)."""
-    return service.snapshot
+async def _snapshot(service: Annotated[Service, Depends(_service)]) -> AsyncIterator[Snapshot]:
+    """The snapshot this request runs on (read once; FastAPI caches it per request), its
+    models' schedulers held until the request is done."""
+    with service.lease() as snapshot:
+        yield snapshot
 
 
 def _not_loaded(what: str, service: Service) -> NotReadyError:
     return NotReadyError(f"no {what} is loaded (" + "; ".join(service.all_problems()) + ")")
 
 
-def _scoring(
+async def _scoring(
     service: Annotated[Service, Depends(_service)],
     snapshot: Annotated[Snapshot, Depends(_snapshot)],
 ) -> Snapshot:
@@ -79,7 +88,7 @@ def _scoring(
     return snapshot
 
 
-def _embedding(
+async def _embedding(
     service: Annotated[Service, Depends(_service)],
     snapshot: Annotated[Snapshot, Depends(_snapshot)],
 ) -> Snapshot:
@@ -94,6 +103,10 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 ScoringDep = Annotated[Snapshot, Depends(_scoring)]
 EmbeddingDep = Annotated[Snapshot, Depends(_embedding)]
+
+
+def _server_timing(response: Response, timings_ms: dict[str, float]) -> None:
+    response.headers["server-timing"] = inference.server_timing(timings_ms)
 
 
 def _name_versions(response: Response, snapshot: Snapshot, *, reranked: bool = True) -> None:
@@ -114,7 +127,7 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
 
-def _score_documents(
+def _checked_pair_inputs(
     reranker: Reranker,
     settings: Settings,
     *,
@@ -122,9 +135,8 @@ def _score_documents(
     documents: list[str],
     truncate: bool,
     field: str,
-) -> tuple[np.ndarray, dict[str, float]]:
-    """Validate, then score; returns logits and stage timings."""
-    start = time.perf_counter()
+) -> tuple[str, list[str]]:
+    """The query and documents checked against the limits (cut when ``truncate``)."""
     query = check_query(query, limits=settings.api, tokenizer=reranker.tokenizer, truncate=truncate)
     query_tokens = reranker.tokenizer.count_tokens([query])[0] - 2
     documents = check_documents(
@@ -136,15 +148,56 @@ def _score_documents(
         truncate=truncate,
         what=field,
     )
+    return query, documents
+
+
+async def _score_documents(
+    request: Request,
+    service: Service,
+    snapshot: Snapshot,
+    settings: Settings,
+    metrics: Metrics,
+    *,
+    query: str,
+    documents: list[str],
+    truncate: bool,
+    field: str,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Admit, validate, then score through the reranker's scheduler; returns logits and
+    stage timings (also in metrics)."""
+    start = time.perf_counter()
+    deadline = inference.deadline_of(request.headers)
+    reranker = _reranker_of(snapshot)
+    inference.admit(service.schedulers.get(reranker))
+    query, documents = await run_in_threadpool(
+        _checked_pair_inputs,
+        reranker,
+        settings,
+        query=query,
+        documents=documents,
+        truncate=truncate,
+        field=field,
+    )
     validated = time.perf_counter()
-    logits = reranker.score(query, documents)
-    done = time.perf_counter()
-    return logits, {"validate": 1e3 * (validated - start), "rerank": 1e3 * (done - validated)}
+    scored = await inference.rerank(
+        reranker,
+        query,
+        documents,
+        schedulers=service.schedulers,
+        embedder=snapshot.embedder,
+        deadline=deadline,
+        metrics=metrics,
+    )
+    timings = {"validate": 1e3 * (validated - start), **scored.timings_ms}
+    timings["rerank"] = 1e3 * (time.perf_counter() - validated)
+    metrics.observe_stages(timings)
+    return scored.logits, timings
 
 
 @router.post("/search", response_model=SearchResponse, tags=["search"])
-def search(
+async def search(
     body: SearchRequest,
+    request: Request,
     response: Response,
     service: ServiceDep,
     snapshot: EmbeddingDep,
@@ -153,16 +206,22 @@ def search(
 ) -> SearchResponse:
     """Retrieve (dense, lexical or hybrid), then rerank the top candidates.
 
-    503 ``index_unavailable`` when the OpenSearch cluster cannot be reached and no embedded
-    fallback is configured (``SHOPRANK_OPENSEARCH__FALLBACK_TO_EMBEDDED``); with one, the
-    answer's ``index`` says ``embedded``. ``model_version`` and the ``x-model-version``
-    header name the reranker version that scored the results; ``x-embedder-version`` the
-    bi-encoder's.
+    The query is embedded once, through the bi-encoder's scheduler; its vector serves both
+    retrieval and the reranker's dense prior. Retrieval runs in a worker thread, the rerank
+    through the reranker's scheduler; ``timings_ms`` (and the ``server-timing`` header)
+    break the time down per stage. 503 ``index_unavailable`` when the OpenSearch cluster
+    cannot be reached and no embedded fallback is configured
+    (``SHOPRANK_OPENSEARCH__FALLBACK_TO_EMBEDDED``); with one, the answer's ``index`` says
+    ``embedded``. ``model_version`` and the ``x-model-version`` header name the reranker
+    version that scored the results; ``x-embedder-version`` the bi-encoder's.
     """
     start = time.perf_counter()
+    deadline = inference.deadline_of(request.headers)
     embedder = snapshot.embedder
     if embedder is None:  # _embedding checked it; this tells mypy
         raise _not_loaded("embedder", service)
+    reranker = snapshot.reranker if body.rerank else None
+    inference.admit(service.schedulers.get(embedder), service.schedulers.get(reranker))
     query = check_query(
         body.query,
         limits=settings.api,
@@ -186,9 +245,20 @@ def search(
             )
         except ValueError as exc:
             raise RequestValidationFailedError(f"filters: {exc}") from exc
-    validated = time.perf_counter()
+    timings = {"validate": 1e3 * (time.perf_counter() - start)}
+    query_vector = None
+    prior = reranker.prior if reranker is not None else None
+    if (body.mode or settings.retrieval.mode) != "lexical" or (
+        prior is not None and prior.reads_vectors_of(embedder)
+    ):
+        embedded = await inference.embed(
+            embedder, [query], schedulers=service.schedulers, deadline=deadline, metrics=metrics
+        )
+        query_vector = embedded.vectors[0]
+        timings["embed_query"] = sum(embedded.timings_ms.values())
     try:
-        outcome, answered_by = service.search(
+        found, pipeline, answered_by = await run_in_threadpool(
+            service.candidates,
             query,
             k=body.k,
             mode=body.mode,
@@ -196,6 +266,7 @@ def search(
             rerank=body.rerank,
             rerank_depth=body.rerank_depth,
             snapshot=snapshot,
+            query_vector=query_vector,
         )
     except StoreUnavailableError as exc:
         raise IndexUnavailableError(
@@ -203,11 +274,29 @@ def search(
             "SHOPRANK_OPENSEARCH__FALLBACK_TO_EMBEDDED=true to answer from the embedded index "
             "meanwhile)"
         ) from exc
-    timings = {"validate": 1e3 * (validated - start), **outcome.timings_ms}
+    timings.update(found.timings_ms)
+    scores = None
+    if found.texts and pipeline.reranker is not None:
+        reranking = time.perf_counter()
+        scored = await inference.rerank(
+            pipeline.reranker,
+            found.query,
+            found.texts,
+            schedulers=service.schedulers,
+            document_vectors=found.document_vectors,
+            query_vector=found.query_vector,
+            deadline=deadline,
+            metrics=metrics,
+        )
+        scores = [float(score) for score in scored.logits]
+        timings.update(scored.timings_ms)
+        timings["rerank"] = 1e3 * (time.perf_counter() - reranking)
+    outcome = pipeline.ranked(found, scores)
     timings["total"] = 1e3 * (time.perf_counter() - start)
     metrics.observe_stages(timings)
     reranked = outcome.reranked > 0
     _name_versions(response, snapshot, reranked=reranked)
+    _server_timing(response, timings)
     return SearchResponse(
         query=query,
         results=[
@@ -233,9 +322,11 @@ def search(
 
 
 @router.post("/v1/rerank", response_model=CohereRerankResponse | list[RerankScore], tags=["rerank"])
-def cohere_rerank(
+async def cohere_rerank(
     body: CohereRerankRequest,
+    request: Request,
     response: Response,
+    service: ServiceDep,
     snapshot: ScoringDep,
     settings: SettingsDep,
     metrics: MetricsDep,
@@ -254,22 +345,26 @@ def cohere_rerank(
     ``?format=array`` answers the same results, best first, as a bare JSON array of
     ``{index, relevance_score}``: the shape ML Commons' default rerank post-process function
     expects from a connector (``shoprank opensearch setup-rerank`` registers one). The
-    ``x-model-version`` header (and ``meta.model_version``) names the version that scored.
+    ``x-model-version`` header (and ``meta.model_version``) names the version that scored;
+    ``server-timing`` (and ``meta.timings_ms``) the time per stage.
     """
     reranker = _reranker_of(snapshot)
     texts = [d.text if isinstance(d, RerankDocument) else d for d in body.documents]
-    logits, timings = _score_documents(
-        reranker,
+    logits, timings = await _score_documents(
+        request,
+        service,
+        snapshot,
         settings,
+        metrics,
         query=body.query,
         documents=texts,
         truncate=body.truncate,
         field="documents",
     )
-    metrics.observe_stages(timings)
     scores = _sigmoid(logits)
     order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))[: body.top_n]
     _name_versions(response, snapshot)
+    _server_timing(response, timings)
     if response_format == "array":
         return [RerankScore(index=i, relevance_score=float(scores[i])) for i in order]
     return CohereRerankResponse(
@@ -291,28 +386,33 @@ def cohere_rerank(
 
 
 @router.post("/rerank", response_model=list[TeiRank], tags=["rerank"])
-def tei_rerank(
+async def tei_rerank(
     body: TeiRerankRequest,
+    request: Request,
     response: Response,
+    service: ServiceDep,
     snapshot: ScoringDep,
     settings: SettingsDep,
     metrics: MetricsDep,
 ) -> list[TeiRank]:
     """text-embeddings-inference-style rerank: ``[{index, score}]``, best first; the
-    ``x-model-version`` header names the version that scored."""
-    reranker = _reranker_of(snapshot)
-    logits, timings = _score_documents(
-        reranker,
+    ``x-model-version`` header names the version that scored, ``server-timing`` the time
+    per stage."""
+    logits, timings = await _score_documents(
+        request,
+        service,
+        snapshot,
         settings,
+        metrics,
         query=body.query,
         documents=body.texts,
         truncate=body.truncate,
         field="texts",
     )
-    metrics.observe_stages(timings)
     scores = logits.astype(np.float64) if body.raw_scores else _sigmoid(logits)
     order = sorted(range(len(body.texts)), key=lambda i: (-scores[i], i))
     _name_versions(response, snapshot)
+    _server_timing(response, timings)
     return [
         TeiRank(index=i, score=float(scores[i]), text=body.texts[i] if body.return_text else None)
         for i in order
@@ -320,17 +420,27 @@ def tei_rerank(
 
 
 @router.post("/embed", response_model=list[list[float]], tags=["embed"])
-def tei_embed(
-    body: TeiEmbedRequest, response: Response, snapshot: EmbeddingDep, settings: SettingsDep
+async def tei_embed(
+    body: TeiEmbedRequest,
+    request: Request,
+    response: Response,
+    service: ServiceDep,
+    snapshot: EmbeddingDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
 ) -> list[list[float]]:
     """text-embeddings-inference-style embed: one vector per input; ``x-embedder-version``
-    names the bi-encoder."""
+    names the bi-encoder, ``server-timing`` the time per stage."""
+    start = time.perf_counter()
+    deadline = inference.deadline_of(request.headers)
     embedder = snapshot.embedder
     if embedder is None:  # _embedding checked it; this tells mypy
         raise NotReadyError("no embedder is loaded")
+    inference.admit(service.schedulers.get(embedder))
     inputs = [body.inputs] if isinstance(body.inputs, str) else body.inputs
     inputs = [require_text(text, what=f"inputs[{i}]") for i, text in enumerate(inputs)]
-    checked = check_documents(
+    checked = await run_in_threadpool(
+        check_documents,
         inputs,
         limits=settings.api,
         tokenizer=embedder.tokenizer,
@@ -339,6 +449,17 @@ def tei_embed(
         what="inputs",
         max_count=settings.api.max_embed_inputs,
     )
-    vectors = embedder.embed(checked, normalize=body.normalize)
+    timings = {"validate": 1e3 * (time.perf_counter() - start)}
+    embedded = await inference.embed(
+        embedder,
+        checked,
+        schedulers=service.schedulers,
+        normalize=body.normalize,
+        deadline=deadline,
+        metrics=metrics,
+    )
+    timings.update(embedded.timings_ms)
+    metrics.observe_stages(timings)
     _name_versions(response, snapshot, reranked=False)
-    return [[float(value) for value in vector] for vector in vectors]
+    _server_timing(response, timings)
+    return [[float(value) for value in vector] for vector in embedded.vectors]

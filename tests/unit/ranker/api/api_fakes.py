@@ -11,7 +11,9 @@ import numpy as np
 
 from indexer.stores.base import ModelIdentity
 from ranker.api.service import Service
+from ranker.reranker import PreparedPairs
 from ranker.serving_models import ModelSource
+from ranker.stages import PreparedTokens
 from ranker.settings import Settings
 
 
@@ -25,6 +27,12 @@ class FakeTokenizer:
 
     def truncate_text(self, text: str, max_tokens: int) -> str:
         return " ".join(text.split()[:max_tokens])
+
+
+def fake_tokens(texts: Sequence[str]) -> PreparedTokens:
+    """One row per text, as long as FakeTokenizer counts it (every id 0)."""
+    rows = tuple(np.zeros(len(text.split()) + 2, dtype=np.int64) for text in texts)
+    return PreparedTokens(ids=rows, type_ids=rows, pad_id=0)
 
 
 class FakeBackend:
@@ -53,6 +61,18 @@ class FakeReranker:
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return np.full(len(documents), self.logit, dtype=np.float32)
 
+    def prepare(self, query: str, documents: Sequence[str], **_: Any) -> PreparedPairs:
+        tokens = fake_tokens([f"{query} {document}" for document in documents])
+        return PreparedPairs(query, False, tuple(documents), tokens)
+
+    def infer(self, inputs: Sequence[PreparedTokens]) -> list[np.ndarray]:
+        return [np.full(tokens.rows, self.logit, dtype=np.float32) for tokens in inputs]
+
+    def finish(
+        self, prepared: PreparedPairs, logits: np.ndarray, **_: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return logits, np.zeros_like(logits)
+
 
 class FakeEmbedder:
     def __init__(self, model_id: str, weights: str = "w1", lineage: tuple[str, ...] = ()) -> None:
@@ -63,6 +83,15 @@ class FakeEmbedder:
 
     def embed(self, texts: Sequence[str], *, normalize: bool = True) -> np.ndarray:
         return np.ones((len(texts), 4), dtype=np.float32) / 2.0
+
+    def prepare(self, texts: Sequence[str]) -> PreparedTokens:
+        return fake_tokens(texts)
+
+    def infer(self, inputs: Sequence[PreparedTokens]) -> list[np.ndarray]:
+        return [np.ones((tokens.rows, 4), dtype=np.float32) / 2.0 for tokens in inputs]
+
+    def finish(self, vectors: np.ndarray, *, normalize: bool = True) -> np.ndarray:
+        return vectors
 
 
 def fake_model_dir(directory: Path, *, marker: str) -> Path:

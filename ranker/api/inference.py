@@ -1,0 +1,206 @@
+"""A request's model work, kept off the event loop: the encoder's ``prepare`` stage in a
+worker thread, its ``infer`` stage through the model's scheduler (with batching off, in a
+worker thread), then ``finish``.
+
+Every helper returns its per-stage milliseconds: ``tokenize``, ``queue`` (waiting for the
+model's thread), ``infer`` (the batch's inference, shared with the requests in it) and, for
+the reranker, ``prior`` (the dense prior and lexical features). A request may carry a
+deadline, the header ``x-request-timeout-ms`` (milliseconds from when its route starts):
+past it, a request still queued is dropped and answered 504 ``deadline_exceeded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+
+from ranker.api.errors import RequestValidationFailedError
+from ranker.api.metrics import Metrics
+from ranker.api.schedulers import ModelSchedulers
+from ranker.backends.base import FloatArray
+from ranker.batching import DeadlineExceededError, Infer, InferenceFailedError, Scheduler
+from ranker.embedder import Embedder
+from ranker.reranker import Reranker
+from ranker.stages import PreparedTokens
+
+logger = logging.getLogger(__name__)
+
+DEADLINE_HEADER = "x-request-timeout-ms"
+INLINE_PREPARE_CHARS = 512
+"""One text at most this long is tokenized on the event loop: a thread hop costs more."""
+
+
+def deadline_of(headers: Mapping[str, str]) -> float | None:
+    """The request's deadline (a ``time.monotonic()`` value) from its
+    ``x-request-timeout-ms`` header, counted from now; None without the header."""
+    raw = headers.get(DEADLINE_HEADER)
+    if raw is None:
+        return None
+    try:
+        milliseconds = float(raw)
+    except ValueError as exc:
+        raise RequestValidationFailedError(
+            f"{DEADLINE_HEADER} must be a number of milliseconds, got {raw!r}"
+        ) from exc
+    if not math.isfinite(milliseconds) or milliseconds <= 0:
+        raise RequestValidationFailedError(f"{DEADLINE_HEADER} must be above 0, got {raw!r}")
+    return time.monotonic() + milliseconds / 1e3
+
+
+def admit(*schedulers: Scheduler | None) -> None:
+    """Refuse now, before any work is done or queued, when a model cannot take more (429
+    with ``Retry-After``, through the error table)."""
+    for scheduler in schedulers:
+        if scheduler is not None:
+            scheduler.admit()
+
+
+def _ms(since: float) -> float:
+    return 1e3 * (time.perf_counter() - since)
+
+
+async def _infer(
+    infer: Infer,
+    scheduler: Scheduler | None,
+    prepared: PreparedTokens,
+    *,
+    role: str,
+    deadline: float | None,
+    metrics: Metrics | None,
+) -> tuple[FloatArray, dict[str, float]]:
+    """The ``infer`` stage for one request: its output, and its queue and infer times."""
+    if scheduler is not None:
+        inferred = await scheduler.submit(prepared, deadline=deadline)
+        if metrics is not None:
+            metrics.observe_batch(
+                role,
+                requests=inferred.batch_requests,
+                padded_tokens=inferred.batch_padded_tokens,
+                queued_tokens=scheduler.queued_tokens,
+            )
+        return inferred.output, {"queue": inferred.queue_ms, "infer": inferred.infer_ms}
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceededError(f"the deadline passed before the {role} ran the request")
+    start = time.perf_counter()
+    try:
+        (output,) = await run_in_threadpool(infer, [prepared])
+    except Exception as exc:  # as a failed batch answers (424), batching or not
+        logger.exception("the %s failed on a request", role)
+        raise InferenceFailedError(
+            f"the {role} failed ({type(exc).__name__}); the server log has the details"
+        ) from exc
+    return output, {"queue": 0.0, "infer": _ms(start)}
+
+
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """One request's vectors and its stage times."""
+
+    vectors: FloatArray
+    timings_ms: dict[str, float]
+
+
+async def embed(
+    embedder: Embedder,
+    texts: Sequence[str],
+    *,
+    schedulers: ModelSchedulers,
+    normalize: bool = True,
+    deadline: float | None = None,
+    metrics: Metrics | None = None,
+) -> Embedded:
+    """``texts`` embedded through the bi-encoder's scheduler."""
+    start = time.perf_counter()
+    if len(texts) == 1 and len(texts[0]) <= INLINE_PREPARE_CHARS:
+        prepared = embedder.prepare(texts)
+    else:
+        prepared = await run_in_threadpool(embedder.prepare, texts)
+    timings = {"tokenize": _ms(start)}
+    output, stages = await _infer(
+        embedder.infer,
+        schedulers.get(embedder),
+        prepared,
+        role="embedder",
+        deadline=deadline,
+        metrics=metrics,
+    )
+    timings.update(stages)
+    return Embedded(embedder.finish(output, normalize=normalize), timings)
+
+
+@dataclass(frozen=True, slots=True)
+class Reranked:
+    """One request's scores (the cross-encoder's logits plus the prior) and stage times."""
+
+    logits: FloatArray
+    timings_ms: dict[str, float]
+
+
+async def rerank(
+    reranker: Reranker,
+    query: str,
+    documents: Sequence[str],
+    *,
+    schedulers: ModelSchedulers,
+    embedder: Embedder | None = None,
+    document_vectors: FloatArray | None = None,
+    query_vector: FloatArray | None = None,
+    deadline: float | None = None,
+    metrics: Metrics | None = None,
+) -> Reranked:
+    """``documents`` scored against ``query`` through the reranker's scheduler.
+
+    A dense prior on ``embedder`` gets the query's vector through the bi-encoder's
+    scheduler, while the cross-encoder runs, unless ``query_vector`` is given.
+    """
+    start = time.perf_counter()
+    prepared = await run_in_threadpool(
+        reranker.prepare, query, documents, document_vectors=document_vectors
+    )
+    timings = {"tokenize": _ms(start)}
+    scoring = _infer(
+        reranker.infer,
+        schedulers.get(reranker),
+        prepared.tokens,
+        role="reranker",
+        deadline=deadline,
+        metrics=metrics,
+    )
+    prior = reranker.prior
+    if (
+        query_vector is None
+        and prior is not None
+        and embedder is not None
+        and prepared.documents
+        and not prepared.query_cut
+        and prior.reads_vectors_of(embedder)
+    ):
+        embedding = embed(
+            embedder, [query], schedulers=schedulers, deadline=deadline, metrics=metrics
+        )
+        (logits, stages), embedded = await asyncio.gather(scoring, embedding)
+        query_vector = embedded.vectors[0]
+        timings["embed_query"] = sum(embedded.timings_ms.values())
+    else:
+        logits, stages = await scoring
+    timings.update(stages)
+    start = time.perf_counter()
+    if prior is None:
+        cross_encoder, prior_terms = reranker.finish(prepared, logits)
+    else:
+        cross_encoder, prior_terms = await run_in_threadpool(
+            reranker.finish, prepared, logits, query_vector=query_vector
+        )
+    timings["prior"] = _ms(start)
+    return Reranked(cross_encoder + prior_terms, timings)
+
+
+def server_timing(timings_ms: Mapping[str, float]) -> str:
+    """A ``server-timing`` header value: ``tokenize;dur=1.2, queue;dur=0.4, ...``."""
+    return ", ".join(f"{stage};dur={ms:.1f}" for stage, ms in timings_ms.items())
