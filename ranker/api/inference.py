@@ -17,17 +17,24 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from ranker.api.errors import RequestValidationFailedError
+from ranker.api.errors import NotReadyError, RequestValidationFailedError
 from ranker.api.metrics import Metrics
 from ranker.api.schedulers import ModelSchedulers
+from ranker.api.validation import check_documents, check_query
 from ranker.backends.base import FloatArray
 from ranker.batching import DeadlineExceededError, Infer, InferenceFailedError, Scheduler
 from ranker.embedder import Embedder
 from ranker.reranker import Reranker
+from ranker.settings import Settings
 from ranker.stages import PreparedTokens
+
+if TYPE_CHECKING:
+    from ranker.api.service import Service, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +206,76 @@ async def rerank(
         )
     timings["prior"] = _ms(start)
     return Reranked(cross_encoder + prior_terms, timings)
+
+
+def _checked_pair_inputs(
+    reranker: Reranker,
+    settings: Settings,
+    *,
+    query: str,
+    documents: list[str],
+    truncate: bool,
+    field: str,
+) -> tuple[str, list[str]]:
+    """The query and documents checked against the limits (cut when ``truncate``)."""
+    query = check_query(query, limits=settings.api, tokenizer=reranker.tokenizer, truncate=truncate)
+    query_tokens = reranker.tokenizer.count_tokens([query])[0] - 2
+    documents = check_documents(
+        documents,
+        limits=settings.api,
+        tokenizer=reranker.tokenizer,
+        # A pair is [CLS] query [SEP] document [SEP]; counts include [CLS] and [SEP].
+        max_tokens=reranker.tokenizer.max_length - query_tokens - 1,
+        truncate=truncate,
+        what=field,
+    )
+    return query, documents
+
+
+async def score_documents(
+    request: Request,
+    service: Service,
+    snapshot: Snapshot,
+    settings: Settings,
+    metrics: Metrics,
+    *,
+    query: str,
+    documents: list[str],
+    truncate: bool,
+    field: str,
+) -> tuple[FloatArray, dict[str, float]]:
+    """A rerank route's work: admit (429 now, before any work), validate in a worker
+    thread, then :func:`rerank` with the snapshot's models; returns the scores and the stage
+    timings (also given to ``metrics``)."""
+    start = time.perf_counter()
+    deadline = deadline_of(request.headers)
+    reranker = snapshot.reranker
+    if reranker is None:
+        raise NotReadyError("no reranker is loaded")
+    admit(service.schedulers.get(reranker))
+    query, documents = await run_in_threadpool(
+        _checked_pair_inputs,
+        reranker,
+        settings,
+        query=query,
+        documents=documents,
+        truncate=truncate,
+        field=field,
+    )
+    validated = time.perf_counter()
+    scored = await rerank(
+        reranker,
+        query,
+        documents,
+        schedulers=service.schedulers,
+        embedder=snapshot.embedder,
+        deadline=deadline,
+        metrics=metrics,
+    )
+    timings = {"validate": 1e3 * (validated - start), **scored.timings_ms}
+    timings["rerank"] = 1e3 * (time.perf_counter() - validated)
+    metrics.observe_stages(timings)
+    return scored.logits, timings
 
 
 def server_timing(timings_ms: Mapping[str, float]) -> str:

@@ -127,73 +127,6 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
 
-def _checked_pair_inputs(
-    reranker: Reranker,
-    settings: Settings,
-    *,
-    query: str,
-    documents: list[str],
-    truncate: bool,
-    field: str,
-) -> tuple[str, list[str]]:
-    """The query and documents checked against the limits (cut when ``truncate``)."""
-    query = check_query(query, limits=settings.api, tokenizer=reranker.tokenizer, truncate=truncate)
-    query_tokens = reranker.tokenizer.count_tokens([query])[0] - 2
-    documents = check_documents(
-        documents,
-        limits=settings.api,
-        tokenizer=reranker.tokenizer,
-        # A pair is [CLS] query [SEP] document [SEP]; counts include [CLS] and [SEP].
-        max_tokens=reranker.tokenizer.max_length - query_tokens - 1,
-        truncate=truncate,
-        what=field,
-    )
-    return query, documents
-
-
-async def _score_documents(
-    request: Request,
-    service: Service,
-    snapshot: Snapshot,
-    settings: Settings,
-    metrics: Metrics,
-    *,
-    query: str,
-    documents: list[str],
-    truncate: bool,
-    field: str,
-) -> tuple[np.ndarray, dict[str, float]]:
-    """Admit, validate, then score through the reranker's scheduler; returns logits and
-    stage timings (also in metrics)."""
-    start = time.perf_counter()
-    deadline = inference.deadline_of(request.headers)
-    reranker = _reranker_of(snapshot)
-    inference.admit(service.schedulers.get(reranker))
-    query, documents = await run_in_threadpool(
-        _checked_pair_inputs,
-        reranker,
-        settings,
-        query=query,
-        documents=documents,
-        truncate=truncate,
-        field=field,
-    )
-    validated = time.perf_counter()
-    scored = await inference.rerank(
-        reranker,
-        query,
-        documents,
-        schedulers=service.schedulers,
-        embedder=snapshot.embedder,
-        deadline=deadline,
-        metrics=metrics,
-    )
-    timings = {"validate": 1e3 * (validated - start), **scored.timings_ms}
-    timings["rerank"] = 1e3 * (time.perf_counter() - validated)
-    metrics.observe_stages(timings)
-    return scored.logits, timings
-
-
 @router.post("/search", response_model=SearchResponse, tags=["search"])
 async def search(
     body: SearchRequest,
@@ -350,7 +283,7 @@ async def cohere_rerank(
     """
     reranker = _reranker_of(snapshot)
     texts = [d.text if isinstance(d, RerankDocument) else d for d in body.documents]
-    logits, timings = await _score_documents(
+    logits, timings = await inference.score_documents(
         request,
         service,
         snapshot,
@@ -398,7 +331,7 @@ async def tei_rerank(
     """text-embeddings-inference-style rerank: ``[{index, score}]``, best first; the
     ``x-model-version`` header names the version that scored, ``server-timing`` the time
     per stage."""
-    logits, timings = await _score_documents(
+    logits, timings = await inference.score_documents(
         request,
         service,
         snapshot,

@@ -13,8 +13,8 @@ from indexer.stores.base import ModelIdentity
 from ranker.api.service import Service
 from ranker.reranker import PreparedPairs
 from ranker.serving_models import ModelSource
-from ranker.stages import PreparedTokens
 from ranker.settings import Settings
+from ranker.stages import PreparedTokens
 
 
 class FakeTokenizer:

@@ -18,8 +18,16 @@ from api_fakes import FakeReranker, fake_service, fake_tokens
 from fastapi.testclient import TestClient
 
 from ranker.api.app import create_app
+from ranker.api.errors import api_error_for
 from ranker.api.service import Service, Snapshot
-from ranker.batching import SchedulerConfig
+from ranker.batching import (
+    DeadlineExceededError,
+    InferenceFailedError,
+    SchedulerConfig,
+    SchedulerOverloadedError,
+    SchedulerStoppedError,
+)
+from ranker.errors import ShoprankError
 from ranker.reranker import Reranker
 from ranker.settings import Settings
 from ranker.stages import PreparedTokens
@@ -191,3 +199,23 @@ def test_batching_off_runs_without_schedulers(settings: Settings) -> None:
     assert response.status_code == 200
     assert service.schedulers.get(reranker) is None
     assert response.json()["results"][0]["relevance_score"] == pytest.approx(1 / (1 + np.exp(-3)))
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "error_type"),
+    [
+        (SchedulerOverloadedError("queue full", retry_after_s=3), 429, "overloaded"),
+        (DeadlineExceededError("too late"), 504, "deadline_exceeded"),
+        (InferenceFailedError("the reranker failed"), 424, "backend"),
+        (SchedulerStoppedError("stopped"), 503, "unhealthy"),
+    ],
+)
+def test_scheduler_errors_map_to_one_row(
+    error: ShoprankError, status: int, error_type: str
+) -> None:
+    mapped = api_error_for(error)
+
+    assert (mapped.status_code, mapped.error_type) == (status, error_type)
+    assert mapped.message == error.message
+    if status == 429:
+        assert mapped.response_headers()["Retry-After"] == "3"
