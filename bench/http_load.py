@@ -68,7 +68,8 @@ async def _load(
     seconds: float,
     backoff_s: float,
 ) -> dict[str, Any]:
-    """``clients`` clients, each posting back to back for ``seconds``."""
+    """``clients`` clients, each posting back to back for ``seconds``; ``other_errors``
+    counts other statuses by code (0: the connection failed)."""
     answered: list[float] = []
     shed: list[float] = []
     failed: dict[int, int] = {}
@@ -80,9 +81,14 @@ async def _load(
             i = first
             while time.perf_counter() < stop_at:
                 start = time.perf_counter()
-                response = await client.post(route, json=bodies[i % len(bodies)])
+                try:
+                    response = await client.post(route, json=bodies[i % len(bodies)])
+                except httpx.TransportError:  # a keep-alive connection closed under us
+                    failed[0] = failed.get(0, 0) + 1
+                    continue
+                finally:
+                    i += clients
                 elapsed_ms = 1e3 * (time.perf_counter() - start)
-                i += clients
                 if response.status_code == 200:
                     answered.append(elapsed_ms)
                 elif response.status_code == 429:
