@@ -11,7 +11,8 @@ passed while it waited) is dropped before inference. Load is shed before queuein
 after waiting: :meth:`Scheduler.admit` refuses (:class:`SchedulerOverloadedError`, with a
 ``retry_after_s``) when the queue holds ``max_queue_tokens`` or its estimated wait (the
 tokens ahead over the measured tokens per second) is above ``max_queue_wait_s``. A failing
-batch fails only its own requests (:class:`InferenceFailedError`).
+batch fails only its own requests (:class:`InferenceFailedError`, a backend's
+:class:`~ranker.backends.base.InferenceError`: the API answers 424).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from ranker.backends.base import FloatArray
+from ranker.backends.base import BackendError, FloatArray, InferenceError
 from ranker.errors import ShoprankError
 from ranker.settings import ApiSettings
 from ranker.stages import PreparedTokens
@@ -51,8 +52,22 @@ class DeadlineExceededError(ShoprankError):
     """The request's deadline passed before its model ran it."""
 
 
-class InferenceFailedError(ShoprankError):
+class InferenceFailedError(InferenceError):
     """The model failed on the batch this request ran in."""
+
+
+def inference_failed(name: str, exc: Exception, *, requests: int = 1) -> InferenceFailedError:
+    """The error each request of a failed batch gets: a backend's own message (it names the
+    backend and its error), else only the error's type (the log has the details)."""
+    where = f"{name} failed on a batch of {requests} requests" if requests > 1 else f"{name} failed"
+    if isinstance(exc, BackendError):
+        error = InferenceFailedError(f"{where}: {exc.message}")
+    else:
+        error = InferenceFailedError(
+            f"{where} ({type(exc).__name__}); the server log has the details"
+        )
+    error.__cause__ = exc
+    return error
 
 
 class SchedulerStoppedError(ShoprankError):
@@ -298,12 +313,7 @@ class Scheduler:
         except Exception as exc:  # the batch's requests fail; the thread serves on
             logger.exception("%s failed on a batch of %d requests", self.name, len(batch))
             for entry in batch:
-                error = InferenceFailedError(
-                    f"{self.name} failed on a batch of {len(batch)} requests "
-                    f"({type(exc).__name__}); the server log has the details"
-                )
-                error.__cause__ = exc
-                entry.future.set_exception(error)
+                entry.future.set_exception(inference_failed(self.name, exc, requests=len(batch)))
             return
         finally:
             with self._changed:

@@ -249,8 +249,43 @@ class ApiSettings(BaseModel):
     max_documents: int = Field(default=1000, ge=1, description="Documents per rerank call.")
     max_k: int = Field(default=1000, ge=1)
     max_embed_inputs: int = Field(default=256, ge=1)
+    max_filter_values: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description="Values per /search filter list (brands, categories); more answer 413.",
+    )
     max_concurrent_requests: int = Field(
-        default=32, ge=1, description="In-flight requests before the API answers 429."
+        default=32,
+        ge=1,
+        description="In-flight requests before the API answers 429; a request takes a slot "
+        "only once its body is read.",
+    )
+    max_body_bytes: int = Field(
+        default=4 * 2**20,
+        ge=1024,
+        description="The largest request body; a larger declared Content-Length, or a "
+        "chunked body that grows past it, answers 413 before it is read.",
+    )
+    body_timeout_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long a client may take to send its whole body; past it the API "
+        "answers 408 and closes the connection.",
+    )
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated API keys for every route but /admin and open_paths (sent "
+        "as 'Authorization: Bearer <key>'); none: those routes need no key.",
+    )
+    open_paths: tuple[str, ...] = Field(
+        default=("/healthz", "/health", "/metrics"),
+        description="Paths that need no API key even when api_keys are set.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="'json': one JSON object a log line, with the request id of the request "
+        "that logged it.",
     )
     max_batch_tokens: int = Field(
         default=16_384,
@@ -291,10 +326,18 @@ class ApiSettings(BaseModel):
 
     def admin_key_list(self) -> tuple[str, ...]:
         """The configured admin keys, blanks dropped."""
-        if self.admin_keys is None:
-            return ()
-        keys = (key.strip() for key in self.admin_keys.get_secret_value().split(","))
-        return tuple(key for key in keys if key)
+        return _key_list(self.admin_keys)
+
+    def api_key_list(self) -> tuple[str, ...]:
+        """The configured API keys, blanks dropped."""
+        return _key_list(self.api_keys)
+
+
+def _key_list(keys: SecretStr | None) -> tuple[str, ...]:
+    if keys is None:
+        return ()
+    parts = (key.strip() for key in keys.get_secret_value().split(","))
+    return tuple(key for key in parts if key)
 
 
 class RegistrySettings(BaseModel):

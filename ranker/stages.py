@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Encoding
 
-from ranker.backends.base import Backend, FloatArray, TokenBatch
+from ranker.backends.base import Backend, FloatArray, TokenBatch, run_batch
 from ranker.tokenization import length_sorted_batches
 
 IntVector = npt.NDArray[np.int64]
@@ -93,7 +93,9 @@ def run_prepared(
     The rows of all inputs are sorted by length and run in micro-batches of at most
     ``batch_size`` rows, each padded to its own longest, so inputs that share a batch only
     share its padding. Output ``i`` has one row (score or vector) per row of ``inputs[i]``.
-    ``on_rows`` is told how many rows each micro-batch ran (a progress bar).
+    ``on_rows`` is told how many rows each micro-batch ran (a progress bar). A backend that
+    fails raises :class:`~ranker.backends.base.InferenceError` (see
+    :func:`~ranker.backends.base.run_batch`).
     """
     rows = [
         (ids, types)
@@ -106,7 +108,7 @@ def run_prepared(
     pad_id = inputs[0].pad_id
     output: FloatArray | None = None
     for indices in length_sorted_batches([len(ids) for ids, _ in rows], batch_size):
-        result = backend.infer(pad_rows([rows[i] for i in indices], pad_id=pad_id))
+        result = run_batch(backend, pad_rows([rows[i] for i in indices], pad_id=pad_id))
         if output is None:
             output = np.zeros((len(rows), *result.shape[1:]), dtype=np.float32)
         output[indices] = result

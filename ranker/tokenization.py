@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -63,15 +64,34 @@ class PairTokenizer:
         """Token counts without truncation, special tokens included."""
         return [len(encoding.ids) for encoding in self._counter.encode_batch(list(texts))]
 
-    def truncate_text(self, text: str, max_tokens: int) -> str:
-        """``text`` cut to at most ``max_tokens`` word pieces (special tokens excluded)."""
+    def truncate_text(
+        self, text: str, max_tokens: int, *, side: Literal["right", "left"] = "right"
+    ) -> str:
+        """``text`` cut to at most ``max_tokens`` word pieces (special tokens excluded).
+
+        ``side``: where pieces are dropped; ``left`` keeps the end of the text, from the
+        first whole word among its last ``max_tokens`` pieces (mid-word when none starts
+        there).
+        """
         if max_tokens < 0:
             raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
         encoding = self._counter.encode(text, add_special_tokens=False)
         if len(encoding.ids) <= max_tokens:
             return text
+        if side == "left":
+            if not max_tokens:
+                return ""
+            words = encoding.word_ids
+            first = start = len(words) - max_tokens
+            while start < len(words) and words[start] == words[start - 1]:
+                start += 1  # not inside a word, where its pieces would change
+            return text[encoding.offsets[start if start < len(words) else first][0] :]
         end = encoding.offsets[max_tokens - 1][1] if max_tokens else 0
         return text[:end]
+
+    def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True) -> list[Encoding]:
+        """Each text's whole encoding (ids, tokens, character offsets), never truncated."""
+        return list(self._counter.encode_batch(list(texts), add_special_tokens=add_special_tokens))
 
     def encode_texts(self, texts: Sequence[str]) -> list[Encoding]:
         """Single texts, truncated to ``max_length``."""

@@ -3,22 +3,20 @@
 Mounted only when admin keys are configured (``SHOPRANK_API__ADMIN_KEYS``, comma-separated);
 without any the routes do not exist (404). Every route needs ``Authorization: Bearer <key>``:
 no header or a malformed one answers 401 (with ``WWW-Authenticate: Bearer``), a key that is
-not configured 403. Keys are compared in constant time (their sha256 digests, against every
-configured key) and never echoed; history records the caller as ``admin:<8 hex digits of the
-key's sha256>``. A promotion or rollback wakes hot reload, so this API serves the new
-version within moments.
+not configured 403. Keys are compared in constant time (:mod:`ranker.api.keys`) and never
+echoed; history records the caller as ``admin:<8 hex digits of the key's sha256>``. A
+promotion or rollback wakes hot reload, so this API serves the new version within moments.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from indexer.redaction import redact
-from ranker.api.errors import ForbiddenError, JobBrokerUnavailableError, UnauthorizedError
+from ranker.api.errors import ADMIN_ERROR_RESPONSES, JobBrokerUnavailableError
+from ranker.api.keys import bearer_key_fingerprint
 from ranker.api.schemas import (
     JobStatus,
     JobSubmitRequest,
@@ -38,32 +36,21 @@ from ranker.settings import Settings
 WORKERS_HINT = "pip install 'shoprank[workers]'"
 
 
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode("utf-8")).digest()
-
-
 def require_admin_key(request: Request) -> str:
     """The caller's name for history (``admin:<key fingerprint>``); 401 or 403 otherwise."""
-    header = request.headers.get("authorization")
-    if header is None:
-        raise UnauthorizedError("the admin routes need 'Authorization: Bearer <admin key>'")
-    scheme, _, key = header.strip().partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key or " " in key:
-        raise UnauthorizedError("malformed Authorization header; send 'Bearer <admin key>'")
-    given = _digest(key)
     keys: tuple[str, ...] = request.app.state.admin_keys
-    matched = False
-    for candidate in keys:  # every key, so the time taken does not say which one matched
-        matched |= hmac.compare_digest(given, _digest(candidate))
-    if not matched:
-        raise ForbiddenError("that admin key is not valid")
-    return f"admin:{given.hex()[:8]}"
+    header = request.headers.get("authorization")
+    return f"admin:{bearer_key_fingerprint(header, keys, what='admin key')}"
 
 
 ActorDep = Annotated[str, Depends(require_admin_key)]
 
-admin_router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin_key)])
+admin_router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin_key)],
+    responses=ADMIN_ERROR_RESPONSES,
+)
 
 
 def _settings(request: Request) -> Settings:

@@ -1,8 +1,9 @@
 """The API's closed error set: each error maps to exactly one HTTP status and error_type.
 
 :class:`ApiError` derives from :class:`~ranker.errors.ShoprankError`. Errors raised below the
-API (the registry's, the gate's, the workers client's) are turned into their row by
-:func:`api_error_for`; anything else is a JSON 500 with a request id.
+API (the registry's, the gate's, the backends', the workers client's) are turned into their
+row by :func:`api_error_for`; anything else is a JSON 500 with a request id. The routes
+document their rows with :func:`error_responses`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ranker.api.schemas import ErrorResponse
 from ranker.errors import ShoprankError
 
 
@@ -52,25 +54,41 @@ class MalformedRequestError(ApiError):
 
 
 class UnauthorizedError(ApiError):
-    """An /admin request without a well-formed ``Authorization: Bearer <key>`` header."""
+    """A request that needs a key (/admin; every route with API keys set) without a
+    well-formed ``Authorization: Bearer <key>`` header."""
 
     status_code = 401
     error_type = "unauthorized"
-    headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": 'Bearer realm="shoprank-admin"'}
+    headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": 'Bearer realm="shoprank"'}
 
 
 class ForbiddenError(ApiError):
-    """An /admin request whose bearer key is not one of the configured admin keys."""
+    """A bearer key that is not one of the configured keys (admin keys for /admin, else API
+    keys)."""
 
     status_code = 403
     error_type = "forbidden"
 
 
 class NotFoundError(ApiError):
-    """No such model version, role or job."""
+    """No such route, model version, role or job."""
 
     status_code = 404
     error_type = "not_found"
+
+
+class MethodNotAllowedError(ApiError):
+    """A route asked with a method it does not take; ``Allow`` lists the ones it does."""
+
+    status_code = 405
+    error_type = "method_not_allowed"
+
+
+class RequestTimeoutError(ApiError):
+    """A body not sent in full within the body time-out; the connection is closed."""
+
+    status_code = 408
+    error_type = "timeout"
 
 
 class GateRefusedError(ApiError):
@@ -81,7 +99,8 @@ class GateRefusedError(ApiError):
 
 
 class InputTooLargeError(ApiError):
-    """An over-long text (with truncation off) or too many documents."""
+    """An over-long text (with truncation off), too many documents or filter values, or a
+    body over the size limit."""
 
     status_code = 413
     error_type = "too_large"
@@ -110,7 +129,7 @@ class IntegrityFailedError(ApiError):
 
 
 class BackendFailedError(ApiError):
-    """The model failed on the batch this request ran in (only that batch's requests fail)."""
+    """The model backend failed to run (out of memory, a runtime's error); retry later."""
 
     status_code = 424
     error_type = "backend"
@@ -182,6 +201,8 @@ ERROR_TABLE: tuple[ErrorRow, ...] = tuple(
         UnauthorizedError,
         ForbiddenError,
         NotFoundError,
+        MethodNotAllowedError,
+        RequestTimeoutError,
         GateRefusedError,
         InputTooLargeError,
         RequestValidationFailedError,
@@ -199,28 +220,49 @@ ERROR_TABLE: tuple[ErrorRow, ...] = tuple(
 """Status, error_type and meaning of every error, for the route docs and the README."""
 
 
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for ``statuses``: the error body, and each error_type of the
+    table that a status carries with its meaning."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        rows = [row for row in ERROR_TABLE if row.status_code == status]
+        if not rows:
+            raise ValueError(f"no error of the table answers {status}")
+        description = "; ".join(f"`{row.error_type}`: {row.meaning}" for row in rows)
+        responses[status] = {"model": ErrorResponse, "description": description}
+    return responses
+
+
+ROUTE_ERROR_RESPONSES = error_responses(400, 401, 403, 408, 413, 422, 424, 429, 500, 503, 504)
+"""What a search, rerank or embed route can answer besides 200 (401 and 403 only with API
+keys set)."""
+ADMIN_ERROR_RESPONSES = error_responses(401, 403, 404, 408, 409, 413, 422, 429, 500, 503)
+"""What an /admin route can answer besides its success."""
+
+
 def api_error_for(exc: ShoprankError) -> ApiError:
     """The API error a shoprank error answers as: its own row, or the row of its kind.
 
-    The scheduler's: overloaded → 429 with ``Retry-After``, past the deadline → 504, a
-    failed batch → 424, stopped → 503. Registry errors: no such version → 404, a version
-    whose files changed → 422 ``integrity``, any other registry refusal → 422
-    ``bad_request``. A refused gate → 409 with its reasons. The workers' broker errors →
-    503, unknown job kinds → 422, unknown jobs → 404. Anything else is 500 ``internal``
-    with the (client-safe) message.
+    The scheduler's: overloaded → 429 with ``Retry-After``, past the deadline → 504,
+    stopped → 503. A backend that fails (a failed batch too) → 424 ``backend``. Registry
+    errors: no such version → 404, a version whose files changed → 422 ``integrity``, any
+    other registry refusal → 422 ``bad_request``. A refused gate → 409 with its reasons.
+    The workers' broker errors → 503, unknown job kinds → 422, unknown jobs → 404. Anything
+    else is 500 ``internal`` with the (client-safe) message.
     """
     if isinstance(exc, ApiError):
         return exc
     from ranker import batching, promotion, registry
+    from ranker.backends.base import BackendError
 
     if isinstance(exc, batching.SchedulerOverloadedError):
         return OverloadedError(exc.message, retry_after_s=exc.retry_after_s)
     if isinstance(exc, batching.DeadlineExceededError):
         return DeadlineExceededError(exc.message)
-    if isinstance(exc, batching.InferenceFailedError):
-        return BackendFailedError(exc.message)
     if isinstance(exc, batching.SchedulerStoppedError):
         return NotReadyError(exc.message)
+    if isinstance(exc, BackendError):
+        return BackendFailedError(exc.message)
 
     if isinstance(exc, promotion.PromotionRefusedError):
         decision = exc.decision

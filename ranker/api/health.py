@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import PlainTextResponse
 
 from indexer.redaction import redact
 from indexer.stores.base import StoreError
-from ranker.api.metrics import Metrics
+from ranker.api.metrics import CONTENT_TYPE, Metrics
 from ranker.api.schemas import HealthResponse, IndexHealth
 from ranker.api.service import Service
 
@@ -97,7 +96,13 @@ def healthz(request: Request, response: Response) -> HealthResponse:
     )
 
 
-@health_router.get("/metrics", response_class=PlainTextResponse, tags=["health"])
-def metrics_text(metrics: MetricsDep) -> str:
-    """Prometheus text format."""
-    return metrics.render()
+@health_router.get(
+    "/metrics",
+    response_class=Response,
+    tags=["health"],
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
+)
+def metrics_text(metrics: MetricsDep) -> Response:
+    """Prometheus text format: request histograms by route template and status, stage
+    timings, requests in flight, and the serving models' versions and backends."""
+    return Response(content=metrics.render(), media_type=CONTENT_TYPE)

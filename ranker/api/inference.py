@@ -1,6 +1,7 @@
-"""A request's model work, kept off the event loop: the encoder's ``prepare`` stage in a
-worker thread, its ``infer`` stage through the model's scheduler (with batching off, in a
-worker thread), then ``finish``.
+"""A request's model work, kept off the event loop: the encoder's ``prepare`` stage (in a
+worker thread, unless the texts are short), its ``infer`` stage through the model's scheduler
+(with batching off, in a worker thread), then ``finish``. :func:`score_documents` is every
+rerank route's work, admission and validation included.
 
 Every helper returns its per-stage milliseconds: ``tokenize``, ``queue`` (waiting for the
 model's thread), ``infer`` (the batch's inference, shared with the requests in it) and, for
@@ -15,19 +16,20 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from ranker.api.errors import NotReadyError, RequestValidationFailedError
+from ranker.api.deps import reranker_of
+from ranker.api.errors import RequestValidationFailedError
 from ranker.api.metrics import Metrics
 from ranker.api.schedulers import ModelSchedulers
 from ranker.api.validation import check_documents, check_query
 from ranker.backends.base import FloatArray
-from ranker.batching import DeadlineExceededError, Infer, InferenceFailedError, Scheduler
+from ranker.batching import DeadlineExceededError, Infer, Scheduler, inference_failed
 from ranker.embedder import Embedder
 from ranker.reranker import Reranker
 from ranker.settings import Settings
@@ -36,11 +38,15 @@ from ranker.stages import PreparedTokens
 if TYPE_CHECKING:
     from ranker.api.service import Service, Snapshot
 
+Side = Literal["right", "left"]
+T = TypeVar("T")
+
 logger = logging.getLogger(__name__)
 
 DEADLINE_HEADER = "x-request-timeout-ms"
-INLINE_PREPARE_CHARS = 512
-"""One text at most this long is tokenized on the event loop: a thread hop costs more."""
+INLINE_CHARS = 512
+"""Texts at most this long in all are checked and tokenized on the event loop: a thread hop
+costs more."""
 
 
 def deadline_of(headers: Mapping[str, str]) -> float | None:
@@ -72,6 +78,14 @@ def _ms(since: float) -> float:
     return 1e3 * (time.perf_counter() - since)
 
 
+async def off_loop(chars: int, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``function(*args, **kwargs)`` on texts of ``chars`` characters in all: on the event
+    loop up to :data:`INLINE_CHARS`, else in a worker thread."""
+    if chars <= INLINE_CHARS:
+        return function(*args, **kwargs)
+    return await run_in_threadpool(function, *args, **kwargs)
+
+
 async def _infer(
     infer: Infer,
     scheduler: Scheduler | None,
@@ -99,18 +113,17 @@ async def _infer(
         (output,) = await run_in_threadpool(infer, [prepared])
     except Exception as exc:  # as a failed batch answers (424), batching or not
         logger.exception("the %s failed on a request", role)
-        raise InferenceFailedError(
-            f"the {role} failed ({type(exc).__name__}); the server log has the details"
-        ) from exc
+        raise inference_failed(f"the {role}", exc) from exc
     return output, {"queue": 0.0, "infer": _ms(start)}
 
 
 @dataclass(frozen=True, slots=True)
 class Embedded:
-    """One request's vectors and its stage times."""
+    """One request's vectors, its stage times and the tokens the model read (when counted)."""
 
     vectors: FloatArray
     timings_ms: dict[str, float]
+    tokens: int = 0
 
 
 async def embed(
@@ -124,10 +137,7 @@ async def embed(
 ) -> Embedded:
     """``texts`` embedded through the bi-encoder's scheduler."""
     start = time.perf_counter()
-    if len(texts) == 1 and len(texts[0]) <= INLINE_PREPARE_CHARS:
-        prepared = embedder.prepare(texts)
-    else:
-        prepared = await run_in_threadpool(embedder.prepare, texts)
+    prepared = await off_loop(sum(map(len, texts)), embedder.prepare, texts)
     timings = {"tokenize": _ms(start)}
     output, stages = await _infer(
         embedder.infer,
@@ -167,8 +177,12 @@ async def rerank(
     scheduler, while the cross-encoder runs, unless ``query_vector`` is given.
     """
     start = time.perf_counter()
-    prepared = await run_in_threadpool(
-        reranker.prepare, query, documents, document_vectors=document_vectors
+    prepared = await off_loop(
+        len(query) * len(documents) + sum(map(len, documents)),
+        reranker.prepare,
+        query,
+        documents,
+        document_vectors=document_vectors,
     )
     timings = {"tokenize": _ms(start)}
     scoring = _infer(
@@ -208,76 +222,104 @@ async def rerank(
     return Reranked(cross_encoder + prior_terms, timings)
 
 
-def _checked_pair_inputs(
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """Logits in the documents' order, stage times, and the tokens read (when counted)."""
+
+    logits: FloatArray
+    timings_ms: dict[str, float]
+    tokens: int = 0
+
+
+def _checked_pairs(
     reranker: Reranker,
     settings: Settings,
     *,
     query: str,
-    documents: list[str],
+    documents: Sequence[str],
     truncate: bool,
     field: str,
-) -> tuple[str, list[str]]:
-    """The query and documents checked against the limits (cut when ``truncate``)."""
-    query = check_query(query, limits=settings.api, tokenizer=reranker.tokenizer, truncate=truncate)
-    query_tokens = reranker.tokenizer.count_tokens([query])[0] - 2
-    documents = check_documents(
+    side: Side,
+    max_document_tokens: int | None,
+    count_tokens: bool,
+) -> tuple[str, list[str], int]:
+    """The query and documents checked against the limits and cut (see
+    :func:`score_documents`), and the tokens the model reads (0 unless ``count_tokens``)."""
+    tokenizer = reranker.tokenizer
+    query = check_query(query, limits=settings.api, tokenizer=tokenizer, truncate=truncate)
+    query_tokens = tokenizer.count_tokens([query])[0] - 2
+    # A pair is [CLS] query [SEP] document [SEP]; counts include [CLS] and [SEP].
+    room = tokenizer.max_length - query_tokens - 3
+    checked = check_documents(
         documents,
         limits=settings.api,
-        tokenizer=reranker.tokenizer,
-        # A pair is [CLS] query [SEP] document [SEP]; counts include [CLS] and [SEP].
-        max_tokens=reranker.tokenizer.max_length - query_tokens - 1,
+        tokenizer=tokenizer,
+        max_tokens=room + 2,
         truncate=truncate,
         what=field,
     )
-    return query, documents
+    cut = room if truncate and side == "left" else None
+    if max_document_tokens is not None:
+        cut = max_document_tokens if cut is None else min(cut, max_document_tokens)
+    if cut is not None:
+        checked = [tokenizer.truncate_text(text, cut, side=side) for text in checked]
+    tokens = 0
+    if count_tokens:
+        counts = tokenizer.count_tokens(checked)
+        tokens = sum(min(count - 2, room) + query_tokens + 3 for count in counts)
+    return query, checked, tokens
 
 
 async def score_documents(
     request: Request,
+    *,
     service: Service,
     snapshot: Snapshot,
     settings: Settings,
     metrics: Metrics,
-    *,
     query: str,
-    documents: list[str],
+    documents: Sequence[str],
     truncate: bool,
     field: str,
-) -> tuple[FloatArray, dict[str, float]]:
-    """A rerank route's work: admit (429 now, before any work), validate in a worker
-    thread, then :func:`rerank` with the snapshot's models; returns the scores and the stage
-    timings (also given to ``metrics``)."""
+    side: Side = "right",
+    max_document_tokens: int | None = None,
+    count_tokens: bool = False,
+) -> Scored:
+    """A rerank route's work: admit (429 now, before any work), validate, then
+    :func:`rerank` with the snapshot's models; the stage times also go to ``metrics``.
+
+    ``truncate``: cut over-long inputs (from ``side``) instead of refusing them with 413.
+    ``max_document_tokens``: also cut each document to that many word pieces.
+    ``count_tokens``: count the tokens the model reads (for usage fields).
+    """
     start = time.perf_counter()
     deadline = deadline_of(request.headers)
-    reranker = snapshot.reranker
-    if reranker is None:
-        raise NotReadyError("no reranker is loaded")
+    reranker = reranker_of(snapshot)
     admit(service.schedulers.get(reranker))
-    query, documents = await run_in_threadpool(
-        _checked_pair_inputs,
+    query, checked, tokens = await off_loop(
+        len(query) + sum(map(len, documents)),
+        _checked_pairs,
         reranker,
         settings,
         query=query,
         documents=documents,
         truncate=truncate,
         field=field,
+        side=side,
+        max_document_tokens=max_document_tokens,
+        count_tokens=count_tokens,
     )
     validated = time.perf_counter()
     scored = await rerank(
         reranker,
         query,
-        documents,
+        checked,
         schedulers=service.schedulers,
         embedder=snapshot.embedder,
         deadline=deadline,
         metrics=metrics,
     )
     timings = {"validate": 1e3 * (validated - start), **scored.timings_ms}
-    timings["rerank"] = 1e3 * (time.perf_counter() - validated)
+    timings["rerank"] = _ms(validated)
     metrics.observe_stages(timings)
-    return scored.logits, timings
-
-
-def server_timing(timings_ms: Mapping[str, float]) -> str:
-    """A ``server-timing`` header value: ``tokenize;dur=1.2, queue;dur=0.4, ...``."""
-    return ", ".join(f"{stage};dur={ms:.1f}" for stage, ms in timings_ms.items())
+    return Scored(scored.logits, timings, tokens)

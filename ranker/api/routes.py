@@ -1,133 +1,45 @@
-"""The HTTP routes. Shapes live in schemas.py, limits in validation.py, errors in errors.py.
+"""The search route. The client-compatible rerank and embed routes live in
+:mod:`ranker.api.compat`; shapes in schemas.py, shared dependencies in deps.py.
 
-Each request reads the service's snapshot once and runs on it to the end (hot reload swaps
-whole snapshots), and every scored answer names the version that scored it: the header
-``x-model-version`` (``reranker/v3``), plus ``meta.model_version`` or ``model_version`` in
-bodies that have a place for it, and ``x-embedder-version`` where vectors were used.
-
-The routes that run models are async: they await the models' schedulers (see
-:mod:`ranker.api.inference`) and run the rest of their work (retrieval, long validation) in
-worker threads, so the event loop always answers, a 429 at once.
+``/search`` names the versions that served it: the header ``x-model-version`` and
+``model_version`` (the reranker, when it reranked), ``x-embedder-version`` and
+``embedder_version`` (the bi-encoder). It is async: it awaits the models' schedulers (see
+:mod:`ranker.api.inference`) and retrieves in a worker thread, so the event loop always
+answers, a 429 at once.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator
-from typing import Annotated
 
-import numpy as np
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from indexer.stores.base import SearchFilter, StoreUnavailableError
 from ranker.api import inference
-from ranker.api.errors import IndexUnavailableError, NotReadyError, RequestValidationFailedError
-from ranker.api.metrics import Metrics
-from ranker.api.schemas import (
-    CohereRerankRequest,
-    CohereRerankResponse,
-    CohereRerankResult,
-    RerankDocument,
-    RerankFormat,
-    RerankScore,
-    SearchHit,
-    SearchRequest,
-    SearchResponse,
-    TeiEmbedRequest,
-    TeiRank,
-    TeiRerankRequest,
+from ranker.api.deps import (
+    EmbeddingDep,
+    MetricsDep,
+    ServiceDep,
+    SettingsDep,
+    embedder_of,
+    name_stages,
+    name_versions,
 )
-from ranker.api.service import Service, Snapshot
-from ranker.api.validation import check_documents, check_query, require_text
-from ranker.reranker import Reranker
-from ranker.settings import Settings
+from ranker.api.errors import (
+    ROUTE_ERROR_RESPONSES,
+    IndexUnavailableError,
+    RequestValidationFailedError,
+)
+from ranker.api.schemas import SearchHit, SearchRequest, SearchResponse
+from ranker.api.validation import check_filter_values, check_query
 
 router = APIRouter()
 
-MODEL_VERSION_HEADER = "x-model-version"
-EMBEDDER_VERSION_HEADER = "x-embedder-version"
 
-
-async def _service(request: Request) -> Service:
-    service: Service | None = request.app.state.service
-    if service is None:
-        raise NotReadyError("the service is still loading")
-    return service
-
-
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def _metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
-    return metrics
-
-
-async def _snapshot(service: Annotated[Service, Depends(_service)]) -> AsyncIterator[Snapshot]:
-    """The snapshot this request runs on (read once; FastAPI caches it per request), its
-    models' schedulers held until the request is done."""
-    with service.lease() as snapshot:
-        yield snapshot
-
-
-def _not_loaded(what: str, service: Service) -> NotReadyError:
-    return NotReadyError(f"no {what} is loaded (" + "; ".join(service.all_problems()) + ")")
-
-
-async def _scoring(
-    service: Annotated[Service, Depends(_service)],
-    snapshot: Annotated[Snapshot, Depends(_snapshot)],
-) -> Snapshot:
-    """The snapshot, when it has a reranker; else 503."""
-    if snapshot.reranker is None:
-        raise _not_loaded("reranker", service)
-    return snapshot
-
-
-async def _embedding(
-    service: Annotated[Service, Depends(_service)],
-    snapshot: Annotated[Snapshot, Depends(_snapshot)],
-) -> Snapshot:
-    """The snapshot, when it has an embedder; else 503."""
-    if snapshot.embedder is None:
-        raise _not_loaded("embedder", service)
-    return snapshot
-
-
-ServiceDep = Annotated[Service, Depends(_service)]
-SettingsDep = Annotated[Settings, Depends(_settings)]
-MetricsDep = Annotated[Metrics, Depends(_metrics)]
-ScoringDep = Annotated[Snapshot, Depends(_scoring)]
-EmbeddingDep = Annotated[Snapshot, Depends(_embedding)]
-
-
-def _server_timing(response: Response, timings_ms: dict[str, float]) -> None:
-    response.headers["server-timing"] = inference.server_timing(timings_ms)
-
-
-def _name_versions(response: Response, snapshot: Snapshot, *, reranked: bool = True) -> None:
-    """The serving versions in the response headers."""
-    if reranked and snapshot.reranker_label is not None:
-        response.headers[MODEL_VERSION_HEADER] = snapshot.reranker_label
-    if snapshot.embedder_label is not None:
-        response.headers[EMBEDDER_VERSION_HEADER] = snapshot.embedder_label
-
-
-def _reranker_of(snapshot: Snapshot) -> Reranker:
-    if snapshot.reranker is None:  # _scoring checked it; this tells mypy
-        raise NotReadyError("no reranker is loaded")
-    return snapshot.reranker
-
-
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-
-
-@router.post("/search", response_model=SearchResponse, tags=["search"])
+@router.post(
+    "/search", response_model=SearchResponse, tags=["search"], responses=ROUTE_ERROR_RESPONSES
+)
 async def search(
     body: SearchRequest,
     request: Request,
@@ -150,9 +62,7 @@ async def search(
     """
     start = time.perf_counter()
     deadline = inference.deadline_of(request.headers)
-    embedder = snapshot.embedder
-    if embedder is None:  # _embedding checked it; this tells mypy
-        raise _not_loaded("embedder", service)
+    embedder = embedder_of(snapshot)
     reranker = snapshot.reranker if body.rerank else None
     inference.admit(service.schedulers.get(embedder), service.schedulers.get(reranker))
     query = check_query(
@@ -169,6 +79,8 @@ async def search(
         )
     search_filter = None
     if body.filters is not None:
+        check_filter_values(body.filters.brands, limits=settings.api, what="filters.brands")
+        check_filter_values(body.filters.categories, limits=settings.api, what="filters.categories")
         try:
             search_filter = SearchFilter(
                 brands=tuple(body.filters.brands),
@@ -228,8 +140,8 @@ async def search(
     timings["total"] = 1e3 * (time.perf_counter() - start)
     metrics.observe_stages(timings)
     reranked = outcome.reranked > 0
-    _name_versions(response, snapshot, reranked=reranked)
-    _server_timing(response, timings)
+    name_versions(response, snapshot, reranked=reranked)
+    name_stages(response, timings)
     return SearchResponse(
         query=query,
         results=[
@@ -252,147 +164,3 @@ async def search(
         model_version=snapshot.reranker_label if reranked else None,
         embedder_version=snapshot.embedder_label,
     )
-
-
-@router.post("/v1/rerank", response_model=CohereRerankResponse | list[RerankScore], tags=["rerank"])
-async def cohere_rerank(
-    body: CohereRerankRequest,
-    request: Request,
-    response: Response,
-    service: ServiceDep,
-    snapshot: ScoringDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    response_format: Annotated[
-        RerankFormat,
-        Query(
-            alias="format",
-            description="cohere: {id, results, meta}; array: a bare JSON array of "
-            "{index, relevance_score}, what OpenSearch ML Commons' "
-            "connector.post_process.default.rerank reads.",
-        ),
-    ] = "cohere",
-) -> CohereRerankResponse | list[RerankScore]:
-    """Cohere-style rerank: results carry ``index`` and ``relevance_score`` in [0, 1].
-
-    ``?format=array`` answers the same results, best first, as a bare JSON array of
-    ``{index, relevance_score}``: the shape ML Commons' default rerank post-process function
-    expects from a connector (``shoprank opensearch setup-rerank`` registers one). The
-    ``x-model-version`` header (and ``meta.model_version``) names the version that scored;
-    ``server-timing`` (and ``meta.timings_ms``) the time per stage.
-    """
-    reranker = _reranker_of(snapshot)
-    texts = [d.text if isinstance(d, RerankDocument) else d for d in body.documents]
-    logits, timings = await inference.score_documents(
-        request,
-        service,
-        snapshot,
-        settings,
-        metrics,
-        query=body.query,
-        documents=texts,
-        truncate=body.truncate,
-        field="documents",
-    )
-    scores = _sigmoid(logits)
-    order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))[: body.top_n]
-    _name_versions(response, snapshot)
-    _server_timing(response, timings)
-    if response_format == "array":
-        return [RerankScore(index=i, relevance_score=float(scores[i])) for i in order]
-    return CohereRerankResponse(
-        id=str(uuid.uuid4()),
-        results=[
-            CohereRerankResult(
-                index=i,
-                relevance_score=float(scores[i]),
-                document=RerankDocument(text=texts[i]) if body.return_documents else None,
-            )
-            for i in order
-        ],
-        meta={
-            "model": reranker.model_id,
-            "model_version": snapshot.reranker_label,
-            "timings_ms": timings,
-        },
-    )
-
-
-@router.post("/rerank", response_model=list[TeiRank], tags=["rerank"])
-async def tei_rerank(
-    body: TeiRerankRequest,
-    request: Request,
-    response: Response,
-    service: ServiceDep,
-    snapshot: ScoringDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-) -> list[TeiRank]:
-    """text-embeddings-inference-style rerank: ``[{index, score}]``, best first; the
-    ``x-model-version`` header names the version that scored, ``server-timing`` the time
-    per stage."""
-    logits, timings = await inference.score_documents(
-        request,
-        service,
-        snapshot,
-        settings,
-        metrics,
-        query=body.query,
-        documents=body.texts,
-        truncate=body.truncate,
-        field="texts",
-    )
-    scores = logits.astype(np.float64) if body.raw_scores else _sigmoid(logits)
-    order = sorted(range(len(body.texts)), key=lambda i: (-scores[i], i))
-    _name_versions(response, snapshot)
-    _server_timing(response, timings)
-    return [
-        TeiRank(index=i, score=float(scores[i]), text=body.texts[i] if body.return_text else None)
-        for i in order
-    ]
-
-
-@router.post("/embed", response_model=list[list[float]], tags=["embed"])
-async def tei_embed(
-    body: TeiEmbedRequest,
-    request: Request,
-    response: Response,
-    service: ServiceDep,
-    snapshot: EmbeddingDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-) -> list[list[float]]:
-    """text-embeddings-inference-style embed: one vector per input; ``x-embedder-version``
-    names the bi-encoder, ``server-timing`` the time per stage."""
-    start = time.perf_counter()
-    deadline = inference.deadline_of(request.headers)
-    embedder = snapshot.embedder
-    if embedder is None:  # _embedding checked it; this tells mypy
-        raise NotReadyError("no embedder is loaded")
-    inference.admit(service.schedulers.get(embedder))
-    inputs = [body.inputs] if isinstance(body.inputs, str) else body.inputs
-    inputs = [require_text(text, what=f"inputs[{i}]") for i, text in enumerate(inputs)]
-    checked = await run_in_threadpool(
-        check_documents,
-        inputs,
-        limits=settings.api,
-        tokenizer=embedder.tokenizer,
-        max_tokens=embedder.tokenizer.max_length,
-        truncate=body.truncate,
-        what="inputs",
-        max_count=settings.api.max_embed_inputs,
-    )
-    timings = {"validate": 1e3 * (time.perf_counter() - start)}
-    embedded = await inference.embed(
-        embedder,
-        checked,
-        schedulers=service.schedulers,
-        normalize=body.normalize,
-        deadline=deadline,
-        metrics=metrics,
-    )
-    timings.update(embedded.timings_ms)
-    metrics.observe_stages(timings)
-    _name_versions(response, snapshot, reranked=False)
-    _server_timing(response, timings)
-    return [[float(value) for value in vector] for vector in embedded.vectors]

@@ -1,19 +1,59 @@
-"""Every HTTP request and response shape, in one place.
+"""shoprank's own HTTP request and response shapes.
 
 Unknown fields are refused (``extra="forbid"``), so a typo never silently changes a
-request's meaning. Length limits that depend on settings are checked in
-:mod:`ranker.api.validation`, before any model runs.
+request's meaning, and so is text that no model or store can read: a lone surrogate
+(``"\\ud800"`` in the JSON) anywhere in a request. Length limits that depend on settings
+are checked in :mod:`ranker.api.validation`, before any model runs. The shapes of other
+services' APIs (Cohere, OpenAI, text-embeddings-inference, Infinity) are in
+:mod:`ranker.api.compat`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def _lone_surrogate_at(value: Any, where: str) -> str | None:
+    """Where in ``value`` (JSON data) the first string with a lone surrogate is; else None."""
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "body"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _lone_surrogate_at(key, where) or _lone_surrogate_at(
+                item, f"{where}.{key}" if where else str(key)
+            )
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lone_surrogate_at(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        """Refuse a lone surrogate (``\\ud800`` without its pair) anywhere in the request."""
+        where = _lone_surrogate_at(data, "")
+        if where is not None:
+            raise ValueError(
+                f"{where} holds a lone surrogate (an unpaired \\ud800-\\udfff escape), "
+                "which is not text; send valid UTF-8"
+            )
+        return data
 
 
 class SearchFilters(_Request):
@@ -77,92 +117,6 @@ class SearchResponse(BaseModel):
     )
 
 
-class RerankDocument(_Request):
-    """A document given as an object."""
-
-    text: str
-
-
-class CohereRerankRequest(_Request):
-    """``POST /v1/rerank``, the Cohere shape.
-
-    Also what an OpenSearch ML Commons connector sends with the pre-process function
-    ``connector.pre_process.default.rerank`` (in 2.19 the same function as
-    ``connector.pre_process.cohere.rerank``): it makes the parameters ``query`` (the text),
-    ``documents`` (a JSON array of strings) and ``top_n`` (the number of documents), which the
-    connector's request body ``{"query": "${parameters.query}", "documents":
-    ${parameters.documents}, "top_n": ${parameters.top_n}}`` turns into this shape.
-    """
-
-    query: str
-    documents: list[str | RerankDocument]
-    top_n: int | None = Field(default=None, ge=1)
-    model: str | None = Field(default=None, description="Accepted for compatibility; ignored.")
-    return_documents: bool = False
-    truncate: bool = Field(default=True, description="Cut over-long inputs instead of 413.")
-
-
-class CohereRerankResult(BaseModel):
-    """One scored document: its index in the request and a score in [0, 1]."""
-
-    index: int
-    relevance_score: float
-    document: RerankDocument | None = None
-
-
-class CohereRerankResponse(BaseModel):
-    """Results ordered by relevance, best first."""
-
-    id: str
-    results: list[CohereRerankResult]
-    meta: dict[str, object] = Field(default_factory=dict)
-
-
-RerankFormat = Literal["cohere", "array"]
-"""``POST /v1/rerank?format=``: ``cohere`` (default) or ``array``."""
-
-
-class RerankScore(BaseModel):
-    """One element of ``POST /v1/rerank?format=array``: a bare JSON array of these.
-
-    What ML Commons' ``connector.post_process.default.rerank`` reads (2.19: the Cohere
-    rerank post-process with the response filter ``$[*]``, where ``...cohere.rerank`` uses
-    ``$.results``): a JSON array of objects whose ``index`` is an integer and whose
-    ``relevance_score`` is a float (it is read as a Java Double, so always written with a
-    decimal point). It places each score at its ``index``, so the array must cover every
-    document (the pre-process function asks for ``top_n`` = all of them).
-    """
-
-    index: int
-    relevance_score: float
-
-
-class TeiRerankRequest(_Request):
-    """``POST /rerank``, the text-embeddings-inference shape."""
-
-    query: str
-    texts: list[str]
-    truncate: bool = True
-    raw_scores: bool = Field(default=False, description="Logits instead of sigmoid scores.")
-    return_text: bool = False
-
-
-class TeiRank(BaseModel):
-    """One scored text."""
-
-    index: int
-    score: float
-    text: str | None = None
-
-
-class TeiEmbedRequest(_Request):
-    """``POST /embed``, the text-embeddings-inference shape."""
-
-    inputs: str | list[str]
-    normalize: bool = True
-    truncate: bool = True
-
-
 class IndexHealth(BaseModel):
     """Which index answers searches, and whether the configured one is reachable."""
 
@@ -201,10 +155,14 @@ class HealthResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Every error body: a message and a closed ``error_type``."""
+    """Every error body: a message, a closed ``error_type`` and the request's id (also the
+    ``x-request-id`` header). A refused promotion adds ``reasons`` and ``gate``."""
 
     error: str
     error_type: str
+    request_id: str | None = Field(
+        default=None, description="The request's id, as the server log records it."
+    )
 
 
 # ----------------------------------------------------------------------------- /admin

@@ -82,3 +82,11 @@ def check_documents(
                     "(send truncate=true to cut it)"
                 )
     return checked
+
+
+def check_filter_values(values: Sequence[str], *, limits: ApiSettings, what: str) -> None:
+    """Refuse a filter list longer than ``limits.max_filter_values`` (413)."""
+    if len(values) > limits.max_filter_values:
+        raise InputTooLargeError(
+            f"{what} has {len(values)} values; the limit is {limits.max_filter_values}"
+        )

@@ -13,12 +13,19 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from ranker.errors import ShoprankError
+
 IntMatrix = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 
 
-class BackendError(RuntimeError):
+class BackendError(ShoprankError, RuntimeError):
     """A backend that cannot be loaded or run; the message says which and why."""
+
+
+class InferenceError(BackendError):
+    """A loaded backend that failed to run a batch (out of memory, a runtime's error); the
+    API answers 424."""
 
 
 class ModelTask(StrEnum):
@@ -43,6 +50,18 @@ class TokenBatch:
         """``(batch, seq_len)``."""
         rows, columns = self.input_ids.shape
         return int(rows), int(columns)
+
+
+def run_batch(backend: Backend, batch: TokenBatch) -> FloatArray:
+    """``backend.infer(batch)``; any failure but a BackendError is raised as InferenceError."""
+    try:
+        return backend.infer(batch)
+    except BackendError:
+        raise
+    except Exception as exc:  # a runtime's own error types (torch, onnxruntime, TensorRT)
+        raise InferenceError(
+            f"the {backend.name} backend on {backend.device} failed: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def dummy_batch(batch_size: int, seq_len: int) -> TokenBatch:

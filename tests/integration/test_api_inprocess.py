@@ -57,7 +57,12 @@ def test_empty_query_is_400(client: TestClient) -> None:
     response = client.post("/search", json={"query": "  "})
 
     assert response.status_code == 400
-    assert response.json() == {"error": "query is empty", "error_type": "empty"}
+    body = response.json()
+    assert body == {
+        "error": "query is empty",
+        "error_type": "empty",
+        "request_id": response.headers["x-request-id"],
+    }
 
 
 def test_unknown_field_is_422(client: TestClient) -> None:
@@ -105,7 +110,8 @@ def test_routes_answer_503_until_the_service_is_loaded(integration_settings: Set
     assert health["status"] == "unavailable"
     assert health["detail"] == "loading"
     assert search.status_code == 503
-    assert search.json() == {"error": "the service is still loading", "error_type": "unhealthy"}
+    assert search.json()["error"] == "the service is still loading"
+    assert search.json()["error_type"] == "unhealthy"
 
 
 def test_answers_name_the_model_that_scored_them(

@@ -145,7 +145,8 @@ def _error(response: httpx.Response, status: int, error_type: str, fragment: str
     """Assert an error response's status, error_type and a helpful message fragment."""
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error", "error_type"}
+    assert set(body) == {"error", "error_type", "request_id"}
+    assert body["request_id"] == response.headers["x-request-id"]
     assert body["error_type"] == error_type
     assert fragment in body["error"], body["error"]
 
@@ -181,19 +182,24 @@ def test_healthz_names_the_loaded_models(
     }
 
 
-def test_metrics_count_requests_by_path_and_status(server: httpx.Client) -> None:
+def test_metrics_count_requests_by_route_and_status(server: httpx.Client) -> None:
     server.post("/search", json={"query": QUERY, "k": 2})
     server.post("/search", json={"query": ""})
+    server.get('/no/such/"path')
 
     response = server.get("/metrics")
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    assert "# TYPE shoprank_requests_total counter" in text
-    assert 'shoprank_requests_total{path="/search",status="200"}' in text
-    assert 'shoprank_requests_total{path="/search",status="400"}' in text
-    assert 'shoprank_stage_seconds_sum{stage="rerank"}' in text
+    assert "# TYPE shoprank_request_duration_seconds histogram" in text
+    search = 'shoprank_request_duration_seconds_count{method="POST",route="/search",status='
+    assert search + '"200"}' in text
+    assert search + '"400"}' in text
+    assert 'route="unmatched",status="404"}' in text
+    assert "no/such" not in text
+    assert 'shoprank_stage_duration_seconds_count{stage="rerank"}' in text
+    assert 'shoprank_model_info{backend="torch",device="cpu",role="reranker"' in text
 
 
 # ----------------------------------------------------------------------------- search
@@ -386,8 +392,10 @@ def test_cohere_rerank_mixes_strings_and_objects(
     assert everything.status_code == 200, everything.text
     all_results = everything.json()["results"]
     assert sorted(r["index"] for r in all_results) == list(range(len(documents)))
-    assert all(r["document"] is None for r in all_results)
-    assert all_results[:3] == [{**r, "document": None} for r in results]
+    assert all("document" not in r for r in all_results)  # left out, never null
+    assert all_results[:3] == [
+        {key: value for key, value in r.items() if key != "document"} for r in results
+    ]
 
 
 def test_tei_rerank_agrees_with_cohere_rerank(server: httpx.Client) -> None:
@@ -399,7 +407,7 @@ def test_tei_rerank_agrees_with_cohere_rerank(server: httpx.Client) -> None:
 
     assert tei.status_code == raw.status_code == cohere.status_code == 200
     ranks = tei.json()
-    assert all(set(rank) == {"index", "score", "text"} for rank in ranks)
+    assert all(set(rank) == {"index", "score"} for rank in ranks)  # text only when asked
     assert sorted(rank["index"] for rank in ranks) == list(range(len(texts)))
     _assert_descending([rank["score"] for rank in ranks])
     sigmoid = {r["index"]: 1 / (1 + math.exp(-r["score"])) for r in raw.json()}

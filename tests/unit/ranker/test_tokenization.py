@@ -152,6 +152,44 @@ def test_truncate_text_keeps_the_original_characters(tokenizer: PairTokenizer) -
     assert tokenizer.truncate_text("Café AU LAIT mug", 2) == "Café AU"
 
 
+@pytest.mark.parametrize("max_tokens", [1, 3, 10, 40])
+def test_truncate_text_from_the_left_keeps_the_last_whole_words(
+    tokenizer: PairTokenizer, max_tokens: int
+) -> None:
+    text = "Unaffordable STAINLESS-steel knives, set of 12: " + LONG_DOCUMENT
+
+    cut = tokenizer.truncate_text(text, max_tokens, side="left")
+
+    assert text.endswith(cut)
+    kept = pieces(cut)
+    assert 0 < len(kept) <= max_tokens
+    assert pieces(text)[-len(kept) :] == kept
+
+
+def test_truncate_text_from_the_left_starts_inside_a_word_only_when_it_must(
+    tokenizer: PairTokenizer,
+) -> None:
+    assert tokenizer.truncate_text("red mug", 1, side="left") == "mug"
+    assert tokenizer.truncate_text("big red unaffordable mug", 3, side="left") == "mug"
+    # "unaffordable" is several pieces and no word starts among its last two.
+    cut = tokenizer.truncate_text("red unaffordable", 2, side="left")
+    assert "unaffordable".endswith(cut)
+    assert cut
+    assert tokenizer.truncate_text("red mug", 0, side="left") == ""
+
+
+def test_tokenize_gives_whole_encodings_with_offsets(tokenizer: PairTokenizer) -> None:
+    text = "red mug " * 100
+
+    with_specials = tokenizer.tokenize([text])[0]
+    bare = tokenizer.tokenize([text], add_special_tokens=False)[0]
+
+    assert len(with_specials.ids) == len(bare.ids) + 2 > tokenizer.max_length
+    assert with_specials.tokens[0] == "[CLS]"
+    start, stop = bare.offsets[1]
+    assert text[start:stop] == "mug"
+
+
 def test_truncate_text_to_zero_tokens(tokenizer: PairTokenizer) -> None:
     assert tokenizer.truncate_text("red mug", 0) == ""
     assert tokenizer.truncate_text("", 0) == ""

@@ -25,8 +25,9 @@ class FakeTokenizer:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(text.split()) + 2 for text in texts]
 
-    def truncate_text(self, text: str, max_tokens: int) -> str:
-        return " ".join(text.split()[:max_tokens])
+    def truncate_text(self, text: str, max_tokens: int, *, side: str = "right") -> str:
+        words = text.split()
+        return " ".join(words[len(words) - max_tokens :] if side == "left" else words[:max_tokens])
 
 
 def fake_tokens(texts: Sequence[str]) -> PreparedTokens:
@@ -46,9 +47,17 @@ class FakeBackend:
         self.warmups += 1
         return 0.0
 
+    def health(self) -> bool:
+        return True
+
 
 class FakeReranker:
-    """Scores every document with the same logit: its ``score`` (say, its version number)."""
+    """Scores every document with the same logit: its ``score`` (say, its version number).
+
+    The routes run its stages: ``infer`` stands for the model (a subclass may hold or fail
+    the batch there, on the model's thread), and ``finish`` answers what ``score`` gives, so
+    a subclass that overrides ``score`` changes what every rerank route answers.
+    """
 
     def __init__(self, model_id: str, score: float = 0.0, *, prior: Any = None) -> None:
         self.model_id = model_id
@@ -57,6 +66,7 @@ class FakeReranker:
         self.tokenizer = FakeTokenizer()
         self.backend = FakeBackend()
         self.embedder: Any = None
+        self.batch_size = 8
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return np.full(len(documents), self.logit, dtype=np.float32)
@@ -71,7 +81,8 @@ class FakeReranker:
     def finish(
         self, prepared: PreparedPairs, logits: np.ndarray, **_: Any
     ) -> tuple[np.ndarray, np.ndarray]:
-        return logits, np.zeros_like(logits)
+        scores = self.score(prepared.query, prepared.documents)
+        return scores, np.zeros_like(scores)
 
 
 class FakeEmbedder:
@@ -80,6 +91,7 @@ class FakeEmbedder:
         self.dimension = 4
         self.tokenizer = FakeTokenizer()
         self.backend = FakeBackend()
+        self.batch_size = 8
 
     def embed(self, texts: Sequence[str], *, normalize: bool = True) -> np.ndarray:
         return np.ones((len(texts), 4), dtype=np.float32) / 2.0

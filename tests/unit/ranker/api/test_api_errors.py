@@ -213,3 +213,59 @@ def test_an_unexpected_error_is_a_json_500_with_a_request_id(tmp_path: Path) -> 
     assert body["error_type"] == "internal"
     assert response.headers["x-request-id"] in body["error"]
     assert "hunter22" not in response.text
+
+
+def test_the_new_rows_are_there() -> None:
+    rows = {(row.status_code, row.error_type) for row in ERROR_TABLE}
+
+    assert rows >= {(405, "method_not_allowed"), (408, "timeout"), (424, "backend")}
+
+
+def test_backend_errors_are_shoprank_errors_and_answer_424() -> None:
+    from ranker.backends.base import BackendError, InferenceError
+
+    assert issubclass(BackendError, ShoprankError)
+    assert issubclass(BackendError, RuntimeError)
+    assert api_error_for(InferenceError("onnx failed")).status_code == 424
+
+
+def test_run_batch_raises_a_runtime_failure_as_an_inference_error() -> None:
+    from ranker.backends.base import InferenceError, dummy_batch, run_batch
+
+    class Failing:
+        name, device = "onnx", "cpu"
+
+        def infer(self, batch: Any) -> Any:
+            raise ValueError("bad shape")
+
+    with pytest.raises(InferenceError, match="the onnx backend on cpu failed: ValueError") as info:
+        run_batch(Failing(), dummy_batch(1, 2))  # type: ignore[arg-type]
+
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+@pytest.mark.parametrize("path", ["/search", "/v1/rerank", "/rerank", "/embed"])
+def test_openapi_documents_every_error_status_with_the_error_schema(
+    tmp_path: Path, path: str
+) -> None:
+    app = create_app(Settings(home=tmp_path), service=fake_service())
+    with TestClient(app) as client:
+        spec = client.get("/openapi.json").json()
+
+    responses = spec["paths"][path]["post"]["responses"]
+    for status in ("400", "401", "403", "408", "413", "422", "424", "429", "500", "503"):
+        schema = responses[status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (path, status)
+    assert "`backend`" in responses["424"]["description"]
+    assert "`index_unavailable`" in responses["503"]["description"]
+    error = spec["components"]["schemas"]["ErrorResponse"]
+    assert set(error["properties"]) == {"error", "error_type", "request_id"}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+
+
+def test_openapi_documents_the_admin_errors(admin_client: TestClient) -> None:
+    spec = admin_client.get("/openapi.json").json()
+
+    responses = spec["paths"]["/admin/promote"]["post"]["responses"]
+    assert {"401", "403", "404", "409", "422", "503"} <= set(responses)
+    assert "`promotion_refused`" in responses["409"]["description"]

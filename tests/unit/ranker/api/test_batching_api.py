@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from api_fakes import FakeReranker, fake_service, fake_tokens
+from api_fakes import FakeEmbedder, FakeReranker, fake_service, fake_tokens
 from fastapi.testclient import TestClient
 
 from ranker.api.app import create_app
@@ -58,6 +58,21 @@ class HeldReranker(FakeReranker):
         return super().infer(inputs)
 
 
+class HeldEmbedder(FakeEmbedder):
+    """A fake whose model thread waits for ``hold`` (set by default)."""
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(model_id)
+        self.hold = threading.Event()
+        self.hold.set()
+        self.started = threading.Event()
+
+    def infer(self, inputs: Sequence[PreparedTokens]) -> list[np.ndarray]:
+        self.started.set()
+        self.hold.wait(WAIT_S)
+        return super().infer(inputs)
+
+
 def _service(reranker: Any, config: SchedulerConfig | None = BATCHING) -> Service:
     service = fake_service(reranker=reranker)
     return Service(
@@ -75,20 +90,22 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @contextmanager
-def _occupied(service: Service, reranker: HeldReranker, *, queued: int = 1) -> Iterator[None]:
+def _occupied(
+    service: Service, model: HeldReranker | HeldEmbedder, *, queued: int = 1
+) -> Iterator[None]:
     """Hold the model thread on one request and queue ``queued`` more behind it."""
-    reranker.hold.clear()
-    with service.lease() as snapshot:
-        scheduler = service.schedulers.get(snapshot.reranker)
+    model.hold.clear()
+    with service.lease():
+        scheduler = service.schedulers.get(model)  # type: ignore[arg-type]
         assert scheduler is not None
         scheduler.enqueue(fake_tokens(["busy"]))
-        assert reranker.started.wait(WAIT_S)
+        assert model.started.wait(WAIT_S)
         for _ in range(queued):
             scheduler.enqueue(fake_tokens(["queued behind"]))
         try:
             yield
         finally:
-            reranker.hold.set()
+            model.hold.set()
 
 
 def test_concurrent_reranks_each_get_their_own_scores(
@@ -122,6 +139,64 @@ def test_concurrent_reranks_each_get_their_own_scores(
         expected = 1 / (1 + np.exp(-reranker.score(body["query"], body["documents"])))
         got = {row["index"]: row["relevance_score"] for row in response.json()}
         np.testing.assert_allclose([got[i] for i in range(len(expected))], expected, atol=1e-5)
+
+
+MODEL_ROUTES = [
+    ("/v1/rerank", RERANK, "reranker"),
+    ("/v2/rerank", RERANK, "reranker"),
+    ("/rerank", TEI, "reranker"),
+    ("/rerank", RERANK, "reranker"),  # Infinity's body
+    ("/v1/embed", {"texts": ["gym bag"]}, "embedder"),
+    ("/v2/embed", {"texts": ["gym bag"], "embedding_types": ["float"]}, "embedder"),
+    ("/v1/embeddings", {"input": "gym bag", "model": "m"}, "embedder"),
+    ("/embed", {"inputs": "gym bag"}, "embedder"),
+    ("/", {"inputs": "gym bag"}, "embedder"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "role"), MODEL_ROUTES)
+def test_every_model_route_runs_through_its_models_scheduler(
+    settings: Settings, path: str, body: dict[str, Any], role: str
+) -> None:
+    service = fake_service(reranker=HeldReranker("r"), embedder=FakeEmbedder("e"))
+    service = Service(
+        embedder=service.embedder,
+        reranker=service.reranker,
+        pipeline=None,
+        problems=[],
+        batching=BATCHING,
+    )
+    with TestClient(create_app(settings, service=service)) as client:
+        response = client.post(path, json=body)
+        metrics = client.get("/metrics").text
+
+    assert response.status_code == 200, response.text
+    assert "queue;dur=" in response.headers["server-timing"]
+    assert f'shoprank_batch_requests_count{{model="{role}"}} 1.0' in metrics
+    assert f'shoprank_batch_padded_tokens_count{{model="{role}"}} 1.0' in metrics
+    assert f'shoprank_queue_padded_tokens{{model="{role}"}} 0.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("path", "body"), [(path, body) for path, body, role in MODEL_ROUTES if role == "embedder"]
+)
+def test_an_overloaded_embedder_answers_429_with_retry_after(
+    settings: Settings, path: str, body: dict[str, Any]
+) -> None:
+    embedder = HeldEmbedder("held")
+    service = Service(
+        embedder=embedder,  # type: ignore[arg-type]
+        reranker=None,
+        pipeline=None,
+        problems=[],
+        batching=SchedulerConfig(max_batch_tokens=64, max_queue_tokens=1),
+    )
+    with TestClient(create_app(settings, service=service)) as client, _occupied(service, embedder):
+        response = client.post(path, json=body)
+
+    assert response.status_code == 429, response.text
+    assert response.json()["error_type"] == "overloaded"
+    assert int(response.headers["retry-after"]) >= 1
 
 
 def test_an_overloaded_model_answers_429_at_once_with_retry_after(settings: Settings) -> None:
