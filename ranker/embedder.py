@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +11,21 @@ from tqdm import tqdm
 
 from indexer.stores.base import FloatMatrix, ModelIdentity
 from ranker.backends import Backend, ModelTask, TokenBatch, load_backend
-from ranker.backends.base import run_batch
+from ranker.backends.base import FloatArray
 from ranker.model_files import lineage, model_id, resolve_model_dir
 from ranker.settings import BackendSettings
-from ranker.tokenization import PairTokenizer, length_sorted_batches, pad_batch
+from ranker.stages import PreparedTokens, run_prepared
+from ranker.tokenization import PairTokenizer
 
 logger = logging.getLogger(__name__)
 
 
 class Embedder:
-    """Tokenizes, batches by length, runs the backend and L2-normalizes."""
+    """Tokenizes, batches by length, runs the backend and L2-normalizes.
+
+    Its stages, which :meth:`embed` chains and a scheduler runs apart (see
+    :mod:`ranker.stages`): :meth:`prepare`, :meth:`infer` and :meth:`finish`.
+    """
 
     def __init__(
         self,
@@ -62,23 +67,35 @@ class Embedder:
         """Length of each vector."""
         return self.identity.dimension
 
+    def prepare(self, texts: Sequence[str]) -> PreparedTokens:
+        """The ``prepare`` stage: ``texts`` tokenized, truncated to ``max_length``."""
+        return PreparedTokens.from_encodings(
+            self.tokenizer.encode_texts(texts), pad_id=self.tokenizer.pad_id
+        )
+
+    def infer(
+        self, inputs: Sequence[PreparedTokens], *, on_rows: Callable[[int], object] | None = None
+    ) -> list[FloatArray]:
+        """The ``infer`` stage: pooled vectors, not normalized, ``(rows, dim)`` per input."""
+        return run_prepared(self.backend, inputs, batch_size=self.batch_size, on_rows=on_rows)
+
+    def finish(self, vectors: FloatArray, *, normalize: bool = True) -> FloatMatrix:
+        """The ``finish`` stage: one request's vectors as float32, unit length by default."""
+        output = np.array(vectors, dtype=np.float32).reshape(-1, self.dimension)
+        if normalize:
+            output /= np.maximum(np.linalg.norm(output, axis=1, keepdims=True), 1e-12)
+        return output
+
     def embed(
         self, texts: Sequence[str], *, progress: bool = False, normalize: bool = True
     ) -> FloatMatrix:
         """Embed ``texts``; returns ``(len(texts), dim)`` vectors, unit length by default."""
-        output = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if not texts:
-            return output
-        encodings = self.tokenizer.encode_texts(texts)
-        batches = length_sorted_batches([len(e.ids) for e in encodings], self.batch_size)
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        prepared = self.prepare(texts)
         with tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress) as bar:
-            for indices in batches:
-                batch = pad_batch([encodings[i] for i in indices], pad_id=self.tokenizer.pad_id)
-                output[indices] = run_batch(self.backend, batch)
-                bar.update(len(indices))
-        if normalize:
-            output /= np.maximum(np.linalg.norm(output, axis=1, keepdims=True), 1e-12)
-        return output
+            (vectors,) = self.infer([prepared], on_rows=bar.update)
+        return self.finish(vectors, normalize=normalize)
 
     def embed_query(self, query: str) -> FloatMatrix:
         """One query's unit vector, shape ``(dim,)``."""

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from indexer.catalog import Product, TextTemplate
 from indexer.stores.base import (
@@ -21,6 +21,7 @@ from indexer.stores.base import (
     StoreError,
     VectorStore,
 )
+from ranker.backends.base import FloatArray
 from ranker.catalog_vectors import CatalogVectors
 from ranker.embedder import Embedder
 from ranker.fusion import reciprocal_rank_fusion
@@ -40,6 +41,22 @@ class RankedProduct:
     score: float
     retrieval_score: float
     rerank_score: float | None = None
+
+
+@dataclass(slots=True)
+class Candidates:
+    """Retrieved products, best first, before the rerank, and what the reranker reads of
+    the head: its texts, their stored vectors and the query's (both for the dense prior,
+    None when it cannot use them)."""
+
+    query: str
+    k: int
+    results: list[RankedProduct]
+    texts: list[str]
+    """The head's product texts; empty when nothing is to be reranked."""
+    document_vectors: FloatMatrix | None = None
+    query_vector: FloatArray | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -127,15 +144,37 @@ class SearchPipeline:
         (:class:`~indexer.stores.base.HybridSearcher` with ``server_hybrid``: OpenSearch's
         hybrid query), which gets the same candidate depth and weights.
         """
+        hits, _ = self._retrieve(query, k=k, mode=mode, search_filter=search_filter, timer=timer)
+        return hits
+
+    def _retrieve(
+        self,
+        query: str,
+        *,
+        k: int,
+        mode: RetrievalMode | None = None,
+        search_filter: SearchFilter | None = None,
+        timer: _Timer | None = None,
+        query_vector: FloatArray | None = None,
+    ) -> tuple[list[Hit], FloatArray | None]:
+        """:meth:`retrieve`'s hits, and the query's vector when it has one (as given, or
+        embedded for dense retrieval)."""
         timer = timer or _Timer()
         mode = mode or self.retrieval.mode
         depth = max(k, self.retrieval.candidates)
         store = self.vector_store
-        if mode == "hybrid" and isinstance(store, HybridSearcher) and store.server_hybrid:
+        vector = query_vector
+        if vector is None and mode in ("dense", "hybrid"):
             with timer.stage("embed_query"):
                 vector = self.embedder.embed_query(query)
+        if (
+            mode == "hybrid"
+            and isinstance(store, HybridSearcher)
+            and store.server_hybrid
+            and vector is not None
+        ):
             with timer.stage("hybrid"):
-                return store.search_hybrid(
+                hits = store.search_hybrid(
                     query,
                     vector,
                     k,
@@ -143,27 +182,27 @@ class SearchPipeline:
                     depth=depth,
                     weights=(self.retrieval.dense_weight, self.retrieval.lexical_weight),
                 )
+            return hits, vector
         dense: list[Hit] = []
         lexical: list[Hit] = []
-        if mode in ("dense", "hybrid"):
-            with timer.stage("embed_query"):
-                vector = self.embedder.embed_query(query)
+        if mode in ("dense", "hybrid") and vector is not None:
             with timer.stage("dense"):
                 dense = self.vector_store.search(vector, depth, search_filter)
         if mode in ("lexical", "hybrid"):
             with timer.stage("lexical"):
                 lexical = self.lexical_index.search(query, depth, search_filter)
         if mode == "dense":
-            return dense[:k]
+            return dense[:k], vector
         if mode == "lexical":
-            return lexical[:k]
+            return lexical[:k], vector
         with timer.stage("fusion"):
-            return reciprocal_rank_fusion(
+            fused = reciprocal_rank_fusion(
                 [dense, lexical],
                 weights=[self.retrieval.dense_weight, self.retrieval.lexical_weight],
                 k=self.retrieval.rrf_k,
                 limit=k,
             )
+        return fused, vector
 
     def _order_head(
         self, head: Sequence[RankedProduct], scores: Sequence[float]
@@ -239,6 +278,96 @@ class SearchPipeline:
         """The text the models see for each product."""
         return [self.template.render(product) for product in products]
 
+    def candidates(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        mode: RetrievalMode | None = None,
+        search_filter: SearchFilter | None = None,
+        rerank: bool = True,
+        rerank_depth: int | None = None,
+        query_vector: FloatArray | None = None,
+    ) -> Candidates:
+        """Retrieve and fetch the products, and what the reranker reads of the top
+        ``rerank_depth``; ``query_vector``: the bi-encoder's, when the caller has it."""
+        timer = _Timer()
+        depth = rerank_depth or self.rerank_settings.depth
+        do_rerank = rerank and self.reranker is not None
+        hits, query_vector = self._retrieve(
+            query,
+            k=max(k, depth) if do_rerank else k,
+            mode=mode,
+            search_filter=search_filter,
+            timer=timer,
+            query_vector=query_vector,
+        )
+        with timer.stage("fetch"):
+            products = self.product_store.get_many([hit.product_id for hit in hits])
+            found = [(hit, p) for hit, p in zip(hits, products, strict=True) if p is not None]
+            if len(found) < len(hits):
+                logger.warning("%d retrieved ids have no product document", len(hits) - len(found))
+            results = [RankedProduct(p, hit.score, hit.score) for hit, p in found]
+            head = [r.product for r in results[:depth]] if do_rerank else []
+            texts = self.product_texts(head)
+            vectors = self._stored_prior_vectors([p.id for p in head]) if head else None
+        return Candidates(
+            query=query,
+            k=k,
+            results=results,
+            texts=texts,
+            document_vectors=vectors,
+            query_vector=self._prior_query_vector(query_vector),
+            timings_ms=timer.timings_ms,
+        )
+
+    def _prior_query_vector(self, query_vector: FloatArray | None) -> FloatArray | None:
+        """Retrieval's query vector, when the reranker's prior reads this bi-encoder's."""
+        prior = self.reranker.prior if self.reranker is not None else None
+        if query_vector is None or prior is None or not prior.reads_vectors_of(self.embedder):
+            return None
+        return query_vector
+
+    def score(self, candidates: Candidates) -> FloatArray:
+        """The reranker's scores of the candidates' head, in this thread."""
+        if self.reranker is None:
+            raise ValueError("this pipeline has no reranker")
+        given: dict[str, Any] = {}
+        if candidates.document_vectors is not None:
+            given["document_vectors"] = candidates.document_vectors
+        if candidates.query_vector is not None:
+            given["query_vector"] = candidates.query_vector
+        return self.reranker.score(candidates.query, candidates.texts, **given)
+
+    def ranked(self, candidates: Candidates, scores: Sequence[float] | None) -> SearchOutcome:
+        """The outcome: the head ordered by ``scores`` (None: not reranked), then the rest in
+        retrieval order, scored below the head so that scores decrease down the list (TREC
+        tools sort by score, not by rank)."""
+        results = candidates.results
+        reranked = len(candidates.texts) if scores is not None else 0
+        if reranked:
+            rescored = self._order_head(results[:reranked], [float(s) for s in scores or ()])
+            floor = rescored[-1].score - 1.0
+            tail = [
+                RankedProduct(r.product, floor - position * 1e-3, r.retrieval_score)
+                for position, r in enumerate(results[reranked:])
+            ]
+            results = rescored + tail
+        return SearchOutcome(
+            results=results[: candidates.k],
+            timings_ms=dict(candidates.timings_ms),
+            reranked=reranked,
+        )
+
+    def rerank(self, candidates: Candidates) -> SearchOutcome:
+        """Score the candidates' head in this thread, then rank."""
+        if not candidates.texts:
+            return self.ranked(candidates, None)
+        start = time.perf_counter()
+        scores = self.score(candidates)
+        candidates.timings_ms["rerank"] = 1e3 * (time.perf_counter() - start)
+        return self.ranked(candidates, [float(s) for s in scores])
+
     def search(
         self,
         query: str,
@@ -251,43 +380,16 @@ class SearchPipeline:
     ) -> SearchOutcome:
         """Retrieve, then rerank the top ``rerank_depth`` with the cross-encoder.
 
-        Products below the rerank depth follow the reranked ones in retrieval order.
+        Products below the rerank depth follow the reranked ones in retrieval order. The
+        query is embedded once: retrieval's vector also feeds the reranker's dense prior.
         """
-        timer = _Timer()
-        depth = rerank_depth or self.rerank_settings.depth
-        do_rerank = rerank and self.reranker is not None
-        hits = self.retrieve(
-            query,
-            k=max(k, depth) if do_rerank else k,
-            mode=mode,
-            search_filter=search_filter,
-            timer=timer,
+        return self.rerank(
+            self.candidates(
+                query,
+                k=k,
+                mode=mode,
+                search_filter=search_filter,
+                rerank=rerank,
+                rerank_depth=rerank_depth,
+            )
         )
-        with timer.stage("fetch"):
-            products = self.product_store.get_many([hit.product_id for hit in hits])
-        found = [(hit, product) for hit, product in zip(hits, products, strict=True) if product]
-        if len(found) < len(hits):
-            logger.warning("%d retrieved ids have no product document", len(hits) - len(found))
-        results = [RankedProduct(p, hit.score, hit.score) for hit, p in found]
-        reranked = 0
-        if do_rerank and results and self.reranker is not None:
-            head, tail = results[:depth], results[depth:]
-            with timer.stage("rerank"):
-                texts = self.product_texts([r.product for r in head])
-                vectors = self._stored_prior_vectors([r.product.id for r in head])
-                scores = (
-                    self.reranker.score(query, texts)
-                    if vectors is None
-                    else self.reranker.score(query, texts, document_vectors=vectors)
-                )
-            rescored = self._order_head(head, [float(s) for s in scores])
-            # The tail keeps retrieval order, scored below the reranked head so that
-            # scores decrease down the list (TREC tools sort by score, not by rank).
-            floor = rescored[-1].score - 1.0
-            tail = [
-                RankedProduct(r.product, floor - position * 1e-3, r.retrieval_score)
-                for position, r in enumerate(tail)
-            ]
-            results = rescored + tail
-            reranked = len(head)
-        return SearchOutcome(results=results[:k], timings_ms=timer.timings_ms, reranked=reranked)

@@ -13,14 +13,15 @@ import numpy as np
 
 from indexer.stores.base import FloatMatrix
 from ranker.backends import Backend, ModelTask, load_backend
-from ranker.backends.base import FloatArray, run_batch
+from ranker.backends.base import FloatArray
 from ranker.caching import TextCache
 from ranker.catalog_vectors import CatalogVectors
 from ranker.embedder import Embedder
 from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
 from ranker.model_files import model_id, read_manifest, resolve_model_dir, weights_sha256
 from ranker.settings import BackendSettings
-from ranker.tokenization import PairTokenizer, length_sorted_batches, pad_batch
+from ranker.stages import PreparedTokens, run_prepared
+from ranker.tokenization import PairTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -73,20 +74,29 @@ class DensePrior:
         query: str,
         documents: Sequence[str],
         document_vectors: FloatMatrix | None = None,
+        *,
+        query_vector: FloatArray | None = None,
     ) -> FloatArray:
-        """The prior for each document: the query embedded now; the documents' vectors as
-        given (e.g. stored in the index by this bi-encoder), else from the cache, the
-        catalog's stored vectors or the bi-encoder, in that order."""
-        query_vector = self.embedder.embed([query])[0]
+        """The prior for each document: the query's vector as given (retrieval embedded it
+        with this bi-encoder), else embedded now; the documents' vectors as given (e.g.
+        stored in the index by this bi-encoder), else from the cache, the catalog's stored
+        vectors or the bi-encoder, in that order."""
+        query_vector = self.embedder.embed([query])[0] if query_vector is None else query_vector
         vectors = (
             document_vectors
             if document_vectors is not None
             else np.stack(self.cache.get_many(documents, self._document_vectors))
         )
-        prior: FloatArray = self.weight * (vectors @ query_vector) + self.bias
+        prior = self.weight * (vectors @ query_vector) + self.bias
         if self.lexical_weights:
-            prior = prior + lexical_features(query, documents) @ np.array(self.lexical_weights)
+            lexical = lexical_features(query, documents) @ np.array(self.lexical_weights)
+            combined: FloatArray = (prior + lexical).astype(np.float32)
+            return combined
         return prior.astype(np.float32)
+
+    def reads_vectors_of(self, embedder: Embedder) -> bool:
+        """Whether ``embedder``'s vectors are this prior's bi-encoder's (the same model)."""
+        return embedder is self.embedder or embedder.identity == self.embedder.identity
 
     def _document_vectors(self, texts: list[str]) -> list[FloatArray]:
         """Stored vectors where the catalog has the text; the bi-encoder embeds the rest."""
@@ -99,8 +109,24 @@ class DensePrior:
         return [vector for vector in found if vector is not None]
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedPairs:
+    """One request's (query, document) pairs after :meth:`Reranker.prepare`."""
+
+    query: str
+    """The query as the cross-encoder reads it (cut to ``max_query_tokens``)."""
+    query_cut: bool
+    """Whether that cut shortened the query the request sent."""
+    documents: tuple[str, ...]
+    tokens: PreparedTokens
+    document_vectors: FloatMatrix | None = None
+
+
 class Reranker:
     """Scores pairs in length-sorted, dynamically padded micro-batches.
+
+    Its stages, which :meth:`score_parts` chains and a scheduler runs apart (see
+    :mod:`ranker.stages`): :meth:`prepare`, :meth:`infer` and :meth:`finish`.
 
     The query is cut to ``max_query_tokens`` word pieces; the product text fills the rest of
     ``max_length``. A model trained with a dense prior adds the bi-encoder's cosine (and,
@@ -182,13 +208,17 @@ class Reranker:
         documents: Sequence[str],
         *,
         document_vectors: FloatMatrix | None = None,
+        query_vector: FloatArray | None = None,
     ) -> FloatArray:
         """Relevance logits, one per document, in the documents' order.
 
         ``document_vectors``: the documents' vectors from the prior's bi-encoder, when the
-        caller has them (the index stores them), so the prior does not embed them again.
+        caller has them (the index stores them), so the prior does not embed them again;
+        ``query_vector``: the query's, likewise (retrieval embedded it).
         """
-        cross_encoder, prior = self.score_parts(query, documents, document_vectors=document_vectors)
+        cross_encoder, prior = self.score_parts(
+            query, documents, document_vectors=document_vectors, query_vector=query_vector
+        )
         return cross_encoder + prior
 
     def score_parts(
@@ -197,25 +227,66 @@ class Reranker:
         documents: Sequence[str],
         *,
         document_vectors: FloatMatrix | None = None,
+        query_vector: FloatArray | None = None,
     ) -> tuple[FloatArray, FloatArray]:
         """The cross-encoder's logits and the dense prior's terms (zeros without one)."""
+        prepared = self.prepare(query, documents, document_vectors=document_vectors)
+        (logits,) = self.infer([prepared.tokens])
+        return self.finish(prepared, logits, query_vector=query_vector)
+
+    def prepare(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        document_vectors: FloatMatrix | None = None,
+    ) -> PreparedPairs:
+        """The ``prepare`` stage: ``[CLS] query [SEP] document [SEP]`` token ids per document,
+        the query cut to ``max_query_tokens`` and each document to what is left."""
         if document_vectors is not None and len(document_vectors) != len(documents):
             raise ValueError(
                 f"{len(document_vectors)} document vectors for {len(documents)} documents"
             )
-        scores = np.zeros(len(documents), dtype=np.float32)
-        if not documents:
-            return scores, scores.copy()
-        query, query_pieces = self.tokenizer.encode_query(query, self.max_query_tokens)
-        encodings = self.tokenizer.pair_encodings(
-            query_pieces, self.tokenizer.encode_documents(documents)
+        cut, pieces = self.tokenizer.encode_query(query, self.max_query_tokens)
+        encodings = (
+            self.tokenizer.pair_encodings(pieces, self.tokenizer.encode_documents(documents))
+            if documents
+            else []
         )
-        for indices in length_sorted_batches([len(e.ids) for e in encodings], self.batch_size):
-            batch = pad_batch([encodings[i] for i in indices], pad_id=self.tokenizer.pad_id)
-            scores[indices] = run_batch(self.backend, batch)
-        if self.prior is None:
+        return PreparedPairs(
+            query=cut,
+            query_cut=cut != query,
+            documents=tuple(documents),
+            tokens=PreparedTokens.from_encodings(encodings, pad_id=self.tokenizer.pad_id),
+            document_vectors=document_vectors,
+        )
+
+    def infer(self, inputs: Sequence[PreparedTokens]) -> list[FloatArray]:
+        """The ``infer`` stage: the cross-encoder's logits, one array per input."""
+        return run_prepared(self.backend, inputs, batch_size=self.batch_size)
+
+    def finish(
+        self,
+        prepared: PreparedPairs,
+        logits: FloatArray,
+        *,
+        query_vector: FloatArray | None = None,
+    ) -> tuple[FloatArray, FloatArray]:
+        """The ``finish`` stage: the logits and the dense prior's terms (zeros without one).
+
+        ``query_vector``: the prior's bi-encoder's vector of the query as the request sent
+        it; used unless :meth:`prepare` cut the query (then the cut query is embedded).
+        """
+        scores = np.asarray(logits, dtype=np.float32).reshape(len(prepared.documents))
+        if self.prior is None or not prepared.documents:
             return scores, np.zeros_like(scores)
-        return scores, self.prior.scores(query, documents, document_vectors)
+        prior = self.prior.scores(
+            prepared.query,
+            prepared.documents,
+            prepared.document_vectors,
+            query_vector=None if prepared.query_cut else query_vector,
+        )
+        return scores, prior
 
 
 def dense_prior(

@@ -287,6 +287,31 @@ class ApiSettings(BaseModel):
         description="'json': one JSON object a log line, with the request id of the request "
         "that logged it.",
     )
+    max_batch_tokens: int = Field(
+        default=16_384,
+        ge=0,
+        description="Padded tokens (rows times the longest row) in one batch of a model's "
+        "requests: requests that arrive together run together up to this (one longer request "
+        "runs alone). 0: no batching, each request runs its model in its own worker thread.",
+    )
+    max_queue_tokens: int = Field(
+        default=262_144,
+        ge=1,
+        description="Padded tokens waiting for one model before new requests get 429 with "
+        "Retry-After (a request finding the queue empty is always taken).",
+    )
+    max_queue_wait_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="New requests get 429 while the estimated wait for a model (the tokens "
+        "ahead over its measured tokens per second) is above this.",
+    )
+    batch_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="How long a batch under max_batch_tokens waits for more requests before "
+        "it runs; 0: at once (requests arriving while the model runs share the next batch).",
+    )
     admin_keys: SecretStr | None = Field(
         default=None,
         description="Comma-separated API keys for the /admin routes (sent as 'Authorization: "

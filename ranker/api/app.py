@@ -82,6 +82,8 @@ def create_app(
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             if app.state.watcher is not None:
                 app.state.watcher.stop()
+            if app.state.service is not None:
+                app.state.service.schedulers.close()
 
     app = FastAPI(
         title="shoprank",

@@ -66,7 +66,7 @@ def error_response(
     request_id = REQUEST_ID.get()
     body = error.body()
     body["error"] = _printable(redact(error.message, secrets))
-    all_headers = {**error.headers, **(headers or {})}
+    all_headers = {**error.response_headers(), **(headers or {})}
     if request_id is not None:
         body["request_id"] = request_id
         all_headers[REQUEST_ID_HEADER] = request_id

@@ -34,6 +34,10 @@ class ApiError(ShoprankError):
         """The JSON body: ``{"error", "error_type", **details}``."""
         return {"error": self.message, "error_type": self.error_type, **self.details}
 
+    def response_headers(self) -> dict[str, str]:
+        """The response's headers: the class's, and the error's own (``Retry-After``)."""
+        return dict(self.headers)
+
 
 class EmptyInputError(ApiError):
     """A query or input that is empty or only whitespace."""
@@ -132,10 +136,19 @@ class BackendFailedError(ApiError):
 
 
 class OverloadedError(ApiError):
-    """More requests in flight than the server takes; retry later."""
+    """More requests in flight, or more work queued for a model, than the server takes;
+    retry after ``Retry-After`` seconds."""
 
     status_code = 429
     error_type = "overloaded"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def response_headers(self) -> dict[str, str]:
+        """With ``Retry-After``."""
+        return {**super().response_headers(), "Retry-After": str(self.retry_after_s)}
 
 
 class NotReadyError(ApiError):
@@ -157,6 +170,14 @@ class JobBrokerUnavailableError(ApiError):
 
     status_code = 503
     error_type = "broker_unavailable"
+
+
+class DeadlineExceededError(ApiError):
+    """The request's deadline (header ``x-request-timeout-ms``) passed before its model ran
+    it."""
+
+    status_code = 504
+    error_type = "deadline_exceeded"
 
 
 class InternalError(ApiError):
@@ -193,6 +214,7 @@ ERROR_TABLE: tuple[ErrorRow, ...] = tuple(
         NotReadyError,
         IndexUnavailableError,
         JobBrokerUnavailableError,
+        DeadlineExceededError,
     )
 )
 """Status, error_type and meaning of every error, for the route docs and the README."""
@@ -211,7 +233,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
-ROUTE_ERROR_RESPONSES = error_responses(400, 401, 403, 408, 413, 422, 424, 429, 500, 503)
+ROUTE_ERROR_RESPONSES = error_responses(400, 401, 403, 408, 413, 422, 424, 429, 500, 503, 504)
 """What a search, rerank or embed route can answer besides 200 (401 and 403 only with API
 keys set)."""
 ADMIN_ERROR_RESPONSES = error_responses(401, 403, 404, 408, 409, 413, 422, 429, 500, 503)
@@ -221,18 +243,25 @@ ADMIN_ERROR_RESPONSES = error_responses(401, 403, 404, 408, 409, 413, 422, 429, 
 def api_error_for(exc: ShoprankError) -> ApiError:
     """The API error a shoprank error answers as: its own row, or the row of its kind.
 
-    Registry errors: no such version → 404, a version whose files changed → 422 ``integrity``,
-    any other registry refusal, and a shop's input that cannot be read (``InputError``) →
-    422 ``bad_request``. A refused gate → 409 with its reasons.
-    A backend that fails → 424 ``backend``. The workers' broker errors → 503, unknown job
-    kinds → 422, unknown jobs → 404. Anything else is 500 ``internal`` with the (client-safe)
-    message.
+    The scheduler's: overloaded → 429 with ``Retry-After``, past the deadline → 504,
+    stopped → 503. A backend that fails (a failed batch too) → 424 ``backend``. Registry
+    errors: no such version → 404, a version whose files changed → 422 ``integrity``, any
+    other registry refusal, and a shop's input that cannot be read (``InputError``) → 422
+    ``bad_request``. A refused gate → 409 with its reasons. The workers' broker errors →
+    503, unknown job kinds → 422, unknown jobs → 404. Anything else is 500 ``internal`` with
+    the (client-safe) message.
     """
     if isinstance(exc, ApiError):
         return exc
-    from ranker import promotion, registry
+    from ranker import batching, promotion, registry
     from ranker.backends.base import BackendError
 
+    if isinstance(exc, batching.SchedulerOverloadedError):
+        return OverloadedError(exc.message, retry_after_s=exc.retry_after_s)
+    if isinstance(exc, batching.DeadlineExceededError):
+        return DeadlineExceededError(exc.message)
+    if isinstance(exc, batching.SchedulerStoppedError):
+        return NotReadyError(exc.message)
     if isinstance(exc, BackendError):
         return BackendFailedError(exc.message)
 

@@ -28,6 +28,9 @@ IN_FLIGHT = "shoprank_requests_in_flight"
 CONCURRENCY_LIMIT = "shoprank_max_concurrent_requests"
 MODEL_INFO = "shoprank_model"
 INDEX_INFO = "shoprank_index"
+BATCH_REQUESTS = "shoprank_batch_requests"
+BATCH_TOKENS = "shoprank_batch_padded_tokens"
+QUEUE_TOKENS = "shoprank_queue_padded_tokens"
 
 UNMATCHED = "unmatched"
 """The route label of a request no route matches."""
@@ -35,6 +38,8 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BATCH_REQUEST_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+BATCH_TOKEN_BUCKETS = (64, 256, 1024, 2048, 4096, 8192, 16_384, 32_768, 65_536)
 
 
 def route_templates(app: FastAPI) -> list[str]:
@@ -96,8 +101,8 @@ class Metrics:
         )
         self._stages = Histogram(
             STAGE_SECONDS,
-            "Time of each stage a request ran (validate, embed_query, dense, lexical, fusion, "
-            "rerank, total).",
+            "Time of each stage a request ran (validate, tokenize, queue, infer, prior, "
+            "embed_query, dense, lexical, fusion, fetch, rerank, total).",
             ["stage"],
             buckets=STAGE_BUCKETS,
             registry=self.registry,
@@ -109,6 +114,28 @@ class Metrics:
             CONCURRENCY_LIMIT, "Slots before the API answers 429.", registry=self.registry
         )
         limit.set(max_concurrent_requests)
+        self._batch_requests = Histogram(
+            BATCH_REQUESTS,
+            "Requests in the batch each batched request ran in, by model role.",
+            ["model"],
+            buckets=BATCH_REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+        self._batch_tokens = Histogram(
+            BATCH_TOKENS,
+            "Padded tokens (rows times the longest row) of the batch each batched request "
+            "ran in, by model role.",
+            ["model"],
+            buckets=BATCH_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self._queue_tokens = Gauge(
+            QUEUE_TOKENS,
+            "Padded tokens waiting for the model, by model role (as the last batched "
+            "request left the queue).",
+            ["model"],
+            registry=self.registry,
+        )
         self.registry.register(_ServingModels(service))
 
     def observe(self, *, route: str, method: str, status: int, seconds: float) -> None:
@@ -119,6 +146,15 @@ class Metrics:
         """Add the per-stage times (tokenize, retrieve, rerank ...) of one request."""
         for stage, milliseconds in timings_ms.items():
             self._stages.labels(stage).observe(milliseconds / 1e3)
+
+    def observe_batch(
+        self, model: str, *, requests: int, padded_tokens: int, queued_tokens: int
+    ) -> None:
+        """One request's batch on ``model`` (how many requests and padded tokens it held)
+        and the model's queue depth in padded tokens after it."""
+        self._batch_requests.labels(model).observe(requests)
+        self._batch_tokens.labels(model).observe(padded_tokens)
+        self._queue_tokens.labels(model).set(queued_tokens)
 
     def render(self) -> bytes:
         """The Prometheus exposition text."""

@@ -3,22 +3,27 @@
 
 ``/search`` names the versions that served it: the header ``x-model-version`` and
 ``model_version`` (the reranker, when it reranked), ``x-embedder-version`` and
-``embedder_version`` (the bi-encoder).
+``embedder_version`` (the bi-encoder). It is async: it awaits the models' schedulers (see
+:mod:`ranker.api.inference`) and retrieves in a worker thread, so the event loop always
+answers, a 429 at once.
 """
 
 from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from indexer.stores.base import SearchFilter, StoreUnavailableError
+from ranker.api import inference
 from ranker.api.deps import (
     EmbeddingDep,
     MetricsDep,
     ServiceDep,
     SettingsDep,
     embedder_of,
+    name_stages,
     name_versions,
 )
 from ranker.api.errors import (
@@ -35,8 +40,9 @@ router = APIRouter()
 @router.post(
     "/search", response_model=SearchResponse, tags=["search"], responses=ROUTE_ERROR_RESPONSES
 )
-def search(
+async def search(
     body: SearchRequest,
+    request: Request,
     response: Response,
     service: ServiceDep,
     snapshot: EmbeddingDep,
@@ -45,14 +51,20 @@ def search(
 ) -> SearchResponse:
     """Retrieve (dense, lexical or hybrid), then rerank the top candidates.
 
-    503 ``index_unavailable`` when the OpenSearch cluster cannot be reached and no embedded
-    fallback is configured (``SHOPRANK_OPENSEARCH__FALLBACK_TO_EMBEDDED``); with one, the
-    answer's ``index`` says ``embedded``. ``model_version`` and the ``x-model-version``
-    header name the reranker version that scored the results; ``x-embedder-version`` the
-    bi-encoder's.
+    The query is embedded once, through the bi-encoder's scheduler; its vector serves both
+    retrieval and the reranker's dense prior. Retrieval runs in a worker thread, the rerank
+    through the reranker's scheduler; ``timings_ms`` (and the ``server-timing`` header)
+    break the time down per stage. 503 ``index_unavailable`` when the OpenSearch cluster
+    cannot be reached and no embedded fallback is configured
+    (``SHOPRANK_OPENSEARCH__FALLBACK_TO_EMBEDDED``); with one, the answer's ``index`` says
+    ``embedded``. ``model_version`` and the ``x-model-version`` header name the reranker
+    version that scored the results; ``x-embedder-version`` the bi-encoder's.
     """
     start = time.perf_counter()
+    deadline = inference.deadline_of(request.headers)
     embedder = embedder_of(snapshot)
+    reranker = snapshot.reranker if body.rerank else None
+    inference.admit(service.schedulers.get(embedder), service.schedulers.get(reranker))
     query = check_query(
         body.query,
         limits=settings.api,
@@ -78,9 +90,20 @@ def search(
             )
         except ValueError as exc:
             raise RequestValidationFailedError(f"filters: {exc}") from exc
-    validated = time.perf_counter()
+    timings = {"validate": 1e3 * (time.perf_counter() - start)}
+    query_vector = None
+    prior = reranker.prior if reranker is not None else None
+    if (body.mode or settings.retrieval.mode) != "lexical" or (
+        prior is not None and prior.reads_vectors_of(embedder)
+    ):
+        embedded = await inference.embed(
+            embedder, [query], schedulers=service.schedulers, deadline=deadline, metrics=metrics
+        )
+        query_vector = embedded.vectors[0]
+        timings["embed_query"] = sum(embedded.timings_ms.values())
     try:
-        outcome, answered_by = service.search(
+        found, pipeline, answered_by = await run_in_threadpool(
+            service.candidates,
             query,
             k=body.k,
             mode=body.mode,
@@ -88,6 +111,7 @@ def search(
             rerank=body.rerank,
             rerank_depth=body.rerank_depth,
             snapshot=snapshot,
+            query_vector=query_vector,
         )
     except StoreUnavailableError as exc:
         raise IndexUnavailableError(
@@ -95,11 +119,29 @@ def search(
             "SHOPRANK_OPENSEARCH__FALLBACK_TO_EMBEDDED=true to answer from the embedded index "
             "meanwhile)"
         ) from exc
-    timings = {"validate": 1e3 * (validated - start), **outcome.timings_ms}
+    timings.update(found.timings_ms)
+    scores = None
+    if found.texts and pipeline.reranker is not None:
+        reranking = time.perf_counter()
+        scored = await inference.rerank(
+            pipeline.reranker,
+            found.query,
+            found.texts,
+            schedulers=service.schedulers,
+            document_vectors=found.document_vectors,
+            query_vector=found.query_vector,
+            deadline=deadline,
+            metrics=metrics,
+        )
+        scores = [float(score) for score in scored.logits]
+        timings.update(scored.timings_ms)
+        timings["rerank"] = 1e3 * (time.perf_counter() - reranking)
+    outcome = pipeline.ranked(found, scores)
     timings["total"] = 1e3 * (time.perf_counter() - start)
     metrics.observe_stages(timings)
     reranked = outcome.reranked > 0
     name_versions(response, snapshot, reranked=reranked)
+    name_stages(response, timings)
     return SearchResponse(
         query=query,
         results=[

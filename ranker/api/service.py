@@ -17,14 +17,18 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from indexer.stores.base import SearchFilter, StoreError, StoreUnavailableError
 from ranker.api.errors import NotReadyError
+from ranker.api.schedulers import ModelSchedulers
+from ranker.backends.base import FloatArray
+from ranker.batching import SchedulerConfig
 from ranker.embedder import Embedder
-from ranker.pipeline import RetrievalMode, SearchOutcome, SearchPipeline
+from ranker.pipeline import Candidates, RetrievalMode, SearchOutcome, SearchPipeline
 from ranker.reranker import Reranker
 from ranker.settings import Settings
 
@@ -85,6 +89,11 @@ class Snapshot:
             return self.reranker_source.version.ref
         return self.reranker.model_id if self.reranker is not None else None
 
+    @property
+    def models(self) -> tuple[Embedder | None, Reranker | None]:
+        """The models requests run on (each has its scheduler when batching is on)."""
+        return self.embedder, self.reranker
+
     def versions(self) -> dict[str, str]:
         """``{role: label}`` of the loaded models."""
         labels = {"embedder": self.embedder_label, "reranker": self.reranker_label}
@@ -100,7 +109,8 @@ class Service:
     ``reopen`` opens the configured backend's pipeline again, and ``probe`` says why the
     backend is unreachable (None when it answers). ``problems``: what did not load at
     start-up (the index, say); ``model_problems``: per role, why the production version does
-    not serve (kept up to date by hot reload).
+    not serve (kept up to date by hot reload). ``batching``: the schedulers' knobs (None:
+    each request runs its models in its own thread); see :meth:`lease`.
     """
 
     def __init__(
@@ -117,6 +127,7 @@ class Service:
         embedder_source: ModelSource | None = None,
         reranker_source: ModelSource | None = None,
         model_problems: dict[str, str] | None = None,
+        batching: SchedulerConfig | None = None,
     ) -> None:
         self._snapshot = Snapshot(
             embedder=embedder,
@@ -133,6 +144,9 @@ class Service:
         self.probe = probe
         self._lock = threading.Lock()
         self._last_reopen = float("-inf")
+        self.schedulers = ModelSchedulers(batching)
+        self._leases = threading.Lock()
+        self.schedulers.serve(self._snapshot.models)
 
     # -- the snapshot ----------------------------------------------------------------------
 
@@ -141,11 +155,27 @@ class Service:
         """The snapshot serving now; read it once per request."""
         return self._snapshot
 
+    @contextmanager
+    def lease(self) -> Iterator[Snapshot]:
+        """The snapshot serving now, its models' schedulers kept running until the block
+        ends (a request's whole life), even if a swap retires them meanwhile."""
+        with self._leases:
+            snapshot = self._snapshot
+            self.schedulers.retain(snapshot.models)
+        try:
+            yield snapshot
+        finally:
+            self.schedulers.release(snapshot.models)
+
     def swap(self, change: Callable[[Snapshot], Snapshot]) -> Snapshot:
-        """Replace the snapshot with ``change(current)`` (serialized with other swaps)."""
+        """Replace the snapshot with ``change(current)`` (serialized with other swaps); the
+        new models' schedulers start, the old ones' drain once no request holds them."""
         with self._lock:
-            self._snapshot = change(self._snapshot)
-            return self._snapshot
+            changed = change(self._snapshot)
+            with self._leases:
+                self._snapshot = changed
+                self.schedulers.serve(changed.models)
+            return changed
 
     @property
     def embedder(self) -> Embedder | None:
@@ -221,29 +251,57 @@ class Service:
         rerank_depth: int | None,
         snapshot: Snapshot | None = None,
     ) -> tuple[SearchOutcome, IndexBackend]:
-        """Search the configured backend, or the fallback while that one is unreachable.
+        """:meth:`candidates`, reranked in this thread; the outcome and which backend
+        answered."""
+        found, pipeline, answered_by = self.candidates(
+            query,
+            k=k,
+            mode=mode,
+            search_filter=search_filter,
+            rerank=rerank,
+            rerank_depth=rerank_depth,
+            snapshot=snapshot,
+        )
+        return pipeline.rerank(found), answered_by
 
-        Runs on ``snapshot`` (default: the current one). Returns the outcome and which
-        backend answered. Raises StoreUnavailableError when the backend is unreachable and
-        there is no fallback, and NotReadyError when no index is loaded at all.
+    def candidates(
+        self,
+        query: str,
+        *,
+        k: int,
+        mode: RetrievalMode | None,
+        search_filter: SearchFilter | None,
+        rerank: bool,
+        rerank_depth: int | None,
+        snapshot: Snapshot | None = None,
+        query_vector: FloatArray | None = None,
+    ) -> tuple[Candidates, SearchPipeline, IndexBackend]:
+        """Retrieve from the configured backend, or the fallback while that one is
+        unreachable (see :meth:`SearchPipeline.candidates`).
+
+        Runs on ``snapshot`` (default: the current one). Returns the candidates, the
+        pipeline that found them (to rerank and rank them) and which backend answered.
+        Raises StoreUnavailableError when the backend is unreachable and there is no
+        fallback, and NotReadyError when no index is loaded at all.
         """
         snapshot = snapshot or self._snapshot
 
-        def run(pipeline: SearchPipeline) -> SearchOutcome:
-            return pipeline.search(
+        def run(pipeline: SearchPipeline) -> Candidates:
+            return pipeline.candidates(
                 query,
                 k=k,
                 mode=mode,
                 search_filter=search_filter,
                 rerank=rerank,
                 rerank_depth=rerank_depth,
+                query_vector=query_vector,
             )
 
         fallback = snapshot.fallback
         primary = self.primary(snapshot)
         if primary is not None:
             try:
-                return run(primary), self.backend
+                return run(primary), primary, self.backend
             except StoreUnavailableError as exc:
                 if fallback is None:
                     raise
@@ -255,7 +313,7 @@ class Service:
             raise NotReadyError(
                 f"no search index is loaded; build one with `shoprank index` ({problems})"
             )
-        return run(fallback), "embedded"
+        return run(fallback), fallback, "embedded"
 
     def index_state(self, snapshot: Snapshot | None = None) -> IndexState:
         """Which index answers searches now; probes the cluster of the opensearch backend."""
@@ -369,6 +427,7 @@ def load_service(settings: Settings) -> Service:
         embedder_source=models.embedder_source,
         reranker_source=models.reranker_source,
         model_problems=dict(models.problems),
+        batching=SchedulerConfig.from_settings(settings.api),
     )
 
 

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import httpx
 import numpy as np
@@ -19,7 +20,9 @@ import uvicorn
 
 from ranker.api.app import create_app
 from ranker.api.service import Service
+from ranker.reranker import PreparedPairs
 from ranker.settings import ApiSettings, Settings
+from ranker.stages import PreparedTokens
 
 pytestmark = pytest.mark.integration
 
@@ -58,10 +61,20 @@ class _Reranker:
         self.tokenizer = _Tokenizer()
         self.backend = _Backend()
 
-    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+    def prepare(self, query: str, documents: Sequence[str], **_: Any) -> PreparedPairs:
         if query == "boom":
             raise RuntimeError("an unexpected bug")
-        return np.full(len(documents), 0.5, dtype=np.float32)
+        rows = tuple(np.zeros(len(d.split()) + 2, dtype=np.int64) for d in documents)
+        tokens = PreparedTokens(ids=rows, type_ids=rows, pad_id=0)
+        return PreparedPairs(query, False, tuple(documents), tokens)
+
+    def infer(self, inputs: Sequence[PreparedTokens]) -> list[np.ndarray]:
+        return [np.full(tokens.rows, 0.5, dtype=np.float32) for tokens in inputs]
+
+    def finish(
+        self, prepared: PreparedPairs, logits: np.ndarray, **_: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return logits, np.zeros_like(logits)
 
 
 @pytest.fixture(scope="module")

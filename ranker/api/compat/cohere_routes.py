@@ -13,7 +13,7 @@ import math
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from ranker.api.compat.cohere_schemas import (
     CohereApiVersion,
@@ -35,17 +35,19 @@ from ranker.api.deps import (
     EmbeddingDep,
     MetricsDep,
     ScoringDep,
+    ServiceDep,
     SettingsDep,
     best_first,
     embedder_of,
+    name_stages,
     name_versions,
     reranker_of,
-    score_documents,
     sigmoid,
 )
 from ranker.api.errors import ROUTE_ERROR_RESPONSES, RequestValidationFailedError
+from ranker.api.inference import score_documents
 from ranker.api.metrics import Metrics
-from ranker.api.service import Snapshot
+from ranker.api.service import Service, Snapshot
 from ranker.settings import Settings
 
 cohere_router = APIRouter(responses=ROUTE_ERROR_RESPONSES)
@@ -106,10 +108,12 @@ def _meta(
     )
 
 
-def _rerank(
+async def _rerank(
     body: CohereRerankRequest,
+    request: Request,
     *,
     response: Response,
+    service: Service,
     snapshot: Snapshot,
     settings: Settings,
     metrics: Metrics,
@@ -118,19 +122,22 @@ def _rerank(
     """Score, order, cut to ``top_n``: the answer, and the same results as an array."""
     reranker = reranker_of(snapshot)
     texts = [document_text(d, i, body.rank_fields) for i, d in enumerate(body.documents)]
-    scored = score_documents(
-        reranker,
-        settings,
+    scored = await score_documents(
+        request,
+        service=service,
+        snapshot=snapshot,
+        settings=settings,
+        metrics=metrics,
         query=body.query,
         documents=texts,
         truncate=body.truncate,
         field="documents",
         max_document_tokens=body.max_tokens_per_doc,
     )
-    metrics.observe_stages(scored.timings_ms)
     scores = sigmoid(scored.logits)
     order = best_first(scores, body.top_n)
     name_versions(response, snapshot)
+    name_stages(response, scored.timings_ms)
     results = [
         CohereRerankResult(
             index=i,
@@ -158,9 +165,11 @@ def _rerank(
     response_model_exclude_none=True,
     tags=["rerank"],
 )
-def cohere_rerank_v1(
+async def cohere_rerank_v1(
     body: CohereRerankRequest,
+    request: Request,
     response: Response,
+    service: ServiceDep,
     snapshot: ScoringDep,
     settings: SettingsDep,
     metrics: MetricsDep,
@@ -181,10 +190,18 @@ def cohere_rerank_v1(
     same results as a bare JSON array of ``{index, relevance_score}``: the shape ML Commons'
     default rerank post-process function expects from a connector (``shoprank opensearch
     setup-rerank`` registers one). The ``x-model-version`` header (and
-    ``meta.model_version``) names the version that scored.
+    ``meta.model_version``) names the version that scored; ``server-timing`` (and
+    ``meta.timings_ms``) the time per stage.
     """
-    answer, array = _rerank(
-        body, response=response, snapshot=snapshot, settings=settings, metrics=metrics, version="1"
+    answer, array = await _rerank(
+        body,
+        request,
+        response=response,
+        service=service,
+        snapshot=snapshot,
+        settings=settings,
+        metrics=metrics,
+        version="1",
     )
     return array if response_format == "array" else answer
 
@@ -195,23 +212,39 @@ def cohere_rerank_v1(
     response_model_exclude_none=True,
     tags=["rerank"],
 )
-def cohere_rerank_v2(
+async def cohere_rerank_v2(
     body: CohereRerankRequest,
+    request: Request,
     response: Response,
+    service: ServiceDep,
     snapshot: ScoringDep,
     settings: SettingsDep,
     metrics: MetricsDep,
 ) -> CohereRerankResponse:
     """Cohere v2 rerank (``ClientV2.rerank``, litellm): as v1, and ``max_tokens_per_doc``
     cuts each document to that many word pieces."""
-    answer, _ = _rerank(
-        body, response=response, snapshot=snapshot, settings=settings, metrics=metrics, version="2"
+    answer, _ = await _rerank(
+        body,
+        request,
+        response=response,
+        service=service,
+        snapshot=snapshot,
+        settings=settings,
+        metrics=metrics,
+        version="2",
     )
     return answer
 
 
-def _embed(
-    body: CohereEmbedRequest, *, snapshot: Snapshot, settings: Settings
+async def _embed(
+    body: CohereEmbedRequest,
+    request: Request,
+    *,
+    response: Response,
+    service: Service,
+    snapshot: Snapshot,
+    settings: Settings,
+    metrics: Metrics,
 ) -> tuple[list[list[float]], CohereBilledUnits]:
     """Refuse what is not served (images, content objects, other types), then embed."""
     embedder = embedder_of(snapshot)
@@ -225,16 +258,21 @@ def _embed(
             f"embedding_types {others}: only 'float' embeddings are served"
         )
     check_dimensions(embedder, body.output_dimension, field="output_dimension")
-    embedded = embed_texts(
-        embedder,
-        settings,
-        body.texts,
+    embedded = await embed_texts(
+        request,
+        service=service,
+        snapshot=snapshot,
+        settings=settings,
+        metrics=metrics,
+        texts=body.texts,
         truncate=body.truncate != "NONE",
         side="left" if body.truncate == "START" else "right",
         max_tokens=body.max_tokens,
         count_tokens=True,
         field="texts",
     )
+    name_versions(response, snapshot, reranked=False)
+    name_stages(response, embedded.timings_ms)
     return as_floats(embedded.vectors), CohereBilledUnits(input_tokens=embedded.tokens)
 
 
@@ -244,14 +282,27 @@ def _embed(
     response_model_exclude_none=True,
     tags=["embed"],
 )
-def cohere_embed_v1(
-    body: CohereEmbedRequest, response: Response, snapshot: EmbeddingDep, settings: SettingsDep
+async def cohere_embed_v1(
+    body: CohereEmbedRequest,
+    request: Request,
+    response: Response,
+    service: ServiceDep,
+    snapshot: EmbeddingDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
 ) -> CohereEmbedFloatsResponse | CohereEmbedByTypeResponse:
     """Cohere v1 embed: ``embeddings`` is a list of float vectors, or ``{float: [...]}`` when
     ``embedding_types`` is given; ``meta.model_version`` and ``x-embedder-version`` name the
     bi-encoder."""
-    vectors, billed = _embed(body, snapshot=snapshot, settings=settings)
-    name_versions(response, snapshot, reranked=False)
+    vectors, billed = await _embed(
+        body,
+        request,
+        response=response,
+        service=service,
+        snapshot=snapshot,
+        settings=settings,
+        metrics=metrics,
+    )
     meta = _meta("1", billed=billed, model_version=snapshot.embedder_label)
     texts = body.texts or []
     if body.embedding_types is None:
@@ -272,13 +323,26 @@ def cohere_embed_v1(
     response_model_exclude_none=True,
     tags=["embed"],
 )
-def cohere_embed_v2(
-    body: CohereEmbedRequest, response: Response, snapshot: EmbeddingDep, settings: SettingsDep
+async def cohere_embed_v2(
+    body: CohereEmbedRequest,
+    request: Request,
+    response: Response,
+    service: ServiceDep,
+    snapshot: EmbeddingDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
 ) -> CohereEmbedByTypeResponse:
     """Cohere v2 embed (``ClientV2.embed``): ``embeddings: {float: [...]}``; ``max_tokens``
     cuts each text; ``meta.model_version`` and ``x-embedder-version`` name the bi-encoder."""
-    vectors, billed = _embed(body, snapshot=snapshot, settings=settings)
-    name_versions(response, snapshot, reranked=False)
+    vectors, billed = await _embed(
+        body,
+        request,
+        response=response,
+        service=service,
+        snapshot=snapshot,
+        settings=settings,
+        metrics=metrics,
+    )
     return CohereEmbedByTypeResponse(
         id=str(uuid.uuid4()),
         embeddings=CohereEmbeddingsByType.model_validate({"float": vectors}),

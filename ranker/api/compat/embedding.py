@@ -1,28 +1,23 @@
-"""Embedding as every embed route does it: check, cut, embed, count tokens, encode."""
+"""Embedding as every embed route does it: admit, check, cut, count tokens, embed through
+the bi-encoder's scheduler (:func:`ranker.api.inference.embed`), encode."""
 
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
+from fastapi import Request
 
+from ranker.api.deps import embedder_of
 from ranker.api.errors import RequestValidationFailedError
+from ranker.api.inference import Embedded, Side, admit, deadline_of, embed, off_loop
+from ranker.api.metrics import Metrics
+from ranker.api.service import Service, Snapshot
 from ranker.api.validation import check_documents, require_text
 from ranker.embedder import Embedder
 from ranker.settings import Settings
-
-Side = Literal["right", "left"]
-
-
-@dataclass(frozen=True, slots=True)
-class Embedded:
-    """``(n, dim)`` float32 vectors and the tokens the model read (0 when not counted)."""
-
-    vectors: np.ndarray
-    tokens: int = 0
 
 
 def refuse_token_ids(inputs: object, *, field: str) -> None:
@@ -42,24 +37,19 @@ def check_dimensions(embedder: Embedder, dimensions: int | None, *, field: str) 
         )
 
 
-def embed_texts(
+def _checked_texts(
     embedder: Embedder,
     settings: Settings,
     texts: Sequence[str],
     *,
     truncate: bool,
-    side: Side = "right",
-    normalize: bool = True,
-    max_tokens: int | None = None,
-    count_tokens: bool = False,
-    field: str = "inputs",
-) -> Embedded:
-    """Check ``texts`` (empty, too many, too long), cut them, then embed them.
-
-    ``truncate``: cut an over-long text from ``side`` (``left`` keeps its end) to what the
-    model reads, instead of refusing it with 413. ``max_tokens``: cut every text to that many
-    word pieces as well.
-    """
+    side: Side,
+    max_tokens: int | None,
+    count_tokens: bool,
+    field: str,
+) -> tuple[list[str], int]:
+    """``texts`` checked and cut (see :func:`embed_texts`), and the tokens the model reads
+    (0 unless ``count_tokens``)."""
     stripped = [require_text(text, what=f"{field}[{i}]") for i, text in enumerate(texts)]
     tokenizer = embedder.tokenizer
     checked = check_documents(
@@ -80,7 +70,59 @@ def embed_texts(
     tokens = 0
     if count_tokens:
         tokens = sum(min(count, tokenizer.max_length) for count in tokenizer.count_tokens(checked))
-    return Embedded(vectors=embedder.embed(checked, normalize=normalize), tokens=tokens)
+    return checked, tokens
+
+
+async def embed_texts(
+    request: Request,
+    *,
+    service: Service,
+    snapshot: Snapshot,
+    settings: Settings,
+    metrics: Metrics,
+    texts: Sequence[str],
+    truncate: bool,
+    side: Side = "right",
+    normalize: bool = True,
+    max_tokens: int | None = None,
+    count_tokens: bool = False,
+    field: str = "inputs",
+) -> Embedded:
+    """An embed route's work: admit (429 now, before any work), check ``texts`` (empty, too
+    many, too long), cut them, then embed them; the stage times also go to ``metrics``.
+
+    ``truncate``: cut an over-long text from ``side`` (``left`` keeps its end) to what the
+    model reads, instead of refusing it with 413. ``max_tokens``: cut every text to that many
+    word pieces as well.
+    """
+    start = time.perf_counter()
+    deadline = deadline_of(request.headers)
+    embedder = embedder_of(snapshot)
+    admit(service.schedulers.get(embedder))
+    checked, tokens = await off_loop(
+        sum(map(len, texts)),
+        _checked_texts,
+        embedder,
+        settings,
+        texts,
+        truncate=truncate,
+        side=side,
+        max_tokens=max_tokens,
+        count_tokens=count_tokens,
+        field=field,
+    )
+    timings = {"validate": 1e3 * (time.perf_counter() - start)}
+    embedded = await embed(
+        embedder,
+        checked,
+        schedulers=service.schedulers,
+        normalize=normalize,
+        deadline=deadline,
+        metrics=metrics,
+    )
+    timings.update(embedded.timings_ms)
+    metrics.observe_stages(timings)
+    return Embedded(embedded.vectors, timings, tokens)
 
 
 def as_floats(vectors: np.ndarray) -> list[list[float]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from ranker.api.compat.embedding import (
     as_base64,
@@ -25,7 +25,16 @@ from ranker.api.compat.openai_schemas import (
     OpenAIModelList,
     OpenAIUsage,
 )
-from ranker.api.deps import EmbeddingDep, SettingsDep, SnapshotDep, embedder_of, name_versions
+from ranker.api.deps import (
+    EmbeddingDep,
+    MetricsDep,
+    ServiceDep,
+    SettingsDep,
+    SnapshotDep,
+    embedder_of,
+    name_stages,
+    name_versions,
+)
 from ranker.api.errors import ROUTE_ERROR_RESPONSES
 from ranker.serving_models import ModelSource
 
@@ -33,23 +42,39 @@ openai_router = APIRouter(responses=ROUTE_ERROR_RESPONSES)
 
 
 @openai_router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse, tags=["embed"])
-def openai_embeddings(
-    body: OpenAIEmbeddingRequest, response: Response, snapshot: EmbeddingDep, settings: SettingsDep
+async def openai_embeddings(
+    body: OpenAIEmbeddingRequest,
+    request: Request,
+    response: Response,
+    service: ServiceDep,
+    snapshot: EmbeddingDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
 ) -> OpenAIEmbeddingResponse:
     """OpenAI embeddings: unit vectors as floats or base64 (little-endian float32), with usage.
 
     ``input`` is a string or a list of strings; token-id arrays are refused (422), and so is
     a ``dimensions`` other than the model's. Inputs longer than the model reads are cut at
-    the end unless ``truncate`` is false (then 413).
+    the end unless ``truncate`` is false (then 413). ``server-timing`` has the time per
+    stage.
     """
     refuse_token_ids(body.input, field="input")
     embedder = embedder_of(snapshot)
     check_dimensions(embedder, body.dimensions, field="dimensions")
     texts = [body.input] if isinstance(body.input, str) else [str(text) for text in body.input]
-    embedded = embed_texts(
-        embedder, settings, texts, truncate=body.truncate, count_tokens=True, field="input"
+    embedded = await embed_texts(
+        request,
+        service=service,
+        snapshot=snapshot,
+        settings=settings,
+        metrics=metrics,
+        texts=texts,
+        truncate=body.truncate,
+        count_tokens=True,
+        field="input",
     )
     name_versions(response, snapshot, reranked=False)
+    name_stages(response, embedded.timings_ms)
     if body.encoding_format == "base64":
         data = [
             OpenAIEmbedding(embedding=as_base64(vector), index=i)

@@ -21,7 +21,6 @@ from pydantic import Discriminator, Tag
 
 from ranker import __version__
 from ranker.api.compat.embedding import (
-    Side,
     as_floats,
     check_dimensions,
     embed_texts,
@@ -48,10 +47,10 @@ from ranker.api.deps import (
     SnapshotDep,
     best_first,
     embedder_of,
+    name_stages,
     name_versions,
     not_loaded,
     reranker_of,
-    score_documents,
     sigmoid,
 )
 from ranker.api.errors import (
@@ -61,6 +60,7 @@ from ranker.api.errors import (
     NotReadyError,
     RequestValidationFailedError,
 )
+from ranker.api.inference import Side, score_documents
 from ranker.api.service import Snapshot
 from ranker.settings import Settings
 
@@ -120,9 +120,11 @@ def _refuse_prompt(prompt_name: str | None) -> None:
     response_model_exclude_none=True,
     tags=["rerank"],
 )
-def rerank(
+async def rerank(
     body: RerankBody,
+    request: Request,
     response: Response,
+    service: ServiceDep,
     snapshot: ScoringDep,
     settings: SettingsDep,
     metrics: MetricsDep,
@@ -131,7 +133,8 @@ def rerank(
     Infinity's (``documents``): ``results`` best first, cut to ``top_n``, with ``usage``.
 
     Scores are sigmoid relevance in [0, 1], or logits with ``raw_scores``. The
-    ``x-model-version`` header (and Infinity's ``model``) names the version that scored.
+    ``x-model-version`` header (and Infinity's ``model``) names the version that scored,
+    ``server-timing`` the time per stage.
     """
     reranker = reranker_of(snapshot)
     side: Side = "right"
@@ -140,9 +143,12 @@ def rerank(
     else:
         texts, truncate, field = body.texts, bool(body.truncate), "texts"
         side = _side(body.truncation_direction)
-    scored = score_documents(
-        reranker,
-        settings,
+    scored = await score_documents(
+        request,
+        service=service,
+        snapshot=snapshot,
+        settings=settings,
+        metrics=metrics,
         query=body.query,
         documents=texts,
         truncate=truncate,
@@ -150,9 +156,9 @@ def rerank(
         side=side,
         count_tokens=isinstance(body, InfinityRerankRequest),
     )
-    metrics.observe_stages(scored.timings_ms)
     scores = scored.logits.astype("float64") if body.raw_scores else sigmoid(scored.logits)
     name_versions(response, snapshot)
+    name_stages(response, scored.timings_ms)
     if isinstance(body, InfinityRerankRequest):
         return InfinityRerankResponse(
             results=[
@@ -176,26 +182,36 @@ def rerank(
 
 @tei_router.post("/", response_model=list[list[float]], tags=["embed"])
 @tei_router.post("/embed", response_model=list[list[float]], tags=["embed"])
-def embed(
-    body: TeiEmbedRequest, response: Response, snapshot: EmbeddingDep, settings: SettingsDep
+async def embed(
+    body: TeiEmbedRequest,
+    request: Request,
+    response: Response,
+    service: ServiceDep,
+    snapshot: EmbeddingDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
 ) -> list[list[float]]:
     """TEI's embed (also ``POST /``, where TEI serving an embedding model embeds): one vector
     per input; an input longer than the model reads is 413 unless ``truncate`` is true.
-    ``x-embedder-version`` names the bi-encoder."""
+    ``x-embedder-version`` names the bi-encoder, ``server-timing`` the time per stage."""
     refuse_token_ids(body.inputs, field="inputs")
     _refuse_prompt(body.prompt_name)
     embedder = embedder_of(snapshot)
     check_dimensions(embedder, body.dimensions, field="dimensions")
     inputs = [body.inputs] if isinstance(body.inputs, str) else [str(t) for t in body.inputs]
-    embedded = embed_texts(
-        embedder,
-        settings,
-        inputs,
+    embedded = await embed_texts(
+        request,
+        service=service,
+        snapshot=snapshot,
+        settings=settings,
+        metrics=metrics,
+        texts=inputs,
         truncate=bool(body.truncate),
         side=_side(body.truncation_direction),
         normalize=body.normalize,
     )
     name_versions(response, snapshot, reranked=False)
+    name_stages(response, embedded.timings_ms)
     return as_floats(embedded.vectors)
 
 

@@ -19,8 +19,10 @@ PRODUCTS = {pid: Product(id=pid, title=f"product {pid}") for pid in "abcdef"}
 class _Embedder:
     identity = ModelIdentity("fake", "0" * 64, 2)
     dimension = 2
+    embedded = 0
 
     def embed_query(self, query: str) -> np.ndarray:
+        type(self).embedded += 1
         return np.ones(2, dtype=np.float32)
 
 
@@ -201,18 +203,35 @@ class _StoredRanked(_Ranked):
         return np.array([[ord(p), 0.0] for p in product_ids], dtype=np.float32)
 
 
+class _Prior:
+    """A dense prior whose bi-encoder has the given weights lineage."""
+
+    def __init__(self, lineage: tuple[str, ...]) -> None:
+        self.embedder = type("E", (), {"lineage": lineage})()
+
+    def reads_vectors_of(self, embedder: Any) -> bool:
+        return bool(embedder.identity.weights_sha256 in self.embedder.lineage)
+
+
 class _PriorReranker(_Reranker):
     """A reranker with a dense prior whose bi-encoder has the given weights lineage."""
 
     def __init__(self, table: dict[str, float], lineage: tuple[str, ...]) -> None:
         super().__init__(table)
-        self.prior = type("Prior", (), {"embedder": type("E", (), {"lineage": lineage})()})()
+        self.prior = _Prior(lineage)
         self.vectors_seen: list[np.ndarray | None] = []
+        self.query_vectors_seen: list[np.ndarray | None] = []
 
     def score(
-        self, query: str, documents: Sequence[str], *, document_vectors: Any = None
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        document_vectors: Any = None,
+        query_vector: Any = None,
     ) -> np.ndarray:
         self.vectors_seen.append(document_vectors)
+        self.query_vectors_seen.append(query_vector)
         return super().score(query, documents)
 
 
@@ -242,3 +261,25 @@ def test_an_index_of_another_bi_encoder_leaves_the_prior_to_embed() -> None:
     reranker = _PriorReranker(SCORES, lineage=("f" * 64,))
     _stored_pipeline(reranker).search("q", k=3, mode="dense")
     assert reranker.vectors_seen == [None]
+    assert reranker.query_vectors_seen == [None]
+
+
+def test_the_query_is_embedded_once_and_its_vector_feeds_the_prior() -> None:
+    reranker = _PriorReranker(SCORES, lineage=(_Embedder.identity.weights_sha256,))
+    before = _Embedder.embedded
+
+    _stored_pipeline(reranker).search("q", k=3, mode="hybrid")
+
+    assert _Embedder.embedded == before + 1
+    [vector] = reranker.query_vectors_seen
+    np.testing.assert_array_equal(vector, np.ones(2, dtype=np.float32))
+
+
+def test_a_lexical_search_leaves_the_prior_to_embed_the_query() -> None:
+    reranker = _PriorReranker(SCORES, lineage=(_Embedder.identity.weights_sha256,))
+    before = _Embedder.embedded
+
+    _stored_pipeline(reranker).search("q", k=3, mode="lexical")
+
+    assert _Embedder.embedded == before
+    assert reranker.query_vectors_seen == [None]

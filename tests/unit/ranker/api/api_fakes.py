@@ -11,8 +11,10 @@ import numpy as np
 
 from indexer.stores.base import ModelIdentity
 from ranker.api.service import Service
+from ranker.reranker import PreparedPairs
 from ranker.serving_models import ModelSource
 from ranker.settings import Settings
+from ranker.stages import PreparedTokens
 
 
 class FakeTokenizer:
@@ -26,6 +28,12 @@ class FakeTokenizer:
     def truncate_text(self, text: str, max_tokens: int, *, side: str = "right") -> str:
         words = text.split()
         return " ".join(words[len(words) - max_tokens :] if side == "left" else words[:max_tokens])
+
+
+def fake_tokens(texts: Sequence[str]) -> PreparedTokens:
+    """One row per text, as long as FakeTokenizer counts it (every id 0)."""
+    rows = tuple(np.zeros(len(text.split()) + 2, dtype=np.int64) for text in texts)
+    return PreparedTokens(ids=rows, type_ids=rows, pad_id=0)
 
 
 class FakeBackend:
@@ -44,7 +52,12 @@ class FakeBackend:
 
 
 class FakeReranker:
-    """Scores every document with the same logit: its ``score`` (say, its version number)."""
+    """Scores every document with the same logit: its ``score`` (say, its version number).
+
+    The routes run its stages: ``infer`` stands for the model (a subclass may hold or fail
+    the batch there, on the model's thread), and ``finish`` answers what ``score`` gives, so
+    a subclass that overrides ``score`` changes what every rerank route answers.
+    """
 
     def __init__(self, model_id: str, score: float = 0.0, *, prior: Any = None) -> None:
         self.model_id = model_id
@@ -58,6 +71,19 @@ class FakeReranker:
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return np.full(len(documents), self.logit, dtype=np.float32)
 
+    def prepare(self, query: str, documents: Sequence[str], **_: Any) -> PreparedPairs:
+        tokens = fake_tokens([f"{query} {document}" for document in documents])
+        return PreparedPairs(query, False, tuple(documents), tokens)
+
+    def infer(self, inputs: Sequence[PreparedTokens]) -> list[np.ndarray]:
+        return [np.full(tokens.rows, self.logit, dtype=np.float32) for tokens in inputs]
+
+    def finish(
+        self, prepared: PreparedPairs, logits: np.ndarray, **_: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.score(prepared.query, prepared.documents)
+        return scores, np.zeros_like(scores)
+
 
 class FakeEmbedder:
     def __init__(self, model_id: str, weights: str = "w1", lineage: tuple[str, ...] = ()) -> None:
@@ -69,6 +95,15 @@ class FakeEmbedder:
 
     def embed(self, texts: Sequence[str], *, normalize: bool = True) -> np.ndarray:
         return np.ones((len(texts), 4), dtype=np.float32) / 2.0
+
+    def prepare(self, texts: Sequence[str]) -> PreparedTokens:
+        return fake_tokens(texts)
+
+    def infer(self, inputs: Sequence[PreparedTokens]) -> list[np.ndarray]:
+        return [np.ones((tokens.rows, 4), dtype=np.float32) / 2.0 for tokens in inputs]
+
+    def finish(self, vectors: np.ndarray, *, normalize: bool = True) -> np.ndarray:
+        return vectors
 
 
 def fake_model_dir(directory: Path, *, marker: str) -> Path:

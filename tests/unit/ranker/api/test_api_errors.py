@@ -201,7 +201,7 @@ def test_a_submitted_job_answers_202_with_its_id(
 
 def test_an_unexpected_error_is_a_json_500_with_a_request_id(tmp_path: Path) -> None:
     class Broken(FakeReranker):
-        def score(self, query: str, documents: Any) -> Any:
+        def prepare(self, query: str, documents: Any, **_: Any) -> Any:
             raise RuntimeError("boom at https://user:hunter22@example.com")
 
     app = create_app(Settings(home=tmp_path), service=fake_service(reranker=Broken("r")))

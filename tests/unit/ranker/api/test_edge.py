@@ -205,10 +205,10 @@ def test_a_full_gate_sheds_with_429_but_health_and_metrics_answer(tmp_path: Path
     entered, release = threading.Event(), threading.Event()
 
     class Slow(FakeReranker):
-        def score(self, query: str, documents: Any) -> Any:
+        def infer(self, inputs: Any) -> Any:  # on the model's thread, as a model runs
             entered.set()
             release.wait(10)
-            return super().score(query, documents)
+            return super().infer(inputs)
 
     with TestClient(_app(tmp_path, reranker=Slow("r"), max_concurrent_requests=1)) as client:
         first: list[Any] = []
