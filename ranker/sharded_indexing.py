@@ -43,7 +43,6 @@ from ranker.settings import Settings
 if TYPE_CHECKING:
     from indexer.catalog import Product
     from indexer.jobs import ProductEmbedder
-    from indexer.stores.opensearch.jobs import BuiltIndex
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +164,9 @@ def plan_build(
         work_dir=str(work),
     )
     if backend == "opensearch":
-        plan = _with_opensearch_index(settings, plan, embedder)
+        from ranker import sharded_opensearch
+
+        plan = sharded_opensearch.with_build_index(settings, plan, embedder)
     write_json_atomic(work / PLAN_FILE, plan.as_dict())
     logger.info(
         "build %s: %d products of %s in %d shards into %s, bi-encoder %s",
@@ -235,7 +236,9 @@ def commit_build(
     products = _planned_catalog(plan)
     check_counts(plan, counts)
     if plan.backend == "opensearch":
-        outcome = _commit_opensearch(settings, plan, products, embedder)
+        from ranker import sharded_opensearch
+
+        outcome = sharded_opensearch.commit_to_alias(settings, plan, products, embedder)
     else:
         outcome = _commit_embedded(settings, plan, products, embedder)
     shutil.rmtree(plan.work_dir, ignore_errors=True)
@@ -263,7 +266,9 @@ def committed_outcome(settings: Settings, build: str, backend: IndexBackend) -> 
     from indexer.stores.base import StoreError
 
     if backend == "opensearch":
-        return _committed_opensearch(settings, build)
+        from ranker import sharded_opensearch
+
+        return sharded_opensearch.committed_behind_alias(settings, build)
     try:
         manifest = read_index_manifest(settings.index_path)
     except StoreError:
@@ -278,7 +283,9 @@ def abandon_build(settings: Settings, build: str) -> bool:
     (never one behind the alias). Whether there was anything to remove."""
     plan = load_plan(settings, build)
     if plan is not None and plan.index is not None:
-        _delete_opensearch_index(settings, plan)
+        from ranker import sharded_opensearch
+
+        sharded_opensearch.delete_build_index(settings, plan)
     work = build_dir(settings, build)
     if not work.exists():
         return plan is not None
@@ -337,105 +344,6 @@ def _embedded_outcome(settings: Settings, manifest: Mapping[str, Any]) -> IndexO
         {"dense_index": manifest["dense_index"], "source": manifest["source"]}
         | {"build": manifest["build"], "shards": manifest["shards"]},
     )
-
-
-def _with_opensearch_index(
-    settings: Settings, plan: BuildPlan, embedder: ProductEmbedder
-) -> BuildPlan:
-    from dataclasses import replace
-
-    from indexer.catalog import TextTemplate
-    from indexer.stores.opensearch.aliases import BUILD, versioned_indexes
-    from indexer.stores.opensearch.client import make_client
-    from indexer.stores.opensearch.jobs import create_index_version
-
-    client = make_client(settings.opensearch)
-    metas = versioned_indexes(client, settings.opensearch.index_alias)
-    for name, meta in metas.items():  # a plan that died after creating its index
-        if meta.get(BUILD) == plan.build:
-            return replace(plan, index=name)
-    created = create_index_version(
-        client,
-        config=settings.opensearch,
-        identity=embedder.identity,
-        template=TextTemplate(settings.index.text_template),
-        source=plan.catalog,
-        build=plan.build,
-    )
-    return replace(plan, index=created.index)
-
-
-def _planned_index(settings: Settings, plan: BuildPlan) -> BuiltIndex:
-    """The index the plan created, as the cluster describes it now."""
-    from indexer.stores.opensearch.aliases import versioned_indexes
-    from indexer.stores.opensearch.client import make_client
-    from indexer.stores.opensearch.jobs import BuiltIndex
-
-    alias = settings.opensearch.index_alias
-    meta = versioned_indexes(make_client(settings.opensearch), alias).get(str(plan.index))
-    if meta is None:
-        raise ShardedBuildError(f"build {plan.build}: its index {plan.index} is gone")
-    return BuiltIndex(alias=alias, index=str(plan.index), meta=dict(meta), count=0)
-
-
-def _commit_opensearch(
-    settings: Settings, plan: BuildPlan, products: Sequence[Product], embedder: ProductEmbedder
-) -> IndexOutcome:
-    from indexer.stores.base import StoreUnavailableError
-    from indexer.stores.opensearch.client import is_unavailable, make_client
-    from indexer.stores.opensearch.jobs import (
-        delete_index_version,
-        publish_index,
-        verify_index_version,
-    )
-
-    client = make_client(settings.opensearch)
-    created = _planned_index(settings, plan)
-    try:
-        built = verify_index_version(
-            client, created, products, config=settings.opensearch, embedder=embedder
-        )
-    except Exception as exc:
-        if not isinstance(exc, StoreUnavailableError) and not is_unavailable(exc):
-            delete_index_version(client, created)  # a wrong index; one not reached is kept
-        raise
-    replaced, deleted = publish_index(client, built, grace_s=settings.opensearch.reindex_grace_s)
-    return IndexOutcome(
-        "opensearch",
-        "build",
-        built.count,
-        built.alias,
-        f"indexed {built.count} products into {built.index} behind alias {built.alias} from "
-        f"{len(plan.shards)} shards; replaced {', '.join(replaced) or 'nothing'}",
-        {"index": built.index, "replaced": replaced, "deleted": deleted}
-        | {"build": plan.build, "shards": len(plan.shards)},
-    )
-
-
-def _committed_opensearch(settings: Settings, build: str) -> IndexOutcome | None:
-    from indexer.stores.opensearch.aliases import BUILD, alias_targets, versioned_indexes
-    from indexer.stores.opensearch.client import make_client
-
-    client = make_client(settings.opensearch)
-    alias = settings.opensearch.index_alias
-    metas = versioned_indexes(client, alias)
-    for name in alias_targets(client, alias):
-        if metas.get(name, {}).get(BUILD) == build:
-            count = int(client.count(index=name)["count"])
-            summary = f"indexed {count} products into {name} behind alias {alias}"
-            return IndexOutcome("opensearch", "build", count, alias, summary, {"index": name})
-    return None
-
-
-def _delete_opensearch_index(settings: Settings, plan: BuildPlan) -> None:
-    from indexer.stores.opensearch.client import make_client
-    from indexer.stores.opensearch.jobs import delete_index_version
-
-    try:
-        created = _planned_index(settings, plan)
-    except ShardedBuildError:
-        return  # gone already
-    delete_index_version(make_client(settings.opensearch), created)
 
 
 def _planned_catalog(plan: BuildPlan) -> Sequence[Product]:

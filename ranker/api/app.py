@@ -27,7 +27,8 @@ from ranker.api.logs import install_log_format
 from ranker.api.metrics import Metrics, route_templates
 from ranker.api.model_loading import ModelLoader
 from ranker.api.routes import router
-from ranker.api.service import Service, load_service
+from ranker.api.service import Service
+from ranker.api.service_loading import load_service
 from ranker.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def create_app(
     """Build the app. ``service`` is used as given (tests); else ``loader`` runs at start-up.
 
     ``reload``: follow the registry's production pointers (default: when the app loads its
-    service with :func:`~ranker.api.service.load_service`); ``model_loader`` builds the new
+    service with :func:`~ranker.api.service_loading.load_service`); ``model_loader`` builds the new
     versions (default: :mod:`ranker.loading`). ``sighup``: also check on SIGHUP (default:
     when reloading and started in the main thread, as under ``shoprank serve``; never in a
     test client, whose lifespan runs in another thread).

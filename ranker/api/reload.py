@@ -35,7 +35,8 @@ from ranker.api.model_loading import (
     production_name,
     source_label,
 )
-from ranker.api.service import Service, Snapshot, attach_catalog_vectors, rewire
+from ranker.api.service import Service, Snapshot, rewire
+from ranker.api.service_loading import attach_catalog_vectors
 from ranker.embedder import Embedder
 from ranker.errors import ShoprankError
 from ranker.pipeline import SearchPipeline

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from indexer.stores.opensearch.devnode import free_port
 from ranker.api.app import create_app
-from ranker.api.service import load_service
+from ranker.api.service_loading import load_service
 from ranker.registry import Registry
 from ranker.settings import ApiSettings, RerankSettings, Settings, WorkerSettings
 

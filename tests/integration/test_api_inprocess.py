@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from indexer.catalog import Product
 from ranker.api.app import create_app
-from ranker.api.service import load_service
+from ranker.api.service_loading import load_service
 from ranker.settings import RerankSettings, Settings
 
 QUERY = "adidas gym bag for women"

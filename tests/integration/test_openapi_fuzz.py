@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ranker.api.app import create_app
-from ranker.api.service import load_service
+from ranker.api.service_loading import load_service
 from ranker.settings import Settings
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install 'shoprank[dev]'")

@@ -25,7 +25,8 @@ from indexer.stores.opensearch.store import (
     OpenSearchVectorStore,
 )
 from ranker.api.app import create_app
-from ranker.api.service import Service, load_service
+from ranker.api.service import Service
+from ranker.api.service_loading import load_service
 from ranker.embedder import Embedder
 from ranker.loading import open_embedded_pipeline
 from ranker.pipeline import SearchPipeline

@@ -30,7 +30,7 @@ from indexer.stores.opensearch.rerank_hook import (
     trusted_endpoint_regex,
 )
 from ranker.api.app import create_app
-from ranker.api.service import load_service
+from ranker.api.service_loading import load_service
 from ranker.settings import Settings
 
 QUERY = "adidas gym bag for women"

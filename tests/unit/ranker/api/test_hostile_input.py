@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from indexer.catalog import TextTemplate, load_products, sample_catalog_path
 from indexer.jobs import build_index
 from ranker.api.app import create_app
-from ranker.api.service import Service, load_service
+from ranker.api.service import Service
+from ranker.api.service_loading import load_service
 from ranker.embedder import Embedder
 from ranker.settings import ApiSettings, EmbedderSettings, RerankSettings, Settings
 
