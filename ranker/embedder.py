@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from indexer.progress import progress_bar
 from indexer.stores.base import FloatMatrix, ModelIdentity
 from ranker.backends import Backend, ModelTask, TokenBatch, load_backend
 from ranker.backends.base import FloatArray
@@ -93,7 +93,9 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         prepared = self.prepare(texts)
-        with tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress) as bar:
+        with progress_bar(
+            total=len(texts), desc="embedding", unit="text", disable=not progress
+        ) as bar:
             (vectors,) = self.infer([prepared], on_rows=bar.update)
         return self.finish(vectors, normalize=normalize)
 

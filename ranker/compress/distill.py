@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import Field
-from tqdm import tqdm
 
+from indexer.progress import progress_bar
 from ranker.evaluation.judgments import Judgments
 from ranker.model_files import model_id, read_manifest, weights_sha256
 from ranker.tokenization import PairTokenizer
@@ -132,7 +132,7 @@ def teacher_pairs(
 ) -> list[TeacherPair]:
     """The teacher's scores for every (query, candidate) pair whose product has a text."""
     pairs: list[TeacherPair] = []
-    for qid in tqdm(queries, desc="teacher scores", unit="query", disable=not progress):
+    for qid in progress_bar(queries, desc="teacher scores", unit="query", disable=not progress):
         product_ids = [
             pid for pid in dict.fromkeys(candidates.get(qid, ())) if pid in product_texts
         ]
@@ -227,7 +227,9 @@ def distill_reranker(
     result.history.append({"step": 0, "validation_ndcg@10": best.ndcg})
     step = 0
     losses: list[float] = []
-    bar = tqdm(total=total_steps, desc="distilling reranker", unit="step", disable=not progress)
+    bar = progress_bar(
+        total=total_steps, desc="distilling reranker", unit="step", disable=not progress
+    )
     while step < total_steps and best.evals_without_gain < config.patience:
         order = list(training)
         generator.shuffle(order)

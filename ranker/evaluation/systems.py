@@ -13,8 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from tqdm import tqdm
-
+from indexer.progress import progress_bar
 from indexer.stores.base import SearchFilter
 from ranker.evaluation.metrics import Run
 from ranker.pipeline import RetrievalMode, SearchPipeline
@@ -59,7 +58,9 @@ def system_run(
     """
     run: Run = {}
     items: Iterable[tuple[str, str]] = queries.items()
-    for qid, query in tqdm(items, desc=system.name, disable=not progress, total=len(queries)):
+    for qid, query in progress_bar(
+        items, desc=system.name, disable=not progress, total=len(queries)
+    ):
         if task == "rerank":
             if candidates is None:
                 raise ValueError("the rerank task needs candidates")

@@ -28,8 +28,8 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import Field
-from tqdm import tqdm
 
+from indexer.progress import progress_bar
 from ranker.evaluation.judgments import Judgments
 from ranker.model_files import resolve_model_dir
 from ranker.tokenization import PairTokenizer, pad_batch
@@ -267,7 +267,9 @@ def train_bi_encoder(
     result.history.append({"step": 0, "validation_ndcg@10": best.ndcg})
     step = 0
     interval_losses: list[float] = []
-    bar = tqdm(total=total_steps, desc="training bi-encoder", unit="step", disable=not progress)
+    bar = progress_bar(
+        total=total_steps, desc="training bi-encoder", unit="step", disable=not progress
+    )
     while step < total_steps and best.evals_without_gain < config.patience:
         for batch in _batches_without_repeated_queries(triples, config.batch_size, generator):
             if step >= total_steps or best.evals_without_gain >= config.patience:

@@ -33,8 +33,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import Field
-from tqdm import tqdm
 
+from indexer.progress import progress_bar
 from ranker.evaluation.judgments import Judgments
 from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
 from ranker.model_files import read_manifest, resolve_model_dir
@@ -318,7 +318,9 @@ def train_cross_encoder(
     logger.info("validation NDCG@10 before training: %.4f", best.ndcg)
     step = 0
     running_loss = 0.0
-    bar = tqdm(total=total_steps, desc="training reranker", unit="step", disable=not progress)
+    bar = progress_bar(
+        total=total_steps, desc="training reranker", unit="step", disable=not progress
+    )
     while step < total_steps and best.evals_without_gain < config.patience:
         for chunk in _batches(pairs, config, generator):
             if step >= total_steps or best.evals_without_gain >= config.patience:

@@ -18,8 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
+from indexer.progress import progress_bar
 from indexer.stores.base import StoreError
 from indexer.stores.opensearch.client import import_opensearch
 from indexer.stores.opensearch.config import OpenSearchConfig
@@ -149,7 +148,9 @@ def run_bulk(
     report = BulkReport()
     pending = list(actions)
     by_key = {(str(a.get("_op_type", "index")), str(a["_id"])): a for a in pending}
-    bar = tqdm(total=len(pending), unit="doc", desc="bulk", disable=not progress, leave=False)
+    bar = progress_bar(
+        total=len(pending), unit="doc", desc="bulk", disable=not progress, leave=False
+    )
     try:
         for attempt in range(options.max_retries + 1):
             retry: list[Mapping[str, Any]] = []

@@ -29,10 +29,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from indexer.catalog import Product, TextTemplate
 from indexer.jobs import ProductEmbedder
+from indexer.progress import progress_bar
 from indexer.stores.base import ModelIdentity, StoreError
 from indexer.stores.opensearch.aliases import (
     BUILD,
@@ -96,7 +95,7 @@ def load_into(
     documents, naming ``source``."""
     report = BulkReport()
     options = bulk_options(config)
-    with tqdm(total=len(products), unit="doc", desc="index", disable=not progress) as bar:
+    with progress_bar(total=len(products), unit="doc", desc="index", disable=not progress) as bar:
         for chunk in _slices(products, EMBED_SLICE):
             texts = [template.render(p) for p in chunk]
             vectors = embedder.embed(texts)
