@@ -88,6 +88,12 @@ def fts5_match_expression(query: str) -> str | None:
     return " OR ".join('"' + token.replace('"', '""') + '"' for token in tokens)
 
 
+def _one_of(column: str, values: list[str]) -> tuple[str, str]:
+    """``column IN`` the values, as one JSON parameter: any number of values fits in one
+    statement (one ``?`` per value would hit SQLite's variable limit)."""
+    return f"{column} IN (SELECT value FROM json_each(?))", json.dumps(values)
+
+
 def _filter_sql(search_filter: SearchFilter | None) -> tuple[str, list[object]]:
     """A ``WHERE`` fragment over ``p`` (products) and its parameters."""
     if search_filter is None or search_filter.is_empty:
@@ -95,16 +101,18 @@ def _filter_sql(search_filter: SearchFilter | None) -> tuple[str, list[object]]:
     clauses: list[str] = []
     params: list[object] = []
     if search_filter.brands:
-        brands = sorted({b.casefold() for b in search_filter.brands})
-        clauses.append(f"p.brand_cf IN ({', '.join('?' * len(brands))})")
-        params.extend(brands)
+        clause, values = _one_of("p.brand_cf", sorted({b.casefold() for b in search_filter.brands}))
+        clauses.append(clause)
+        params.append(values)
     if search_filter.categories:
-        categories = sorted({c.casefold() for c in search_filter.categories})
+        clause, values = _one_of(
+            "c.category_cf", sorted({c.casefold() for c in search_filter.categories})
+        )
         clauses.append(
             "EXISTS (SELECT 1 FROM product_categories c WHERE c.product_rowid = p.rowid "
-            f"AND c.category_cf IN ({', '.join('?' * len(categories))}))"
+            f"AND {clause})"
         )
-        params.extend(categories)
+        params.append(values)
     if search_filter.price_min is not None:
         clauses.append("p.price >= ?")
         params.append(search_filter.price_min)
@@ -112,9 +120,9 @@ def _filter_sql(search_filter: SearchFilter | None) -> tuple[str, list[object]]:
         clauses.append("p.price <= ?")
         params.append(search_filter.price_max)
     if search_filter.product_ids is not None:
-        ids = sorted(search_filter.product_ids)
-        clauses.append(f"p.product_id IN ({', '.join('?' * len(ids))})" if ids else "0")
-        params.extend(ids)
+        clause, values = _one_of("p.product_id", sorted(search_filter.product_ids))
+        clauses.append(clause)
+        params.append(values)
     return "".join(f" AND {clause}" for clause in clauses), params
 
 

@@ -283,12 +283,15 @@ def test_bm25_no_allowed_product_gives_no_hits(
 
 
 def test_bm25_many_allowed_ids(bm25: SqliteBm25Index) -> None:
-    # More ids than SQLite's historical limit of 999 bound parameters.
-    allowed = SOME | {f"missing-{i}" for i in range(2_000)}
+    # Far more ids, brands and categories than SQLite's bound-parameter limit (32,766).
+    allowed = SOME | {f"missing-{i}" for i in range(300_000)}
+    brands = tuple({p.brand or "" for p in PRODUCTS} | {f"brand-{i}" for i in range(50_000)})
+    search_filter = SearchFilter(product_ids=allowed, brands=brands)
 
-    hits = bm25.search("widget", k=COUNT, search_filter=SearchFilter(product_ids=allowed))
+    hits = bm25.search("widget", k=COUNT, search_filter=search_filter)
 
-    assert set(ids(hits)) == SOME
+    assert set(ids(hits)) == {p.id for p in PRODUCTS if search_filter.matches(p)}
+    assert set(ids(hits)) <= SOME
 
 
 def test_bm25_ids_with_quotes_are_parameters_not_sql(tmp_path: Path) -> None:
