@@ -254,7 +254,7 @@ def distill_reranker(
             step += 1
             losses.append(loss.item())
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best.ndcg:.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best.ndcg:.4f}", refresh=False)
             if step % eval_every == 0 or step == total_steps:
                 ndcg = validation_ndcg()
                 result.history.append(

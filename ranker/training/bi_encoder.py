@@ -284,7 +284,7 @@ def train_bi_encoder(
             step += 1
             interval_losses.append(loss.item())
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best.ndcg:.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best.ndcg:.4f}", refresh=False)
             if step % eval_every == 0 or step == total_steps:
                 ndcg = validation_ndcg()
                 mean_loss = float(np.mean(interval_losses))

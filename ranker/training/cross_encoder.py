@@ -348,7 +348,7 @@ def train_cross_encoder(
             step += 1
             running_loss += loss.item()
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best.ndcg:.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}", best=f"{best.ndcg:.4f}", refresh=False)
             if step % eval_every == 0 or step == total_steps:
                 ndcg = validation_ndcg()
                 mean_loss = running_loss / (

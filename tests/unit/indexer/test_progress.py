@@ -20,8 +20,9 @@ def test_a_log_gets_a_few_plain_lines_not_one_per_update(
     log = io.StringIO()
     monkeypatch.setattr(progress.sys, "stderr", log)
     with progress.progress_bar(total=5000, desc="embedding", file=log) as bar:
-        for _ in range(5000):
+        for step in range(5000):
             bar.update(1)
+            bar.set_postfix(loss=f"{step:.4f}", refresh=False)  # as the training loops do
     lines = [line for line in log.getvalue().replace("\r", "\n").splitlines() if line.strip()]
     assert 1 <= len(lines) <= 3, lines  # the first draw, the last, nothing between
     assert lines[-1].startswith("embedding: 100%")
