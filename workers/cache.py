@@ -1,8 +1,8 @@
 """Models kept per worker process, keyed by the registry version (or directory) they are.
 
 A worker runs many jobs; loading the bi-encoder for each would cost more than some jobs
-do, so the index and evaluate jobs share one. A newly promoted version has another key, so
-it is loaded on its first use and the oldest entry is dropped.
+do, so the index, shard and evaluate jobs share one. A newly promoted version has another
+key, so it is loaded on its first use and the oldest entry is dropped.
 """
 
 from __future__ import annotations
