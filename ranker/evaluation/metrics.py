@@ -7,8 +7,14 @@ Conventions (see ``shared/data/esci-subset/README.md``):
 - NDCG uses the gain itself (ESCI: E 1.0, S 0.1, C 0.01, I 0.0), not ``2**gain - 1``, with a
   ``log2(rank + 1)`` discount. Unjudged documents have gain 0.
 - Recall and MRR call a document relevant when its gain is strictly greater than
-  ``relevant_min_gain`` (default 0, so for ESCI: E, S and C). A query with no relevant judged
-  document has no recall or MRR and is left out of those means.
+  ``relevant_min_gain`` (default 0, so for ESCI: E, S and C), or, when
+  ``relevant_at_least`` is given, when its gain is at least that (Home Depot: 1.33, i.e.
+  relevance >= 2.33). A query with no relevant judged document has no recall or MRR and is
+  left out of those means.
+- Condensed NDCG (Sakai 2007, "Alternatives to Bpref") drops the unjudged documents from
+  the ranking before computing NDCG, so it measures the order of the judged documents only;
+  with sparse, pooled judgments it separates "ranks judged products well" from "retrieves
+  products nobody judged".
 """
 
 from __future__ import annotations
@@ -27,13 +33,22 @@ Qrels: TypeAlias = dict[str, dict[str, float]]
 """qid -> doc_id -> gain (judged documents only)."""
 
 NDCG_AT_10 = "ndcg@10"
+CONDENSED_NDCG_AT_10 = "condensed ndcg@10"
 RECALL_AT_100 = "recall@100"
 MRR = "mrr"
+
+GAIN_TOLERANCE = 1e-9
+"""Slack on ``relevant_at_least``: a grade of 2.33 minus a base of 1 is 1.3299999999999998."""
 
 
 def ndcg_key(k: int) -> str:
     """The metric name of NDCG at ``k``: ``"ndcg@10"``."""
     return f"ndcg@{k}"
+
+
+def condensed_ndcg_key(k: int) -> str:
+    """The metric name of condensed NDCG at ``k``: ``"condensed ndcg@10"``."""
+    return f"condensed {ndcg_key(k)}"
 
 
 def recall_key(k: int) -> str:
@@ -82,16 +97,23 @@ def ndcg_at_k(ranked: Sequence[str], gains: Mapping[str, float], *, k: int) -> f
     return actual / ideal
 
 
+def condensed(ranked: Sequence[str], gains: Mapping[str, float]) -> list[str]:
+    """The ranking with its unjudged documents dropped (judged order kept)."""
+    return [doc_id for doc_id in ranked if doc_id in gains]
+
+
 def recall_at_k(
     ranked: Sequence[str],
     gains: Mapping[str, float],
     *,
     k: int,
     relevant_min_gain: float = 0.0,
+    relevant_at_least: float | None = None,
 ) -> float | None:
     """Share of the relevant judged docs found in the top ``k``.
 
-    Relevant means gain > ``relevant_min_gain`` (strictly; default 0, so ESCI E, S and C).
+    Relevant means gain > ``relevant_min_gain`` (strictly; default 0, so ESCI E, S and C),
+    or gain >= ``relevant_at_least`` when that is given.
 
     Returns:
         The recall, or None when the query has no relevant judged doc.
@@ -99,7 +121,7 @@ def recall_at_k(
     Raises:
         ValueError: ``k`` < 1, or a doc id repeats within the top ``k``.
     """
-    relevant = _relevant(gains, relevant_min_gain)
+    relevant = _relevant(gains, relevant_min_gain, relevant_at_least)
     top = _top(ranked, k)
     if not relevant:
         return None
@@ -107,16 +129,20 @@ def recall_at_k(
 
 
 def mrr(
-    ranked: Sequence[str], gains: Mapping[str, float], *, relevant_min_gain: float = 0.0
+    ranked: Sequence[str],
+    gains: Mapping[str, float],
+    *,
+    relevant_min_gain: float = 0.0,
+    relevant_at_least: float | None = None,
 ) -> float | None:
     """Reciprocal rank of the first relevant doc in the whole ranking; 0.0 if none is ranked.
 
-    Relevant means gain > ``relevant_min_gain``, as for :func:`recall_at_k`.
+    Relevant as for :func:`recall_at_k`.
 
     Returns:
         The reciprocal rank, or None when the query has no relevant judged doc.
     """
-    relevant = _relevant(gains, relevant_min_gain)
+    relevant = _relevant(gains, relevant_min_gain, relevant_at_least)
     if not relevant:
         return None
     for rank, doc_id in enumerate(ranked, start=1):
@@ -154,8 +180,11 @@ def evaluate_run(
     k_ndcg: int = 10,
     k_recall: int = 100,
     relevant_min_gain: float = 0.0,
+    relevant_at_least: float | None = None,
 ) -> EvalResult:
-    """Score a run against judgments: NDCG@k_ndcg, Recall@k_recall and MRR.
+    """Score a run against judgments: NDCG@k_ndcg (full: unjudged docs count 0), condensed
+    NDCG@k_ndcg (unjudged docs dropped first), Recall@k_recall and MRR (relevant: see
+    :func:`recall_at_k`).
 
     Only queries in ``qrels`` are scored; run queries without judgments are ignored. A judged
     query missing from the run scores 0 on every metric it has and counts in the means. A
@@ -169,6 +198,7 @@ def evaluate_run(
     if k_ndcg < 1 or k_recall < 1:
         raise ValueError(f"cutoffs must be >= 1, got k_ndcg={k_ndcg}, k_recall={k_recall}")
     ndcg_name, recall_name = ndcg_key(k_ndcg), recall_key(k_recall)
+    condensed_name = condensed_ndcg_key(k_ndcg)
     per_query: dict[str, dict[str, float]] = {}
     missing: list[str] = []
     for qid, gains in qrels.items():
@@ -176,18 +206,32 @@ def evaluate_run(
         if scores is None:
             missing.append(qid)
         ranked = ranked_ids(scores) if scores else []
-        values = {ndcg_name: ndcg_at_k(ranked, gains, k=k_ndcg)}
-        recall = recall_at_k(ranked, gains, k=k_recall, relevant_min_gain=relevant_min_gain)
+        values = {
+            ndcg_name: ndcg_at_k(ranked, gains, k=k_ndcg),
+            condensed_name: ndcg_at_k(condensed(ranked, gains), gains, k=k_ndcg),
+        }
+        recall = recall_at_k(
+            ranked,
+            gains,
+            k=k_recall,
+            relevant_min_gain=relevant_min_gain,
+            relevant_at_least=relevant_at_least,
+        )
         if recall is not None:
             values[recall_name] = recall
-        reciprocal_rank = mrr(ranked, gains, relevant_min_gain=relevant_min_gain)
+        reciprocal_rank = mrr(
+            ranked,
+            gains,
+            relevant_min_gain=relevant_min_gain,
+            relevant_at_least=relevant_at_least,
+        )
         if reciprocal_rank is not None:
             values[MRR] = reciprocal_rank
         per_query[qid] = values
 
     means: dict[str, float] = {}
     counts: dict[str, int] = {}
-    for name in (ndcg_name, recall_name, MRR):
+    for name in (ndcg_name, condensed_name, recall_name, MRR):
         found = [values[name] for values in per_query.values() if name in values]
         if found:
             means[name] = math.fsum(found) / len(found)
@@ -218,7 +262,12 @@ def _top(ranked: Sequence[str], k: int) -> Sequence[str]:
     return top
 
 
-def _relevant(gains: Mapping[str, float], relevant_min_gain: float) -> set[str]:
+def _relevant(
+    gains: Mapping[str, float], relevant_min_gain: float, relevant_at_least: float | None
+) -> set[str]:
+    if relevant_at_least is not None:
+        floor = relevant_at_least - GAIN_TOLERANCE
+        return {doc_id for doc_id, gain in gains.items() if gain >= floor}
     return {doc_id for doc_id, gain in gains.items() if gain > relevant_min_gain}
 
 

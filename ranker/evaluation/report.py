@@ -7,11 +7,11 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexer.stores.atomic import atomic_write_bytes
-from ranker.evaluation.metrics import MRR, NDCG_AT_10, RECALL_AT_100
+from ranker.evaluation.metrics import CONDENSED_NDCG_AT_10, MRR, NDCG_AT_10, RECALL_AT_100
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
     # header, task, metric
     ("rerank NDCG@10", TASK_RERANK, NDCG_AT_10),
     ("retrieval NDCG@10", TASK_RETRIEVAL, NDCG_AT_10),
+    ("retrieval condensed NDCG@10", TASK_RETRIEVAL, CONDENSED_NDCG_AT_10),
     ("retrieval Recall@100", TASK_RETRIEVAL, RECALL_AT_100),
     ("retrieval MRR", TASK_RETRIEVAL, MRR),
 )
@@ -44,6 +45,8 @@ class SystemResult:
     """Metric name -> mean, as in :attr:`EvalResult.means`."""
     note: str = ""
     """How it was measured, e.g. ``"5-fold CV"``."""
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Metric name -> 95 % bootstrap interval of its mean over queries, where measured."""
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -62,8 +65,9 @@ class _Row:
 def markdown_table(results: Sequence[SystemResult]) -> str:
     """A Markdown table, one row per system name (its rerank and retrieval results merged).
 
-    Columns: system | rerank NDCG@10 | retrieval NDCG@10 | retrieval Recall@100 |
-    retrieval MRR | note. Values have four decimals; a missing value is "–".
+    Columns: system | rerank NDCG@10 | retrieval NDCG@10 | retrieval condensed NDCG@10 |
+    retrieval Recall@100 | retrieval MRR | note. Values have four decimals, followed by
+    their bootstrap interval in brackets where the result has one; a missing value is "–".
 
     Raises:
         ValueError: a (system, task) pair repeats.
@@ -133,7 +137,8 @@ def _rows(results: Sequence[SystemResult]) -> list[_Row]:
         for _, task, metric in _COLUMNS:
             result = by_task.get(task)
             value = None if result is None else result.means.get(metric)
-            cells.append(_format(value))
+            interval = None if result is None else result.intervals.get(metric)
+            cells.append(_format(value, interval))
         notes = dict.fromkeys(result.note for result in by_task.values() if result.note)
         rows.append(_Row(name=name, cells=cells, note="; ".join(notes)))
     return rows
@@ -149,10 +154,12 @@ def _group(results: Sequence[SystemResult]) -> dict[str, dict[str, SystemResult]
     return by_system
 
 
-def _format(value: float | None) -> str:
+def _format(value: float | None, interval: tuple[float, float] | None = None) -> str:
     if value is None or math.isnan(value):
         return MISSING
-    return f"{value:.4f}"
+    if interval is None:
+        return f"{value:.4f}"
+    return f"{value:.4f} [{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
 def _md_line(cells: Sequence[str]) -> str:

@@ -1,5 +1,9 @@
 """`shoprank eval`: every system on both ESCI tasks, one table, a report and a chart.
 
+Each measured system is reported three ways on the retrieval task: full NDCG@10 (unjudged
+products count 0), condensed NDCG@10 (unjudged products dropped first) and Recall@100 of
+the judged-relevant products, each with a 95 % bootstrap interval over queries.
+
 Untrained systems (BM25, dense, hybrid) are scored on every judged query. The trained
 reranker is reported two ways:
 
@@ -16,6 +20,7 @@ import logging
 from pathlib import Path
 
 from indexer.catalog import CatalogInput, sample_judgments_path
+from ranker.evaluation.bootstrap import metric_intervals
 from ranker.evaluation.judgment_files import JudgmentsFile, JudgmentsInput, judgments_file
 from ranker.evaluation.judgments import Judgments, load_judgments
 from ranker.evaluation.metrics import EvalResult, evaluate_run
@@ -38,21 +43,30 @@ TASKS: tuple[Task, ...] = ("rerank", "retrieval")
 
 
 def evaluate_system(
-    pipeline: SearchPipeline, system: System, judgments: Judgments
+    pipeline: SearchPipeline,
+    system: System,
+    judgments: Judgments,
+    *,
+    relevant_at_least: float | None = None,
 ) -> dict[str, EvalResult]:
-    """Both tasks for one system over every judged query."""
+    """Both tasks for one system over every judged query; ``relevant_at_least``: the gain
+    Recall@100 and MRR count as relevant (None: any gain above 0)."""
     candidates = {qid: list(judged) for qid, judged in judgments.qrels.items()}
     return {
         task: evaluate_run(
             system_run(pipeline, system, judgments.queries, task=task, candidates=candidates),
             judgments.qrels,
+            relevant_at_least=relevant_at_least,
         )
         for task in TASKS
     }
 
 
 def _rows(name: str, results: dict[str, EvalResult], note: str) -> list[SystemResult]:
-    return [SystemResult(name, task, r.means, note) for task, r in results.items()]
+    return [
+        SystemResult(name, task, r.means, note, intervals=metric_intervals(r))
+        for task, r in results.items()
+    ]
 
 
 def _cross_validated(
@@ -61,6 +75,7 @@ def _cross_validated(
     judgments: JudgmentsFile,
     catalog: CatalogInput | None,
     folds: int,
+    relevant_at_least: float | None,
 ) -> list[SystemResult]:
     from ranker.training.cross_validation import cross_validate_reranker
     from ranker.training.jobs import load_training_data, prior_scores, reranker_config
@@ -69,7 +84,13 @@ def _cross_validated(
     config = reranker_config(settings, {})
     priors, _ = prior_scores(settings, data, config)
     cv = cross_validate_reranker(
-        pipeline, data, config, priors=priors, folds=folds, seed=settings.seed
+        pipeline,
+        data,
+        config,
+        priors=priors,
+        folds=folds,
+        seed=settings.seed,
+        relevant_at_least=relevant_at_least,
     )
     return _rows(RERANKED_SYSTEM.name, cv, f"{folds}-fold CV by query, trained here")
 
@@ -97,11 +118,14 @@ def run_evaluation(
     folds: int,
     out: Path,
     catalog: CatalogInput | None = None,
+    relevant_at_least: float | None = None,
 ) -> tuple[list[SystemResult], tuple[Path, Path]]:
     """Evaluate every system; writes ``report.md`` and ``ndcg.png`` into ``out``.
 
     ``judgments_path``: None, the sample judgments. ``catalog``: where cross-validation
-    (``folds >= 2``) reads the judged products' texts; None, the sample catalog."""
+    (``folds >= 2``) reads the judged products' texts; None, the sample catalog.
+    ``relevant_at_least``: the gain from which Recall@100 and MRR count a product as
+    relevant (Home Depot: 1.33); None: any gain above 0."""
     source = judgments_file(judgments_path or sample_judgments_path())
     judgments = load_judgments(source, gains=settings.label_gains)
     pipeline = open_serving_pipeline(settings, with_reranker=True)
@@ -110,11 +134,12 @@ def run_evaluation(
     for system in BASELINE_SYSTEMS:
         logger.info("evaluating %s", system.name)
         note = "no training" if system.mode == "lexical" else embedder_note
-        results += _rows(system.name, evaluate_system(pipeline, system, judgments), note)
+        measured = evaluate_system(pipeline, system, judgments, relevant_at_least=relevant_at_least)
+        results += _rows(system.name, measured, note)
     served_dir = reranker_dir(settings)
     manifest = read_manifest(served_dir) or {}
     if folds >= 2:
-        results += _cross_validated(settings, pipeline, source, catalog, folds)
+        results += _cross_validated(settings, pipeline, source, catalog, folds, relevant_at_least)
     elif manifest.get("distilled_from"):
         # A distilled student serves: the cross-validated figures are its teacher's recipe's,
         # and the student passed a gate against that teacher (see `shoprank compress`).
@@ -131,26 +156,43 @@ def run_evaluation(
         if seen
         else "served model"
     )
-    served = evaluate_system(pipeline, RERANKED_SYSTEM, judgments)
+    served = evaluate_system(
+        pipeline, RERANKED_SYSTEM, judgments, relevant_at_least=relevant_at_least
+    )
     results += _rows(f"{RERANKED_SYSTEM.name} (served)", served, note)
     preamble = (
         f"{len(judgments.queries)} judged queries from `{source.describe()}`. Reranker: "
-        f"`{served_dir}` ({manifest.get('model_id', 'untracked')}). {_gains_note(source)}"
+        f"`{served_dir}` ({manifest.get('model_id', 'untracked')}). "
+        f"{_gains_note(source, relevant_at_least)} {THREE_WAYS_NOTE}"
     )
     paths = write_report(results, out, title="shoprank evaluation", preamble=preamble)
     return results, paths
 
 
-def _gains_note(source: JudgmentsFile) -> str:
+THREE_WAYS_NOTE = (
+    "Retrieval is reported three ways: NDCG@10 counts unjudged products as 0; condensed "
+    "NDCG@10 drops them from the ranking first; Recall@100 is the share of the judged-relevant "
+    "products in the top 100. Brackets: 95 % bootstrap intervals over queries."
+)
+
+
+def _gains_note(source: JudgmentsFile, relevant_at_least: float | None = None) -> str:
     mapping = source.mapping
+    relevant = (
+        f"every gain of at least {relevant_at_least:g}"
+        if relevant_at_least is not None
+        else "every gain above 0"
+    )
     if mapping.gains is None and not mapping.gain_base and "gain" not in mapping.fields:
+        if relevant_at_least is None:
+            relevant = "E, S and C"
         return (
-            "NDCG@10 uses ESCI gains E 1, S 0.1, C 0.01, I 0; Recall@100 and MRR count E, S "
-            "and C as relevant."
+            f"NDCG@10 uses ESCI gains E 1, S 0.1, C 0.01, I 0; Recall@100 and MRR count "
+            f"{relevant} as relevant."
         )
     grades = ", ".join(f"{label} {gain:g}" for label, gain in (mapping.gains or {}).items())
     numeric = f"a numeric grade's gain is grade - {mapping.gain_base:g}"
     return (
         f"NDCG@10 gains: {grades + '; ' if grades else ''}{numeric}; Recall@100 and MRR count "
-        "every gain above 0 as relevant."
+        f"{relevant} as relevant."
     )

@@ -59,6 +59,7 @@ def cross_validate_reranker(
     retrieval_depth: int = 100,
     runs_out: Path | None = None,
     other_retrieval_weights: Sequence[float] = (),
+    relevant_at_least: float | None = None,
 ) -> dict[str, EvalResult]:
     """Cross-validated hybrid + rerank results: ``{"rerank": ..., "retrieval": ...}``.
 
@@ -66,6 +67,7 @@ def cross_validate_reranker(
     (``cv-rerank.trec``, ``cv-retrieval-retrieval_weight-0.trec``, ...).
     ``other_retrieval_weights`` also scores each fold's queries with those
     ``rerank.retrieval_weight`` settings, under keys such as ``"rerank, retrieval_weight 0"``.
+    ``relevant_at_least``: as for :func:`~ranker.evaluation.metrics.evaluate_run`.
     """
     judgments = data.judgments
     splits = kfold_query_splits(list(judgments.queries), folds=folds, seed=seed)
@@ -111,4 +113,7 @@ def cross_validate_reranker(
         for name, run in runs.items():
             stem = name.replace(", ", "-").replace(" ", "-")
             write_trec_run(run, runs_out / f"cv-{stem}.trec", tag=f"cv{folds}")
-    return {task: evaluate_run(run, judgments.qrels) for task, run in runs.items()}
+    return {
+        task: evaluate_run(run, judgments.qrels, relevant_at_least=relevant_at_least)
+        for task, run in runs.items()
+    }

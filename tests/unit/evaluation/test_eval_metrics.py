@@ -7,9 +7,11 @@ import math
 import pytest
 
 from ranker.evaluation.metrics import (
+    CONDENSED_NDCG_AT_10,
     MRR,
     NDCG_AT_10,
     RECALL_AT_100,
+    condensed,
     dcg,
     evaluate_run,
     mrr,
@@ -156,22 +158,28 @@ def test_evaluate_run_means_and_missing_queries() -> None:
     assert result.primary_metric == NDCG_AT_10
     assert result.per_query["q1"] == {
         NDCG_AT_10: pytest.approx(1 / LOG2_3),
+        CONDENSED_NDCG_AT_10: pytest.approx(1 / LOG2_3),
         RECALL_AT_100: 1.0,
         MRR: 0.5,
     }
-    assert result.per_query["q2"] == {NDCG_AT_10: 0.0, RECALL_AT_100: 0.0, MRR: 0.0}
-    assert result.per_query["q3"] == {NDCG_AT_10: 0.0}
+    assert result.per_query["q2"] == {
+        NDCG_AT_10: 0.0,
+        CONDENSED_NDCG_AT_10: 0.0,
+        RECALL_AT_100: 0.0,
+        MRR: 0.0,
+    }
+    assert result.per_query["q3"] == {NDCG_AT_10: 0.0, CONDENSED_NDCG_AT_10: 0.0}
     # NDCG over 3 queries: (0.6309298 + 0 + 0) / 3; recall and MRR over q1, q2 only.
     assert result.means[NDCG_AT_10] == pytest.approx((1 / LOG2_3) / 3)
     assert result.means[RECALL_AT_100] == pytest.approx(0.5)
     assert result.means[MRR] == pytest.approx(0.25)
-    assert result.counts == {NDCG_AT_10: 3, RECALL_AT_100: 2, MRR: 2}
+    assert result.counts == {NDCG_AT_10: 3, CONDENSED_NDCG_AT_10: 3, RECALL_AT_100: 2, MRR: 2}
     assert result.primary == result.means[NDCG_AT_10]
 
 
 def test_evaluate_run_custom_cutoffs_name_metrics() -> None:
     result = evaluate_run({"q": {"a": 1.0}}, {"q": {"a": 1.0}}, k_ndcg=5, k_recall=20)
-    assert set(result.means) == {"ndcg@5", "recall@20", MRR}
+    assert set(result.means) == {"ndcg@5", "condensed ndcg@5", "recall@20", MRR}
     assert result.primary_metric == "ndcg@5"
 
 
@@ -180,3 +188,43 @@ def test_evaluate_run_rejects_empty_qrels_and_bad_cutoffs() -> None:
         evaluate_run({}, {})
     with pytest.raises(ValueError, match="cutoffs"):
         evaluate_run({}, {"q": {"a": 1.0}}, k_ndcg=0)
+
+
+def test_condensed_drops_unjudged_docs_and_keeps_the_order() -> None:
+    assert condensed(["x", "a", "y", "c", "b"], {"a": 1.0, "b": 0.0, "c": 0.1}) == ["a", "c", "b"]
+
+
+def test_full_and_condensed_ndcg_part_on_unjudged_docs() -> None:
+    # Pooled judgments: "a" (gain 2) and "b" (gain 1) judged; the run ranks two unjudged
+    # products above them. Full NDCG counts x and y as 0 (a, b at ranks 3, 4); condensed
+    # NDCG ranks a, b alone (ranks 1, 2: the ideal order).
+    qrels = {"q": {"a": 2.0, "b": 1.0}}
+    run = {"q": {"x": 4.0, "y": 3.0, "a": 2.0, "b": 1.0}}
+    result = evaluate_run(run, qrels)
+    ideal = 2.0 + 1.0 / LOG2_3
+    assert result.means[NDCG_AT_10] == pytest.approx((2.0 / 2.0 + 1.0 / LOG2_5) / ideal)
+    assert result.means[CONDENSED_NDCG_AT_10] == pytest.approx(1.0)
+
+
+def test_condensed_ndcg_still_sees_a_bad_judged_order() -> None:
+    # Condensed: [b, a], so a (gain 2) at rank 2 over the ideal 2 at rank 1. Full: a at 3.
+    qrels = {"q": {"a": 2.0, "b": 0.0}}
+    run = {"q": {"x": 3.0, "b": 2.0, "a": 1.0}}
+    result = evaluate_run(run, qrels)
+    assert result.means[CONDENSED_NDCG_AT_10] == pytest.approx((2.0 / LOG2_3) / 2.0)
+    assert result.means[NDCG_AT_10] == pytest.approx((2.0 / 2.0) / 2.0)
+
+
+def test_recall_at_least_a_gain_threshold() -> None:
+    # Home Depot: relevance 2.33 - 1 may come out just below 1.33 in floating point; it counts.
+    # At least 1.33: a and c (c is not retrieved), so recall 1/2.
+    gains = {"a": 2.33 - 1.0, "b": 1.0, "c": 2.0, "d": 0.0}
+    ranked = ["b", "a", "d", "x"]
+    assert recall_at_k(ranked, gains, k=100, relevant_at_least=1.33) == pytest.approx(0.5)
+    assert recall_at_k(ranked, gains, k=100) == pytest.approx(2 / 3)  # a, b of a, b, c
+    assert mrr(ranked, gains, relevant_at_least=1.33) == pytest.approx(0.5)
+    result = evaluate_run({"q": dict.fromkeys(ranked, 1.0)}, {"q": gains}, relevant_at_least=1.33)
+    assert result.means[RECALL_AT_100] == pytest.approx(0.5)
+    # A query with nothing at or above the threshold has no recall.
+    none = evaluate_run({"q": {"b": 1.0}}, {"q": {"b": 1.0}}, relevant_at_least=1.33)
+    assert RECALL_AT_100 not in none.means

@@ -6,11 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from ranker.evaluation.metrics import MRR, NDCG_AT_10, RECALL_AT_100
+from ranker.evaluation.metrics import CONDENSED_NDCG_AT_10, MRR, NDCG_AT_10, RECALL_AT_100
 from ranker.evaluation.report import SystemResult, markdown_table, text_table, write_report
 
 RESULTS = [
-    SystemResult("bm25", "retrieval", {NDCG_AT_10: 0.3125, RECALL_AT_100: 0.6, MRR: 0.55}),
+    SystemResult(
+        "bm25",
+        "retrieval",
+        {NDCG_AT_10: 0.3125, CONDENSED_NDCG_AT_10: 0.5, RECALL_AT_100: 0.6, MRR: 0.55},
+        intervals={NDCG_AT_10: (0.25, 0.375)},
+    ),
     SystemResult("cross-encoder", "rerank", {NDCG_AT_10: 0.81234}, note="5-fold CV"),
     SystemResult(
         "cross-encoder",
@@ -24,12 +29,12 @@ RESULTS = [
 def test_markdown_table_merges_tasks_per_system() -> None:
     lines = markdown_table(RESULTS).splitlines()
     assert lines[0] == (
-        "| system | rerank NDCG@10 | retrieval NDCG@10 | retrieval Recall@100 | "
-        "retrieval MRR | note |"
+        "| system | rerank NDCG@10 | retrieval NDCG@10 | retrieval condensed NDCG@10 | "
+        "retrieval Recall@100 | retrieval MRR | note |"
     )
-    assert lines[2] == "| bm25 | – | 0.3125 | 0.6000 | 0.5500 |  |"
+    assert lines[2] == "| bm25 | – | 0.3125 [0.250, 0.375] | 0.5000 | 0.6000 | 0.5500 |  |"
     assert lines[3] == (
-        "| cross-encoder | 0.8123 | 0.4000 | 0.7000 | 0.6600 | 5-fold CV; hybrid first stage |"
+        "| cross-encoder | 0.8123 | 0.4000 | – | 0.7000 | 0.6600 | 5-fold CV; hybrid first stage |"
     )
     assert len(lines) == 4
 

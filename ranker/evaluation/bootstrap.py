@@ -1,0 +1,63 @@
+"""Bootstrap confidence intervals of per-query metric means.
+
+Queries are resampled with replacement (Efron and Tibshirani, "An Introduction to the
+Bootstrap", 1993, ch. 13: the percentile interval); the interval is the spread of the
+resampled means. It says how much a mean would move on another draw of queries like these,
+not how far the system is from any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ranker.evaluation.metrics import EvalResult
+
+DRAWS = 10_000
+CONFIDENCE = 0.95
+_CHUNK = 1_000
+"""Resamples drawn at once (bounds memory at ``_CHUNK * queries`` indices)."""
+
+Interval = tuple[float, float]
+
+
+def bootstrap_interval(
+    values: Sequence[float],
+    *,
+    draws: int = DRAWS,
+    confidence: float = CONFIDENCE,
+    seed: int = 13,
+) -> Interval:
+    """The percentile interval of the mean of ``values`` over ``draws`` resamples.
+
+    Raises:
+        ValueError: ``values`` is empty, ``draws`` < 1, or ``confidence`` not in (0, 1).
+    """
+    if not values:
+        raise ValueError("no values to resample")
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    data = np.asarray(values, dtype=np.float64)
+    generator = np.random.default_rng(seed)
+    means = np.empty(draws, dtype=np.float64)
+    for start in range(0, draws, _CHUNK):
+        count = min(_CHUNK, draws - start)
+        rows = generator.integers(0, len(data), size=(count, len(data)))
+        means[start : start + count] = data[rows].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def metric_intervals(
+    result: EvalResult, *, draws: int = DRAWS, confidence: float = CONFIDENCE, seed: int = 13
+) -> dict[str, Interval]:
+    """Metric name -> bootstrap interval of its mean, over the queries that have it."""
+    intervals: dict[str, Interval] = {}
+    for name in result.means:
+        values = [row[name] for row in result.per_query.values() if name in row]
+        intervals[name] = bootstrap_interval(values, draws=draws, confidence=confidence, seed=seed)
+    return intervals
