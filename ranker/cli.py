@@ -13,6 +13,7 @@ import typer
 
 from ranker.cli_models import app as models_app
 from ranker.cli_shop import shop_options
+from ranker.cli_tuning import tune_fusion_command
 from ranker.settings import Settings, get_settings
 from ranker.shop import ShopFiles
 from workers.cli import PASS_THROUGH, beat_command, jobs_app, worker_command
@@ -261,23 +262,69 @@ def train(
         int,
         typer.Option(help="Cross-validate the recipe first (needs `shoprank index`); 0: skip."),
     ] = 0,
+    unjudged_negatives: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Retrieved, unjudged products per query as weak negatives (reranker) or hard "
+            "negatives (bi-encoder); needs the shop's index. Default 0.",
+        ),
+    ] = None,
+    unjudged_target: Annotated[
+        float | None,
+        typer.Option(min=0, max=1, help="Reranker: the target of an unjudged negative (0)."),
+    ] = None,
+    unjudged_depth: Annotated[
+        int | None,
+        typer.Option(min=1, help="Retrieval depth unjudged negatives are drawn from (50)."),
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(min=1, help="Steps between checkpoints (200).")
+    ] = None,
+    checkpoint_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where checkpoints go (default: <home>/checkpoints/<model>)."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the checkpoint of the same run.")
+    ] = False,
 ) -> None:
     """Fine-tune the cross-encoder (or the bi-encoder) on the shop's judgments and catalog
-    (default: the samples) and register it as a candidate."""
+    (default: the samples) and register it as a candidate. Training saves a checkpoint every
+    few steps; `--resume` continues an interrupted run."""
     from ranker.errors import ShoprankError
+    from ranker.training.jobs import checkpoint_dir as default_checkpoint_dir
     from ranker.training.jobs import train_bi_encoder_job, train_reranker_job
 
     settings = _settings()
-    overrides: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
+    given: dict[str, Any] = {
+        "epochs": epochs,
+        "unjudged_negatives": unjudged_negatives,
+        "unjudged_target": unjudged_target,
+        "unjudged_depth": unjudged_depth,
+        "checkpoint_every": checkpoint_every,
+    }
+    overrides = {name: value for name, value in given.items() if value is not None}
     if loss is not None:
         if not bi_encoder:
             raise _fail("--loss chooses the bi-encoder's loss; add --bi-encoder")
         overrides["loss"] = loss
+    if bi_encoder and unjudged_target is not None:
+        raise _fail("--unjudged-target is the reranker's; the bi-encoder has no targets")
+    checkpoints = checkpoint_dir or default_checkpoint_dir(
+        settings, "embedder" if bi_encoder else "reranker"
+    )
     try:
         judgments, catalog = shop.judgments, shop.catalog_for(settings)
         if bi_encoder:
             path, summary = train_bi_encoder_job(
-                settings, judgments=judgments, catalog=catalog, out=out, overrides=overrides
+                settings,
+                judgments=judgments,
+                catalog=catalog,
+                out=out,
+                overrides=overrides,
+                checkpoints=checkpoints,
+                resume=resume,
             )
         else:
             path, summary = train_reranker_job(
@@ -287,6 +334,8 @@ def train(
                 out=out,
                 overrides=overrides,
                 folds=folds,
+                checkpoints=checkpoints,
+                resume=resume,
             )
     except (OSError, ValueError, ShoprankError) as exc:
         raise _fail(str(exc)) from exc
@@ -384,10 +433,20 @@ def evaluate(
         int, typer.Option(help="Cross-validation folds for trained models (0: no CV).")
     ] = 5,
     out: Annotated[Path, typer.Option("--out", help="Report directory.")] = Path("var/report"),
+    relevant_gain: Annotated[
+        float | None,
+        typer.Option(
+            "--relevant-gain",
+            min=0,
+            help="Recall@100 and MRR count a product relevant from this gain up (Home Depot: "
+            "1.33, i.e. relevance >= 2.33); default: any gain above 0.",
+        ),
+    ] = None,
     index_dir: IndexDirOption = None,
     reranker: RerankerOption = None,
 ) -> None:
-    """NDCG@10, Recall@100 and MRR of BM25, dense, hybrid and hybrid + rerank."""
+    """NDCG@10 (full and condensed), Recall@100 and MRR of BM25, dense, hybrid and hybrid +
+    rerank, with bootstrap intervals."""
     from ranker.evaluation.report import text_table
     from ranker.evaluation.suite import run_evaluation
 
@@ -395,7 +454,12 @@ def evaluate(
     try:
         catalog = shop.catalog_for(settings) if folds >= 2 else shop.catalog
         results, paths = run_evaluation(
-            settings, judgments_path=shop.judgments, catalog=catalog, folds=folds, out=out
+            settings,
+            judgments_path=shop.judgments,
+            catalog=catalog,
+            folds=folds,
+            out=out,
+            relevant_at_least=relevant_gain,
         )
     except (OSError, ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from exc
@@ -582,3 +646,4 @@ def opensearch_setup_rerank(
 app.command("worker", context_settings=PASS_THROUGH)(worker_command)
 app.command("beat", context_settings=PASS_THROUGH)(beat_command)
 app.add_typer(jobs_app, name="jobs")
+app.command("tune-fusion")(tune_fusion_command)

@@ -10,6 +10,7 @@ from typing import Any
 from indexer.catalog import CatalogInput, TextTemplate, catalog_file, load_products
 from indexer.jobs import ProductEmbedder, build_index, open_index
 from ranker.embedder import Embedder
+from ranker.fusion_settings import with_tuned_fusion
 from ranker.model_files import read_manifest
 from ranker.pipeline import SearchPipeline
 from ranker.reranker import Reranker
@@ -128,7 +129,9 @@ def open_pipeline(
 def open_embedded_pipeline(
     settings: Settings, *, embedder: Embedder, reranker: Reranker | None
 ) -> SearchPipeline:
-    """The pipeline on the embedded FAISS + SQLite index in ``settings.index_path``."""
+    """The pipeline on the embedded FAISS + SQLite index in ``settings.index_path``, with
+    the shop's tuned fusion settings (see ``ranker.fusion_settings``)."""
+    settings = with_tuned_fusion(settings)
     index = open_index(settings.index_path, expected=embedder.identity)
     if index.template.template != settings.index.text_template:
         logger.warning(
@@ -150,7 +153,9 @@ def open_embedded_pipeline(
 def open_opensearch_pipeline(
     settings: Settings, *, embedder: Embedder, reranker: Reranker | None
 ) -> SearchPipeline:
-    """The pipeline on the OpenSearch index behind ``settings.opensearch.index_alias``."""
+    """The pipeline on the OpenSearch index behind ``settings.opensearch.index_alias``, with
+    the shop's tuned fusion settings."""
+    settings = with_tuned_fusion(settings)
     from indexer.stores.opensearch.store import (
         OpenSearchLexicalIndex,
         OpenSearchProductStore,

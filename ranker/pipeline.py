@@ -129,6 +129,19 @@ class SearchPipeline:
             reranker=reranker,
         )
 
+    def with_retrieval(self, retrieval: RetrievalSettings) -> SearchPipeline:
+        """The same pipeline with other retrieval and fusion settings (stores shared)."""
+        return SearchPipeline(
+            embedder=self.embedder,
+            vector_store=self.vector_store,
+            lexical_index=self.lexical_index,
+            product_store=self.product_store,
+            template=self.template,
+            retrieval=retrieval,
+            rerank=self.rerank_settings,
+            reranker=self.reranker,
+        )
+
     def retrieve(
         self,
         query: str,

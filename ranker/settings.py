@@ -102,6 +102,12 @@ class RetrievalSettings(BaseModel):
     candidates: int = Field(
         default=100, ge=1, description="Hits taken from each retriever before fusion."
     )
+    tuned_file: Path | None = Field(
+        default=None,
+        description="The fusion settings `shoprank tune-fusion` wrote (see "
+        "ranker.fusion_settings); values set here explicitly win over it. Default: "
+        "<home>/fusion.json.",
+    )
 
 
 class IndexSettings(BaseModel):

@@ -188,6 +188,9 @@ def _finetune(
             register=True,
             job="finetune",
             task_id=task_id,
+            # A task delivered again (its worker died) resumes from the last checkpoint.
+            checkpoints=settings.home / "checkpoints" / f"{role}-{task_id}",
+            resume=True,
         )
         shutil.rmtree(work / "model", ignore_errors=True)  # the registry holds a copy
         task.progress("trained", role=role, version=summary["version"])

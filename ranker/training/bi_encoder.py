@@ -2,7 +2,10 @@
 
 Pairs: positives are products with the top label gain (ESCI: E); hard negatives come from
 retrieval: the base model ranks each query's judged products and the best-ranked ones
-judged irrelevant (gain 0) are taken. Two losses:
+judged irrelevant (gain 0) are taken. With ``unjudged_negatives`` N, up to N products the
+shop's retrieval top ``unjudged_depth`` returned for the query but nobody judged join that
+pool (:mod:`ranker.training.retrieved_negatives`), so queries whose judgments hold no
+irrelevant product (most of a pooled shop's) get hard negatives too. Two losses:
 
 - ``contrastive``: multiple-negatives ranking (InfoNCE) with in-batch negatives plus the
   hard negative (Henderson et al. 2017; Karpukhin et al. 2020, DPR). A batch never holds
@@ -16,6 +19,7 @@ judged irrelevant (gain 0) are taken. Two losses:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import random
@@ -34,6 +38,7 @@ from ranker.evaluation.judgments import Judgments
 from ranker.model_files import resolve_model_dir
 from ranker.tokenization import PairTokenizer, pad_batch
 from ranker.training.artifacts import save_model_dir
+from ranker.training.checkpoints import TrainingCheckpoints, run_fingerprint
 from ranker.training.common import (
     BestCheckpoint,
     TrainingConfig,
@@ -59,6 +64,14 @@ class BiEncoderConfig(TrainingConfig):
     patience: int = Field(default=2, ge=1)
     loss: Literal["contrastive", "margin-mse"] = Field(
         default="contrastive", description="See the module docstring."
+    )
+    unjudged_negatives: int = Field(
+        default=0,
+        ge=0,
+        description="Retrieved, unjudged products per query added to the hard-negative pool.",
+    )
+    unjudged_depth: int = Field(
+        default=50, ge=1, description="Retrieval depth the unjudged negatives are drawn from."
     )
     margin_scale: float = Field(
         default=10.0,
@@ -114,8 +127,10 @@ def mine_triples(
     *,
     depth: int,
     seed: int,
+    unjudged: Mapping[str, Sequence[str]] | None = None,
 ) -> list[_Triple]:
-    """(query, positive, hard negative) triples; negatives are retrieved, judged irrelevant."""
+    """(query, positive, hard negative) triples; negatives are judged irrelevant, or
+    retrieved and unjudged (``unjudged``: qid -> such products), the model's closest first."""
     generator = random.Random(seed)
     triples = []
     for qid in qids:
@@ -125,6 +140,11 @@ def mine_triples(
         top_gain = max(gains.values())
         positives = [pid for pid, gain in gains.items() if gain == top_gain and gain > 0]
         negatives = [pid for pid, gain in gains.items() if gain == 0]
+        negatives += [
+            pid
+            for pid in (unjudged or {}).get(qid, ())
+            if pid in product_texts and pid not in judgments.qrels[qid]
+        ]
         if not positives or not negatives:
             continue
         query = judgments.queries[qid]
@@ -135,6 +155,14 @@ def mine_triples(
             negative = generator.choice(hardest)
             triples.append(_Triple(qid, query, product_texts[positive], product_texts[negative]))
     return triples
+
+
+def _triples_digest(triples: Sequence[_Triple]) -> str:
+    """SHA-256 of the training triples (what a checkpoint must have been trained on)."""
+    digest = hashlib.sha256()
+    for t in triples:
+        digest.update(f"{t.qid}\t{t.positive}\t{t.negative}\t{t.teacher_margin!r}\n".encode())
+    return digest.hexdigest()
 
 
 def with_teacher_margins(triples: Sequence[_Triple], teacher: TeacherScores) -> list[_Triple]:
@@ -210,10 +238,16 @@ def train_bi_encoder(
     max_steps: int | None = None,
     progress: bool = True,
     teacher: TeacherScores | None = None,
+    unjudged: Mapping[str, Sequence[str]] | None = None,
+    checkpoints: Path | None = None,
+    resume: bool = False,
 ) -> TrainingResult:
     """Fine-tune the bi-encoder; returns the best model by validation NDCG@10 (rerank task).
 
     ``teacher`` scores (query, product) pairs for the ``margin-mse`` loss, which needs it.
+    ``unjudged``: each query's retrieved, unjudged products (see the module docstring).
+    ``checkpoints``: a directory where the run's state is saved every ``checkpoint_every``
+    steps; with ``resume`` a run continues from the state found there.
     """
     from transformers import AutoModel
 
@@ -235,6 +269,7 @@ def train_bi_encoder(
         product_texts,
         depth=config.hard_negative_depth,
         seed=config.seed,
+        unjudged=unjudged if config.unjudged_negatives else None,
     )
     if not triples:
         raise ValueError("no training triples: no query has both a positive and a negative")
@@ -263,15 +298,45 @@ def train_bi_encoder(
     result = TrainingResult(
         model=model, tokenizer=tokenizer, train_queries=fit_qids, validation_queries=validation_qids
     )
-    best = BestCheckpoint(model, validation_ndcg())
-    result.history.append({"step": 0, "validation_ndcg@10": best.ndcg})
-    step = 0
-    interval_losses: list[float] = []
+    checkpointer = None
+    if checkpoints is not None:
+        checkpointer = TrainingCheckpoints(
+            checkpoints,
+            every=config.checkpoint_every,
+            fingerprint=run_fingerprint(
+                config.model_dump(mode="json"), fit_qids, data=_triples_digest(triples)
+            ),
+        )
+    saved = checkpointer.load() if checkpointer is not None and resume else None
+    skip = 0
+    if saved is None:
+        best = BestCheckpoint(model, validation_ndcg())
+        result.history.append({"step": 0, "validation_ndcg@10": best.ndcg})
+        step = 0
+        interval_losses: list[float] = []
+    else:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        best = BestCheckpoint(model, 0.0)
+        best.load_checkpoint(saved["best"])
+        result.history = list(saved["history"])
+        step, interval_losses = int(saved["step"]), list(saved["interval_losses"])
+        generator.setstate(saved["epoch_generator"])
+        skip = int(saved["position"])
     bar = progress_bar(
-        total=total_steps, desc="training bi-encoder", unit="step", disable=not progress
+        total=total_steps,
+        initial=step,
+        desc="training bi-encoder",
+        unit="step",
+        disable=not progress,
     )
     while step < total_steps and best.evals_without_gain < config.patience:
-        for batch in _batches_without_repeated_queries(triples, config.batch_size, generator):
+        epoch_generator = generator.getstate()
+        batches = _batches_without_repeated_queries(triples, config.batch_size, generator)
+        for position, batch in enumerate(batches):
+            if position < skip:
+                continue
             if step >= total_steps or best.evals_without_gain >= config.patience:
                 break
             model.train()
@@ -294,7 +359,24 @@ def train_bi_encoder(
                 )
                 logger.info("step %d: loss %.4f, validation NDCG@10 %.4f", step, mean_loss, ndcg)
                 best.offer(model, ndcg)
+            if checkpointer is not None and checkpointer.due(step, total_steps):
+                checkpointer.save(
+                    {
+                        "step": step,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "best": best.to_checkpoint(),
+                        "history": result.history,
+                        "interval_losses": interval_losses,
+                        "epoch_generator": epoch_generator,
+                        "position": position + 1,
+                    }
+                )
+        skip = 0
     bar.close()
+    if checkpointer is not None:
+        checkpointer.clear()
     best.restore(model)
     result.best_validation_ndcg = best.ndcg
     result.seconds = time.perf_counter() - started

@@ -33,6 +33,11 @@ class TrainingConfig(BaseModel):
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 13
     save_dtype: str = Field(default="float16", pattern="^(float16|float32)$")
+    checkpoint_every: int = Field(
+        default=200,
+        ge=1,
+        description="Steps between checkpoints, when the run is given a checkpoint directory.",
+    )
 
 
 @dataclass
@@ -81,6 +86,20 @@ class BestCheckpoint:
         model.load_state_dict(self.state)
         model.eval()
 
+    def to_checkpoint(self) -> dict[str, Any]:
+        """What a training checkpoint keeps of it."""
+        return {
+            "ndcg": self.ndcg,
+            "state": self.state,
+            "evals_without_gain": self.evals_without_gain,
+        }
+
+    def load_checkpoint(self, saved: Mapping[str, Any]) -> None:
+        """Take back what :meth:`to_checkpoint` kept."""
+        self.ndcg = float(saved["ndcg"])
+        self.state = saved["state"]
+        self.evals_without_gain = int(saved["evals_without_gain"])
+
 
 def set_seed(seed: int) -> None:
     """Seed Python, numpy and torch."""
@@ -106,14 +125,18 @@ def rerank_ndcg(
     judgments: Judgments,
     qids: Sequence[str],
     product_texts: Mapping[str, str],
+    *,
+    extra: Mapping[str, Sequence[str]] | None = None,
 ) -> float:
     """Mean NDCG@10 of the rerank task (order each query's judged products) over ``qids``.
 
-    ``score(qid, product_ids)`` returns one score per product.
+    ``score(qid, product_ids)`` returns one score per product. ``extra``: unjudged products
+    ranked with a query's judged ones (gain 0).
     """
     values = []
     for qid in qids:
-        products = [pid for pid in judgments.qrels[qid] if pid in product_texts]
+        candidates = dict.fromkeys([*judgments.qrels[qid], *(extra or {}).get(qid, ())])
+        products = [pid for pid in candidates if pid in product_texts]
         scores = score(qid, products)
         ranking = ranked_ids(dict(zip(products, scores.tolist(), strict=True)))
         values.append(ndcg_at_k(ranking, judgments.qrels[qid], k=10))

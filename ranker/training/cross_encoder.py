@@ -17,10 +17,18 @@ word the query negates (:mod:`ranker.lexical_features`):
 ``w * cos + v . lexical(q, d) + b``. Before the cross-encoder trains, ``w``, ``v`` and
 ``b`` are fitted alone on the training pairs (logistic regression on the same targets),
 so the starting model is the best such linear ranker, and they go on learning with it.
+
+**Unjudged negatives.** With ``unjudged_negatives`` N, each training query also gets up to N
+products its retrieval top ``unjudged_depth`` returned but nobody judged
+(:mod:`ranker.training.retrieved_negatives`), with the weak target ``unjudged_target``.
+Validation then ranks each held-out query's judged products together with its own sampled
+unjudged ones (counted as gain 0), so early stopping sees a model that promotes unjudged
+products.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import random
@@ -40,6 +48,7 @@ from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
 from ranker.model_files import read_manifest, resolve_model_dir
 from ranker.tokenization import PairTokenizer, pad_batch
 from ranker.training.artifacts import save_model_dir
+from ranker.training.checkpoints import TrainingCheckpoints, run_fingerprint
 from ranker.training.common import (
     BestCheckpoint,
     TrainingConfig,
@@ -83,6 +92,21 @@ class CrossEncoderConfig(TrainingConfig):
     prior_l2: float = Field(
         default=1e-3, ge=0, description="L2 penalty on the prior's weights when it is fitted."
     )
+    unjudged_negatives: int = Field(
+        default=0,
+        ge=0,
+        description="Retrieved, unjudged products per query added as weak negatives; 0: none.",
+    )
+    unjudged_target: float = Field(
+        default=0.0, ge=0, le=1, description="The training target of an unjudged negative."
+    )
+    unjudged_depth: int = Field(
+        default=50, ge=1, description="Retrieval depth the unjudged negatives are drawn from."
+    )
+
+
+Unjudged = Mapping[str, Sequence[str]]
+"""qid -> retrieved products not judged for it (the weak negatives drawn for it)."""
 
 
 PriorScores = Mapping[tuple[str, str], float]
@@ -109,20 +133,30 @@ def _pairs(
     priors: PriorScores | None,
     *,
     lexical: bool = False,
+    unjudged: Unjudged | None = None,
+    unjudged_target: float = 0.0,
 ) -> list[LabelledPair]:
     pairs = []
     scale = _numeric_label_scale(judgments, targets)
     for qid in qids:
         query = judgments.queries[qid]
-        labelled = [
+        labelled: list[tuple[str, str | None]] = [
             (product_id, label)
             for product_id, label in judgments.labels[qid].items()
             if product_id in product_texts
         ]
+        labelled += [
+            (product_id, None)
+            for product_id in (unjudged or {}).get(qid, ())
+            if product_id in product_texts and product_id not in judgments.labels[qid]
+        ]
         texts = [product_texts[product_id] for product_id, _ in labelled]
         features = lexical_features(query, texts).tolist() if lexical else [[]] * len(texts)
         for (product_id, label), text, row in zip(labelled, texts, features, strict=True):
-            target = targets[label] if label in targets else float(label) / scale
+            if label is None:
+                target = unjudged_target
+            else:
+                target = targets[label] if label in targets else float(label) / scale
             prior = priors[(qid, product_id)] if priors is not None else 0.0
             pairs.append(LabelledPair(qid, query, text, target, prior, tuple(row)))
     return pairs
@@ -163,10 +197,16 @@ def fit_prior(pairs: Sequence[LabelledPair], l2: float) -> tuple[float, list[flo
 
 
 def dense_priors(
-    embedder: Any, judgments: Judgments, product_texts: Mapping[str, str]
+    embedder: Any,
+    judgments: Judgments,
+    product_texts: Mapping[str, str],
+    unjudged: Unjudged | None = None,
 ) -> dict[tuple[str, str], float]:
-    """Bi-encoder cosine of every judged (query, product) pair."""
-    product_ids = sorted({pid for judged in judgments.qrels.values() for pid in judged})
+    """Bi-encoder cosine of every judged (query, product) pair, and of every unjudged
+    negative drawn for a query."""
+    extra = unjudged or {}
+    paired = {qid: [*judged, *extra.get(qid, ())] for qid, judged in judgments.qrels.items()}
+    product_ids = sorted({pid for pids in paired.values() for pid in pids})
     product_ids = [pid for pid in product_ids if pid in product_texts]
     row_of = {pid: row for row, pid in enumerate(product_ids)}
     products = embedder.embed([product_texts[pid] for pid in product_ids], progress=True)
@@ -175,7 +215,7 @@ def dense_priors(
     return {
         (qid, pid): float(products[row_of[pid]] @ query)
         for qid, query in zip(qids, queries, strict=True)
-        for pid in judgments.qrels[qid]
+        for pid in paired[qid]
         if pid in row_of
     }
 
@@ -215,13 +255,23 @@ def train_cross_encoder(
     train_qids: Sequence[str] | None = None,
     max_steps: int | None = None,
     progress: bool = True,
+    unjudged: Unjudged | None = None,
+    checkpoints: Path | None = None,
+    resume: bool = False,
 ) -> TrainingResult:
     """Fine-tune a cross-encoder; returns the best model by validation NDCG@10.
 
     ``train_qids`` limits training to those queries (cross-validation passes its folds);
     a ``validation_fraction`` of them is held out for early stopping. ``priors`` (see
-    :func:`dense_priors`) is required when ``config.prior`` is ``dense``.
+    :func:`dense_priors`) is required when ``config.prior`` is ``dense``; they must cover
+    the ``unjudged`` negatives (see the module docstring), which ``config.unjudged_negatives``
+    > 0 requires. ``checkpoints``: a directory where the run's state is saved every
+    ``checkpoint_every`` steps; with ``resume`` a run continues from the state found there.
     """
+    if config.unjudged_negatives and unjudged is None:
+        raise ValueError("unjudged_negatives > 0 needs the retrieved unjudged products")
+    if not config.unjudged_negatives:
+        unjudged = None
     if config.prior == "dense" and priors is None:
         raise ValueError("prior='dense' needs the bi-encoder priors (see dense_priors)")
     if config.prior == "none":
@@ -243,7 +293,16 @@ def train_cross_encoder(
     qids = list(train_qids) if train_qids is not None else list(judgments.queries)
     fit_qids, validation_qids = split_validation(qids, config.validation_fraction, config.seed)
     lexical = priors is not None and config.lexical_prior
-    pairs = _pairs(judgments, fit_qids, product_texts, config.targets, priors, lexical=lexical)
+    pairs = _pairs(
+        judgments,
+        fit_qids,
+        product_texts,
+        config.targets,
+        priors,
+        lexical=lexical,
+        unjudged=unjudged,
+        unjudged_target=config.unjudged_target,
+    )
     if not pairs:
         raise ValueError("no training pairs: no judged product has a text")
     if lexical:
@@ -303,7 +362,9 @@ def train_cross_encoder(
         return scores
 
     def validation_ndcg() -> float:
-        return rerank_ndcg(validation_score, judgments, validation_qids, product_texts)
+        return rerank_ndcg(
+            validation_score, judgments, validation_qids, product_texts, extra=unjudged
+        )
 
     result = TrainingResult(
         model=model,
@@ -311,18 +372,52 @@ def train_cross_encoder(
         train_queries=fit_qids,
         validation_queries=validation_qids,
     )
-    # The starting point counts as a candidate: if no step beats it, it is what comes back.
-    best = BestCheckpoint(model, validation_ndcg())
-    best_prior = _prior_state(prior_weight, lexical_weights, prior_bias)
-    result.history.append({"step": 0, "validation_ndcg@10": best.ndcg})
-    logger.info("validation NDCG@10 before training: %.4f", best.ndcg)
-    step = 0
-    running_loss = 0.0
+    checkpointer = None
+    if checkpoints is not None:
+        checkpointer = TrainingCheckpoints(
+            checkpoints,
+            every=config.checkpoint_every,
+            fingerprint=run_fingerprint(
+                config.model_dump(mode="json"), fit_qids, data=_pairs_digest(pairs)
+            ),
+        )
+    saved = checkpointer.load() if checkpointer is not None and resume else None
+    prior_parameters = (prior_weight, lexical_weights, prior_bias)
+    skip = 0
+    if saved is None:
+        # The starting point counts as a candidate: if no step beats it, it comes back.
+        best = BestCheckpoint(model, validation_ndcg())
+        best_prior = _prior_state(*prior_parameters)
+        result.history.append({"step": 0, "validation_ndcg@10": best.ndcg})
+        logger.info("validation NDCG@10 before training: %.4f", best.ndcg)
+        step = 0
+        running_loss = 0.0
+    else:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        with torch.no_grad():
+            for parameter, value in zip(prior_parameters, saved["prior"], strict=True):
+                parameter.copy_(value)
+        best = BestCheckpoint(model, 0.0)
+        best.load_checkpoint(saved["best"])
+        best_prior = saved["best_prior"]
+        result.history = list(saved["history"])
+        step, running_loss = int(saved["step"]), float(saved["running_loss"])
+        generator.setstate(saved["epoch_generator"])
+        skip = int(saved["position"])
     bar = progress_bar(
-        total=total_steps, desc="training reranker", unit="step", disable=not progress
+        total=total_steps,
+        initial=step,
+        desc="training reranker",
+        unit="step",
+        disable=not progress,
     )
     while step < total_steps and best.evals_without_gain < config.patience:
-        for chunk in _batches(pairs, config, generator):
+        epoch_generator = generator.getstate()
+        for position, chunk in enumerate(_batches(pairs, config, generator)):
+            if position < skip:
+                continue
             if step >= total_steps or best.evals_without_gain >= config.patience:
                 break
             model.train()
@@ -361,13 +456,40 @@ def train_cross_encoder(
                 logger.info("step %d: loss %.4f, validation NDCG@10 %.4f", step, mean_loss, ndcg)
                 if best.offer(model, ndcg):
                     best_prior = _prior_state(prior_weight, lexical_weights, prior_bias)
+            if checkpointer is not None and checkpointer.due(step, total_steps):
+                checkpointer.save(
+                    {
+                        "step": step,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "prior": [parameter.detach().clone() for parameter in prior_parameters],
+                        "best": best.to_checkpoint(),
+                        "best_prior": best_prior,
+                        "history": result.history,
+                        "running_loss": running_loss,
+                        "epoch_generator": epoch_generator,
+                        "position": position + 1,
+                    }
+                )
+        skip = 0
     bar.close()
+    if checkpointer is not None:
+        checkpointer.clear()
     best.restore(model)
     if priors is not None:
         result.prior = best_prior
     result.best_validation_ndcg = best.ndcg
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _pairs_digest(pairs: Sequence[LabelledPair]) -> str:
+    """SHA-256 of the training pairs (what a checkpoint must have been trained on)."""
+    digest = hashlib.sha256()
+    for pair in pairs:
+        digest.update(f"{pair.qid}\t{pair.text}\t{pair.target!r}\t{pair.prior!r}\n".encode())
+    return digest.hexdigest()
 
 
 def _prior_state(

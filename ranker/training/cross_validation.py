@@ -24,6 +24,7 @@ from ranker.training.common import TrainingResult
 from ranker.training.cross_encoder import (
     CrossEncoderConfig,
     PriorScores,
+    Unjudged,
     train_cross_encoder,
 )
 from ranker.training.jobs import TrainingData
@@ -60,6 +61,7 @@ def cross_validate_reranker(
     runs_out: Path | None = None,
     other_retrieval_weights: Sequence[float] = (),
     relevant_at_least: float | None = None,
+    unjudged: Unjudged | None = None,
 ) -> dict[str, EvalResult]:
     """Cross-validated hybrid + rerank results: ``{"rerank": ..., "retrieval": ...}``.
 
@@ -68,6 +70,7 @@ def cross_validate_reranker(
     ``other_retrieval_weights`` also scores each fold's queries with those
     ``rerank.retrieval_weight`` settings, under keys such as ``"rerank, retrieval_weight 0"``.
     ``relevant_at_least``: as for :func:`~ranker.evaluation.metrics.evaluate_run`.
+    ``unjudged``: each query's retrieved, unjudged negatives (used when the recipe asks).
     """
     judgments = data.judgments
     splits = kfold_query_splits(list(judgments.queries), folds=folds, seed=seed)
@@ -89,6 +92,7 @@ def cross_validate_reranker(
             priors=priors,
             train_qids=train_qids,
             progress=False,
+            unjudged=unjudged,
         )
         reranker = fold_reranker(trained, config, pipeline.embedder)
         queries = {qid: judgments.queries[qid] for qid in test_qids}

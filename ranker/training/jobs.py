@@ -32,6 +32,7 @@ from ranker.training.artifacts import data_sha256
 from ranker.training.cross_encoder import (
     CrossEncoderConfig,
     PriorScores,
+    Unjudged,
     dense_priors,
     save_cross_encoder,
     train_cross_encoder,
@@ -107,9 +108,13 @@ def reranker_config(settings: Settings, overrides: Mapping[str, Any]) -> CrossEn
 
 
 def prior_scores(
-    settings: Settings, data: TrainingData, config: CrossEncoderConfig
+    settings: Settings,
+    data: TrainingData,
+    config: CrossEncoderConfig,
+    unjudged: Unjudged | None = None,
 ) -> tuple[PriorScores | None, dict[str, Any] | None]:
-    """The serving bi-encoder's cosine for every judged pair, and that bi-encoder's identity."""
+    """The serving bi-encoder's cosine for every judged pair (and every ``unjudged``
+    negative), and that bi-encoder's identity."""
     if config.prior == "none":
         return None, None
     from ranker.loading import load_embedder
@@ -120,7 +125,35 @@ def prior_scores(
         "weights_sha256": embedder.identity.weights_sha256,
         "dimension": embedder.identity.dimension,
     }
-    return dense_priors(embedder, data.judgments, data.product_texts), identity
+    return dense_priors(embedder, data.judgments, data.product_texts, unjudged), identity
+
+
+def unjudged_negatives(
+    settings: Settings, data: TrainingData, *, count: int, depth: int
+) -> dict[str, list[str]] | None:
+    """Up to ``count`` retrieved, unjudged products per judged query, drawn from the top
+    ``depth`` of the shop's index (served retrieval, no reranker); None when ``count`` is 0.
+    Needs `shoprank index` of the shop's catalog."""
+    if count == 0:
+        return None
+    from ranker.loading import open_serving_pipeline
+    from ranker.training.retrieved_negatives import retrieved_unjudged, sample_unjudged
+
+    pipeline = open_serving_pipeline(settings, with_reranker=False)
+    pools = retrieved_unjudged(pipeline, data.judgments, depth=depth, progress=True)
+    sampled = sample_unjudged(pools, count=count, seed=settings.seed)
+    logger.info(
+        "%d unjudged negatives for %d queries from the top %d",
+        sum(len(pids) for pids in sampled.values()),
+        len(sampled),
+        depth,
+    )
+    return sampled
+
+
+def checkpoint_dir(settings: Settings, role: str) -> Path:
+    """Where a training run of ``role`` keeps its checkpoints by default."""
+    return settings.home / "checkpoints" / role
 
 
 def train_reranker_job(
@@ -134,9 +167,17 @@ def train_reranker_job(
     register: bool = True,
     job: str = "train",
     task_id: str | None = None,
+    checkpoints: Path | None = None,
+    resume: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Train the cross-encoder on all judged queries, save it with its manifest and register
     it as a candidate reranker (``summary["version"]``; it serves once promoted).
+
+    ``checkpoints``: where the final training run saves its state every
+    ``checkpoint_every`` steps; with ``resume`` it continues from there (the
+    cross-validation folds, when asked for, run again). With ``unjudged_negatives`` in the
+    overrides, retrieved unjudged products join the training pairs as weak negatives (see
+    ``ranker.training.cross_encoder``); that needs the shop's index.
 
     Without ``out`` the model is written to a work directory that the registry then takes
     in; with ``out`` it stays there and the registry keeps a copy.
@@ -149,7 +190,10 @@ def train_reranker_job(
     settings = uncompressed(settings)
     data = load_training_data(settings, judgments=judgments, catalog=catalog)
     config = reranker_config(settings, overrides or {})
-    priors, prior_embedder = prior_scores(settings, data, config)
+    unjudged = unjudged_negatives(
+        settings, data, count=config.unjudged_negatives, depth=config.unjudged_depth
+    )
+    priors, prior_embedder = prior_scores(settings, data, config, unjudged)
     metrics: dict[str, Any] = {}
     cross_validation: dict[str, Any] | None = None
     if folds >= 2:
@@ -166,13 +210,22 @@ def train_reranker_job(
             seed=settings.seed,
             runs_out=settings.home / "cv-runs",
             other_retrieval_weights=(0.0, 1.0),
+            unjudged=unjudged,
         )
         cross_validation = {
             "folds": folds,
             "retrieval_weight": settings.rerank.retrieval_weight,
             **{task: r.means for task, r in cv.items()},
         }
-    result = train_cross_encoder(data.judgments, data.product_texts, config, priors=priors)
+    result = train_cross_encoder(
+        data.judgments,
+        data.product_texts,
+        config,
+        priors=priors,
+        unjudged=unjudged,
+        checkpoints=checkpoints,
+        resume=resume,
+    )
     path = out or _work_dir(settings, "reranker", task_id)
     metrics["validation_ndcg@10"] = result.best_validation_ndcg
     save_cross_encoder(
@@ -189,6 +242,7 @@ def train_reranker_job(
         "train_queries": len(result.train_queries),
         "validation_queries": len(result.validation_queries),
         "prior": result.prior,
+        "unjudged_negatives": sum(len(pids) for pids in (unjudged or {}).values()),
         "cross_validation": cross_validation,
         "seconds": round(result.seconds, 1),
     }
@@ -250,11 +304,14 @@ def train_bi_encoder_job(
     register: bool = True,
     job: str = "train",
     task_id: str | None = None,
+    checkpoints: Path | None = None,
+    resume: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
     """Fine-tune the bi-encoder on the judgments and register it as a candidate embedder;
     with the ``margin-mse`` loss the served teacher reranker (uncompressed, its dense prior
     included) scores the pairs. A new bi-encoder changes the vectors: it serves after a
-    reindex with it."""
+    reindex with it. ``unjudged_negatives`` in the overrides adds retrieved, unjudged hard
+    negatives (needs the shop's index); ``checkpoints`` and ``resume`` as for the reranker."""
     from ranker.loading import load_embedder, load_reranker
     from ranker.training.bi_encoder import BiEncoderConfig, save_bi_encoder, train_bi_encoder
 
@@ -266,7 +323,18 @@ def train_bi_encoder_job(
     if config.loss == "margin-mse":
         sources = uncompressed(settings)
         teacher = load_reranker(sources, embedder=load_embedder(sources)).score
-    result = train_bi_encoder(data.judgments, data.product_texts, config, teacher=teacher)
+    unjudged = unjudged_negatives(
+        settings, data, count=config.unjudged_negatives, depth=config.unjudged_depth
+    )
+    result = train_bi_encoder(
+        data.judgments,
+        data.product_texts,
+        config,
+        teacher=teacher,
+        unjudged=unjudged,
+        checkpoints=checkpoints,
+        resume=resume,
+    )
     path = out or _work_dir(settings, "embedder", task_id)
     save_bi_encoder(result, path, config=config, data_sha256=data.sha256)
     summary: dict[str, Any] = {
