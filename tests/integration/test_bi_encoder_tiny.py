@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -144,3 +145,38 @@ def test_margin_mse_fits_the_teachers_margins(
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
     with pytest.raises(ValueError, match="needs a teacher"):
         train_bi_encoder(judgments, texts, config, max_steps=1, progress=False)
+
+
+def test_retrieved_unjudged_products_join_the_hard_negative_pool(
+    tiny_embedder_dir: Path, judgments: Judgments, texts: dict[str, str]
+) -> None:
+    config = BiEncoderConfig(base_model=str(tiny_embedder_dir), max_length=64)
+    trained = train_bi_encoder(judgments, texts, config, max_steps=1, progress=False)
+    judged = {pid for labels in judgments.labels.values() for pid in labels}
+    outsiders = sorted(pid for pid in texts if pid not in judged)[:3]
+    # Queries with a positive but no judged-irrelevant product: only unjudged ones can serve.
+    without_negative = [
+        qid
+        for qid, labels in judgments.labels.items()
+        if "E" in labels.values() and "I" not in labels.values()
+    ]
+    qids = list(judgments.queries)
+    unjudged = {qid: outsiders for qid in qids}
+
+    def mine(pools: dict[str, list[str]] | None) -> list[Any]:
+        return mine_triples(
+            trained.model,
+            trained.tokenizer,
+            judgments,
+            qids,
+            texts,
+            depth=100,  # every candidate is in the pool: the draw shows what the pool holds
+            seed=0,
+            unjudged=pools,
+        )
+
+    plain, widened = mine(None), mine(unjudged)
+    outsider_texts = {texts[pid] for pid in outsiders}
+    assert not any(t.negative in outsider_texts for t in plain)
+    assert any(t.negative in outsider_texts for t in widened)
+    assert {t.qid for t in widened} >= {t.qid for t in plain} | set(without_negative)

@@ -285,3 +285,58 @@ def test_judgments_without_a_catalog_or_an_index_fail_clearly(shop_home: Path) -
     assert result.exit_code == 2
     assert "judgments given without a catalog, and no index to take it from" in result.output
     assert "pass the shop's catalog with --catalog" in result.output
+
+
+def test_a_shop_trains_with_unjudged_negatives_tunes_fusion_and_reports_three_ways(
+    shop_home: Path,
+) -> None:
+    write_home_depot(shop_home)
+    shoprank("index", *HOME_DEPOT_CATALOG)
+
+    # Weak negatives: 3 retrieved, unjudged products for each of the 5 queries.
+    trained = shoprank(
+        "train", *HOME_DEPOT_JUDGMENTS, "--epochs", "0.2", "--unjudged-negatives", "3"
+    )
+    summary = json.loads(trained[trained.index("{") :])
+    assert summary["unjudged_negatives"] == 3 * len(QUERIES)
+
+    # Fusion by 2-fold CV on the shop's queries, written where serving reads it.
+    output = shoprank(
+        "tune-fusion",
+        *HOME_DEPOT_JUDGMENTS,
+        "--folds",
+        "2",
+        "--rrf-k",
+        "10,20",
+        "--dense-weights",
+        "0,0.5,1",
+        "--rerank-depths",
+        "5,10",
+        "--out",
+        "fusion-report",
+    )
+    assert "## Fusion" in output
+    assert "## Rerank depth" in output
+    assert "2-fold CV by query" in output
+    tuned = json.loads((shop_home / "var" / "fusion.json").read_text())
+    assert tuned["rrf_k"] in (10, 20)
+    assert tuned["rerank_depth"] in (5, 10)
+    assert tuned["tuning"]["queries"] == len(QUERIES)
+    assert (shop_home / "fusion-report" / "report.md").is_file()
+    from ranker.loading import open_serving_pipeline
+
+    pipeline = open_serving_pipeline(get_settings(), with_reranker=False)
+    assert pipeline.retrieval.rrf_k == tuned["rrf_k"]
+    assert pipeline.retrieval.dense_weight == tuned["dense_weight"]
+    assert pipeline.rerank_settings.depth == tuned["rerank_depth"]
+
+    # Three ways, relevant from gain 1.33 (relevance 2.33) up, with bootstrap intervals.
+    printed = shoprank(
+        "eval", *HOME_DEPOT_JUDGMENTS, "--folds", "0", "--relevant-gain", "1.33", "--out", "r"
+    )
+    assert "retrieval condensed NDCG@10" in printed
+    report = (shop_home / "r" / "report.md").read_text(encoding="utf-8")
+    assert "count every gain of at least 1.33 as relevant" in report
+    assert "condensed NDCG@10 drops them" in report
+    bm25 = next(line for line in report.splitlines() if line.startswith("| BM25 |"))
+    assert bm25.count("[") == 5  # rerank NDCG; retrieval NDCG, condensed, Recall@100, MRR

@@ -83,5 +83,5 @@ def test_an_untuned_depth_keeps_the_settings_depth(tmp_path: Path) -> None:
 def test_a_broken_file_is_an_input_error_naming_it(tmp_path: Path, text: str) -> None:
     path = tmp_path / "fusion.json"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(InputError, match="fusion.json"):
+    with pytest.raises(InputError, match=r"fusion\.json"):
         with_tuned_fusion(Settings(home=tmp_path))

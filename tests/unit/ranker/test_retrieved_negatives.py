@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -75,9 +75,9 @@ def test_unjudged_negatives_become_pairs_with_the_weak_target() -> None:
 
 
 class CountingEmbedder:
-    """Unit vectors from a fixed table; counts what it embeds."""
+    """Unit vectors from a fixed table."""
 
-    table = {
+    table: ClassVar[dict[str, list[float]]] = {
         "drill": [1.0, 0.0],
         "hammer": [0.0, 1.0],
         "text a": [1.0, 0.0],
