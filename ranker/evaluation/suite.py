@@ -131,9 +131,15 @@ def run_evaluation(
     pipeline = open_serving_pipeline(settings, with_reranker=True)
     results: list[SystemResult] = []
     embedder_note = f"embedder {pipeline.embedder.identity.model_id}"
+    fusion = pipeline.retrieval
+    fusion_note = (
+        f"RRF k {fusion.rrf_k:g}, dense {fusion.dense_weight:g}, lexical {fusion.lexical_weight:g}"
+    )
     for system in BASELINE_SYSTEMS:
         logger.info("evaluating %s", system.name)
         note = "no training" if system.mode == "lexical" else embedder_note
+        if system.mode == "hybrid":
+            note += f"; {fusion_note}"
         measured = evaluate_system(pipeline, system, judgments, relevant_at_least=relevant_at_least)
         results += _rows(system.name, measured, note)
     served_dir = reranker_dir(settings)
