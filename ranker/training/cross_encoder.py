@@ -28,13 +28,11 @@ products.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +55,14 @@ from ranker.training.common import (
     rerank_ndcg,
     set_seed,
     split_validation,
+)
+from ranker.training.reranker_pairs import (
+    LabelledPair,
+    PriorScores,
+    Unjudged,
+    fit_prior,
+    labelled_pairs,
+    pairs_digest,
 )
 
 logger = logging.getLogger(__name__)
@@ -103,121 +109,6 @@ class CrossEncoderConfig(TrainingConfig):
     unjudged_depth: int = Field(
         default=50, ge=1, description="Retrieval depth the unjudged negatives are drawn from."
     )
-
-
-Unjudged = Mapping[str, Sequence[str]]
-"""qid -> retrieved products not judged for it (the weak negatives drawn for it)."""
-
-
-PriorScores = Mapping[tuple[str, str], float]
-"""(qid, product id) -> bi-encoder cosine."""
-
-
-@dataclass(frozen=True)
-class LabelledPair:
-    """A judged pair as training sees it: its target, bi-encoder cosine and lexical features."""
-
-    qid: str
-    query: str
-    text: str
-    target: float
-    prior: float
-    lexical: tuple[float, ...] = ()
-
-
-def _pairs(
-    judgments: Judgments,
-    qids: Sequence[str],
-    product_texts: Mapping[str, str],
-    targets: Mapping[str, float],
-    priors: PriorScores | None,
-    *,
-    lexical: bool = False,
-    unjudged: Unjudged | None = None,
-    unjudged_target: float = 0.0,
-) -> list[LabelledPair]:
-    pairs = []
-    scale = _numeric_label_scale(judgments, targets)
-    for qid in qids:
-        query = judgments.queries[qid]
-        labelled: list[tuple[str, str | None]] = [
-            (product_id, label)
-            for product_id, label in judgments.labels[qid].items()
-            if product_id in product_texts
-        ]
-        labelled += [
-            (product_id, None)
-            for product_id in (unjudged or {}).get(qid, ())
-            if product_id in product_texts and product_id not in judgments.labels[qid]
-        ]
-        texts = [product_texts[product_id] for product_id, _ in labelled]
-        features = lexical_features(query, texts).tolist() if lexical else [[]] * len(texts)
-        for (product_id, label), text, row in zip(labelled, texts, features, strict=True):
-            if label is None:
-                target = unjudged_target
-            else:
-                target = targets[label] if label in targets else float(label) / scale
-            prior = priors[(qid, product_id)] if priors is not None else 0.0
-            pairs.append(LabelledPair(qid, query, text, target, prior, tuple(row)))
-    return pairs
-
-
-def _numeric_label_scale(judgments: Judgments, targets: Mapping[str, float]) -> float:
-    """What numeric labels are divided by to make targets in [0, 1]: the largest of them
-    (Home Depot's gains 0-2, Crowdflower's 0-3), or 1 when none is above 1."""
-    numbers = [
-        float(label)
-        for judged in judgments.labels.values()
-        for label in judged.values()
-        if label not in targets
-    ]
-    return max([1.0, *numbers])
-
-
-def fit_prior(pairs: Sequence[LabelledPair], l2: float) -> tuple[float, list[float], float]:
-    """``(w, v, b)`` of ``w * cos + v . lexical + b`` fitted to the pairs' targets alone
-    (binary cross-entropy, as the model trains; L2 on ``w`` and ``v``)."""
-    features = torch.tensor([[pair.prior, *pair.lexical] for pair in pairs], dtype=torch.float64)
-    targets = torch.tensor([pair.target for pair in pairs], dtype=torch.float64)
-    weights = torch.zeros(features.shape[1], dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weights, bias], max_iter=200, line_search_fn="strong_wolfe")
-
-    def objective() -> torch.Tensor:
-        optimizer.zero_grad()
-        logits = features @ weights + bias
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
-        loss = loss + l2 * (weights**2).sum()
-        loss.backward()  # type: ignore[no-untyped-call]
-        return loss
-
-    optimizer.step(objective)  # type: ignore[no-untyped-call]
-    fitted = weights.detach().tolist()
-    return fitted[0], fitted[1:], float(bias.detach())
-
-
-def dense_priors(
-    embedder: Any,
-    judgments: Judgments,
-    product_texts: Mapping[str, str],
-    unjudged: Unjudged | None = None,
-) -> dict[tuple[str, str], float]:
-    """Bi-encoder cosine of every judged (query, product) pair, and of every unjudged
-    negative drawn for a query."""
-    extra = unjudged or {}
-    paired = {qid: [*judged, *extra.get(qid, ())] for qid, judged in judgments.qrels.items()}
-    product_ids = sorted({pid for pids in paired.values() for pid in pids})
-    product_ids = [pid for pid in product_ids if pid in product_texts]
-    row_of = {pid: row for row, pid in enumerate(product_ids)}
-    products = embedder.embed([product_texts[pid] for pid in product_ids], progress=True)
-    qids = list(judgments.queries)
-    queries = embedder.embed([judgments.queries[qid] for qid in qids])
-    return {
-        (qid, pid): float(products[row_of[pid]] @ query)
-        for qid, query in zip(qids, queries, strict=True)
-        for pid in paired[qid]
-        if pid in row_of
-    }
 
 
 def score_pairs(
@@ -293,7 +184,7 @@ def train_cross_encoder(
     qids = list(train_qids) if train_qids is not None else list(judgments.queries)
     fit_qids, validation_qids = split_validation(qids, config.validation_fraction, config.seed)
     lexical = priors is not None and config.lexical_prior
-    pairs = _pairs(
+    pairs = labelled_pairs(
         judgments,
         fit_qids,
         product_texts,
@@ -378,7 +269,7 @@ def train_cross_encoder(
             checkpoints,
             every=config.checkpoint_every,
             fingerprint=run_fingerprint(
-                config.model_dump(mode="json"), fit_qids, data=_pairs_digest(pairs)
+                config.model_dump(mode="json"), fit_qids, data=pairs_digest(pairs)
             ),
         )
     saved = checkpointer.load() if checkpointer is not None and resume else None
@@ -482,14 +373,6 @@ def train_cross_encoder(
     result.best_validation_ndcg = best.ndcg
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _pairs_digest(pairs: Sequence[LabelledPair]) -> str:
-    """SHA-256 of the training pairs (what a checkpoint must have been trained on)."""
-    digest = hashlib.sha256()
-    for pair in pairs:
-        digest.update(f"{pair.qid}\t{pair.text}\t{pair.target!r}\t{pair.prior!r}\n".encode())
-    return digest.hexdigest()
 
 
 def _prior_state(

@@ -21,13 +21,9 @@ from ranker.evaluation.trec import write_trec_run
 from ranker.pipeline import SearchPipeline
 from ranker.reranker import DensePrior, Reranker
 from ranker.training.common import TrainingResult
-from ranker.training.cross_encoder import (
-    CrossEncoderConfig,
-    PriorScores,
-    Unjudged,
-    train_cross_encoder,
-)
+from ranker.training.cross_encoder import CrossEncoderConfig, train_cross_encoder
 from ranker.training.jobs import TrainingData
+from ranker.training.reranker_pairs import PriorScores, Unjudged
 
 logger = logging.getLogger(__name__)
 

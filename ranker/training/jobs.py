@@ -31,12 +31,10 @@ from ranker.settings import Settings
 from ranker.training.artifacts import data_sha256
 from ranker.training.cross_encoder import (
     CrossEncoderConfig,
-    PriorScores,
-    Unjudged,
-    dense_priors,
     save_cross_encoder,
     train_cross_encoder,
 )
+from ranker.training.reranker_pairs import PriorScores, Unjudged, dense_priors
 
 logger = logging.getLogger(__name__)
 

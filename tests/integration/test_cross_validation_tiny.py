@@ -15,9 +15,10 @@ from ranker.evaluation.trec import read_trec_run
 from ranker.loading import open_serving_pipeline
 from ranker.settings import Settings
 from ranker.training.artifacts import data_sha256
-from ranker.training.cross_encoder import CrossEncoderConfig, dense_priors
+from ranker.training.cross_encoder import CrossEncoderConfig
 from ranker.training.cross_validation import cross_validate_reranker
 from ranker.training.jobs import TrainingData
+from ranker.training.reranker_pairs import dense_priors
 
 FOLDS = 2
 

@@ -26,11 +26,11 @@ from ranker.training.artifacts import data_sha256
 from ranker.training.common import TrainingResult
 from ranker.training.cross_encoder import (
     CrossEncoderConfig,
-    dense_priors,
     save_cross_encoder,
     score_pairs,
     train_cross_encoder,
 )
+from ranker.training.reranker_pairs import dense_priors
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ranker.training.cross_encoder import LabelledPair, fit_prior
+from ranker.training.reranker_pairs import LabelledPair, fit_prior
 
 
 def _pairs(count: int, seed: int = 0) -> list[LabelledPair]:

@@ -9,7 +9,7 @@ import pytest
 
 from indexer.stores.base import Hit
 from ranker.evaluation.judgments import Judgments
-from ranker.training.cross_encoder import _pairs, dense_priors
+from ranker.training.reranker_pairs import dense_priors, labelled_pairs
 from ranker.training.retrieved_negatives import retrieved_unjudged, sample_unjudged
 
 JUDGMENTS = Judgments(
@@ -55,7 +55,7 @@ def test_the_draw_is_seeded_per_query_and_keeps_pool_order() -> None:
 
 def test_unjudged_negatives_become_pairs_with_the_weak_target() -> None:
     texts = {pid: f"text {pid}" for pid in ("a", "b", "c", "x", "y")}
-    pairs = _pairs(
+    pairs = labelled_pairs(
         JUDGMENTS,
         ["q1"],
         texts,

@@ -1,0 +1,141 @@
+"""The reranker's training pairs and its prior: targets, bi-encoder cosines, lexical features,
+the unjudged negatives, and the linear prior fitted on them before the cross-encoder trains
+(see :mod:`ranker.training.cross_encoder`)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ranker.evaluation.judgments import Judgments
+from ranker.lexical_features import lexical_features
+
+Unjudged = Mapping[str, Sequence[str]]
+"""qid -> retrieved products not judged for it (the weak negatives drawn for it)."""
+
+
+PriorScores = Mapping[tuple[str, str], float]
+"""(qid, product id) -> bi-encoder cosine."""
+
+
+@dataclass(frozen=True)
+class LabelledPair:
+    """A judged pair as training sees it: its target, bi-encoder cosine and lexical features."""
+
+    qid: str
+    query: str
+    text: str
+    target: float
+    prior: float
+    lexical: tuple[float, ...] = ()
+
+
+def labelled_pairs(
+    judgments: Judgments,
+    qids: Sequence[str],
+    product_texts: Mapping[str, str],
+    targets: Mapping[str, float],
+    priors: PriorScores | None,
+    *,
+    lexical: bool = False,
+    unjudged: Unjudged | None = None,
+    unjudged_target: float = 0.0,
+) -> list[LabelledPair]:
+    """The training pairs of ``qids``: each judged product with a text, its target from
+    ``targets`` (or its numeric label scaled into [0, 1]), its prior cosine and (with
+    ``lexical``) its lexical features; then the query's ``unjudged`` products with the
+    ``unjudged_target``."""
+    pairs = []
+    scale = _numeric_label_scale(judgments, targets)
+    for qid in qids:
+        query = judgments.queries[qid]
+        labelled: list[tuple[str, str | None]] = [
+            (product_id, label)
+            for product_id, label in judgments.labels[qid].items()
+            if product_id in product_texts
+        ]
+        labelled += [
+            (product_id, None)
+            for product_id in (unjudged or {}).get(qid, ())
+            if product_id in product_texts and product_id not in judgments.labels[qid]
+        ]
+        texts = [product_texts[product_id] for product_id, _ in labelled]
+        features = lexical_features(query, texts).tolist() if lexical else [[]] * len(texts)
+        for (product_id, label), text, row in zip(labelled, texts, features, strict=True):
+            if label is None:
+                target = unjudged_target
+            else:
+                target = targets[label] if label in targets else float(label) / scale
+            prior = priors[(qid, product_id)] if priors is not None else 0.0
+            pairs.append(LabelledPair(qid, query, text, target, prior, tuple(row)))
+    return pairs
+
+
+def _numeric_label_scale(judgments: Judgments, targets: Mapping[str, float]) -> float:
+    """What numeric labels are divided by to make targets in [0, 1]: the largest of them
+    (Home Depot's gains 0-2, Crowdflower's 0-3), or 1 when none is above 1."""
+    numbers = [
+        float(label)
+        for judged in judgments.labels.values()
+        for label in judged.values()
+        if label not in targets
+    ]
+    return max([1.0, *numbers])
+
+
+def fit_prior(pairs: Sequence[LabelledPair], l2: float) -> tuple[float, list[float], float]:
+    """``(w, v, b)`` of ``w * cos + v . lexical + b`` fitted to the pairs' targets alone
+    (binary cross-entropy, as the model trains; L2 on ``w`` and ``v``)."""
+    features = torch.tensor([[pair.prior, *pair.lexical] for pair in pairs], dtype=torch.float64)
+    targets = torch.tensor([pair.target for pair in pairs], dtype=torch.float64)
+    weights = torch.zeros(features.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weights, bias], max_iter=200, line_search_fn="strong_wolfe")
+
+    def objective() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = features @ weights + bias
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+        loss = loss + l2 * (weights**2).sum()
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    optimizer.step(objective)  # type: ignore[no-untyped-call]
+    fitted = weights.detach().tolist()
+    return fitted[0], fitted[1:], float(bias.detach())
+
+
+def dense_priors(
+    embedder: Any,
+    judgments: Judgments,
+    product_texts: Mapping[str, str],
+    unjudged: Unjudged | None = None,
+) -> dict[tuple[str, str], float]:
+    """Bi-encoder cosine of every judged (query, product) pair, and of every unjudged
+    negative drawn for a query."""
+    extra = unjudged or {}
+    paired = {qid: [*judged, *extra.get(qid, ())] for qid, judged in judgments.qrels.items()}
+    product_ids = sorted({pid for pids in paired.values() for pid in pids})
+    product_ids = [pid for pid in product_ids if pid in product_texts]
+    row_of = {pid: row for row, pid in enumerate(product_ids)}
+    products = embedder.embed([product_texts[pid] for pid in product_ids], progress=True)
+    qids = list(judgments.queries)
+    queries = embedder.embed([judgments.queries[qid] for qid in qids])
+    return {
+        (qid, pid): float(products[row_of[pid]] @ query)
+        for qid, query in zip(qids, queries, strict=True)
+        for pid in paired[qid]
+        if pid in row_of
+    }
+
+
+def pairs_digest(pairs: Sequence[LabelledPair]) -> str:
+    """SHA-256 of the training pairs (what a checkpoint must have been trained on)."""
+    digest = hashlib.sha256()
+    for pair in pairs:
+        digest.update(f"{pair.qid}\t{pair.text}\t{pair.target!r}\t{pair.prior!r}\n".encode())
+    return digest.hexdigest()
