@@ -111,6 +111,20 @@ def _from_manifest(
     ]
 
 
+def measured_on(manifest: dict[str, object], judgments: Judgments) -> bool:
+    """Whether a model's stored cross-validated figures belong with these judgments: it
+    was trained on some of these queries, or its manifest does not list its queries. A
+    model trained on another shop's queries (the shipped ESCI reranker on Home Depot's)
+    has figures from that shop, which a report of this one must not show."""
+    trained = manifest.get("train_query_ids")
+    if not isinstance(trained, list):
+        return True
+    if {str(qid) for qid in trained} & set(judgments.queries):
+        return True
+    logger.info("the model's stored cross-validated figures are from other queries; left out")
+    return False
+
+
 def run_evaluation(
     settings: Settings,
     *,
@@ -149,11 +163,12 @@ def run_evaluation(
     elif manifest.get("distilled_from"):
         # A distilled student serves: the cross-validated figures are its teacher's recipe's,
         # and the student passed a gate against that teacher (see `shoprank compress`).
-        results += _from_manifest(
-            read_manifest(teacher_dir(settings)) or {},
-            source="the teacher's manifest; a student distilled from it serves",
-        )
-    else:
+        teacher = read_manifest(teacher_dir(settings)) or {}
+        if measured_on(teacher, judgments):
+            results += _from_manifest(
+                teacher, source="the teacher's manifest; a student distilled from it serves"
+            )
+    elif measured_on(manifest, judgments):
         results += _from_manifest(manifest)
     trained_on = {str(q) for q in manifest.get("train_query_ids", [])}
     seen = sorted(trained_on & set(judgments.queries))

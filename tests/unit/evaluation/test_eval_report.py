@@ -81,3 +81,13 @@ def test_write_report(tmp_path: Path) -> None:
 def test_write_report_needs_results(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no results"):
         write_report([], tmp_path, title="t")
+
+
+def test_stored_cv_figures_show_only_beside_the_queries_they_were_measured_on() -> None:
+    from ranker.evaluation.judgments import Judgments
+    from ranker.evaluation.suite import measured_on
+
+    judgments = Judgments(queries={"q1": "drill"}, qrels={"q1": {"a": 1.0}}, labels={})
+    assert measured_on({"train_query_ids": ["q1", "q2"]}, judgments)
+    assert not measured_on({"train_query_ids": ["esci-7"]}, judgments)
+    assert measured_on({}, judgments)  # an older manifest that does not list its queries
