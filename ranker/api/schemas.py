@@ -86,7 +86,8 @@ class SearchRequest(_Request):
         description="The registered reranker version to rerank with (see GET /rerankers); "
         "default: the serving one. Another version is verified against its manifest and "
         "loaded on first use, then kept (404 for an unknown version, 422 `integrity` when "
-        "its files changed).",
+        "its files changed); ignored with rerank false. Its lookup (and first load) is the "
+        "`model_version` stage of timings_ms.",
     )
 
 
