@@ -613,7 +613,8 @@ def opensearch_setup_rerank(
     """Register an ML Commons connector to /v1/rerank, a model and a rerank search pipeline.
 
     Idempotent: a connector and model of this name on the same endpoint, and a pipeline
-    that already holds the processor, are reused.
+    that already holds the processor, are reused. With API keys set
+    (SHOPRANK_API__API_KEYS), the connector sends the first one as 'Authorization: Bearer'.
     """
     from indexer.stores.base import StoreError
     from indexer.stores.opensearch.client import make_client
@@ -624,6 +625,7 @@ def opensearch_setup_rerank(
     )
 
     settings = _settings()
+    api_keys = settings.api.api_key_list()
     try:
         hook = setup_rerank(
             make_client(settings.opensearch),
@@ -631,13 +633,15 @@ def opensearch_setup_rerank(
             pipeline=pipeline,
             document_fields=document_field or DEFAULT_DOCUMENT_FIELDS,
             name=name,
+            api_key=api_keys[0] if api_keys else None,
         )
     except (StoreError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     changed = ", ".join(hook.changed) if hook.changed else "nothing, all reused"
     typer.echo(
         f"search pipeline {hook.pipeline}: model {hook.model_id} (connector {hook.connector_id}) "
-        f"-> {hook.endpoint} (changed: {changed})\n"
+        f"-> {hook.endpoint} (changed: {changed}; "
+        f"{'sends the first API key' if api_keys else 'sends no API key'})\n"
         f"search with ?search_pipeline={hook.pipeline} and "
         '"ext": {"rerank": {"query_context": {"query_text": "..."}}}'
     )

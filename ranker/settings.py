@@ -323,6 +323,12 @@ class ApiSettings(BaseModel):
         description="Comma-separated API keys for the /admin routes (sent as 'Authorization: "
         "Bearer <key>'); none: the admin routes are off (404).",
     )
+    judgments: Path | None = Field(
+        default=None,
+        description="The judgments the workbench page (/ui) and POST /judgments show labels "
+        "and NDCG@10 from (CSV or JSONL, sample columns); default: the sample judgments when "
+        "the index was built from the sample catalog, else none.",
+    )
     reload_interval_s: float = Field(
         default=2.0,
         ge=0,

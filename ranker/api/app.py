@@ -26,9 +26,11 @@ from ranker.api.health import health_router
 from ranker.api.logs import install_log_format
 from ranker.api.metrics import Metrics, route_templates
 from ranker.api.model_loading import ModelLoader
+from ranker.api.reranker_versions import RerankerVersions
 from ranker.api.routes import router
 from ranker.api.service import Service
 from ranker.api.service_loading import load_service
+from ranker.api.workbench import WorkbenchJudgments, workbench_router
 from ranker.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -98,6 +100,8 @@ def create_app(
     app.state.secrets = secrets
     app.state.admin_keys = admin_keys
     app.state.watcher = None
+    app.state.reranker_versions = RerankerVersions(settings, loader=model_loader)
+    app.state.workbench_judgments = WorkbenchJudgments(settings)
     app.state.metrics = metrics = Metrics(
         max_concurrent_requests=settings.api.max_concurrent_requests,
         service=lambda: app.state.service,
@@ -116,6 +120,7 @@ def create_app(
     app.include_router(openai_router)
     app.include_router(tei_router)
     app.include_router(health_router)
+    app.include_router(workbench_router)
     if admin_keys:
         app.include_router(admin_router)
     return app

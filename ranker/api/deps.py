@@ -18,6 +18,7 @@ from fastapi import Depends, Request, Response
 
 from ranker.api.errors import NotReadyError
 from ranker.api.metrics import Metrics
+from ranker.api.reranker_versions import RerankerVersions
 from ranker.api.service import Service, Snapshot
 from ranker.embedder import Embedder
 from ranker.reranker import Reranker
@@ -43,6 +44,11 @@ async def _settings(request: Request) -> Settings:
 async def _metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
+
+
+async def _reranker_versions(request: Request) -> RerankerVersions:
+    versions: RerankerVersions = request.app.state.reranker_versions
+    return versions
 
 
 async def _snapshot(service: Annotated[Service, Depends(_service)]) -> AsyncIterator[Snapshot]:
@@ -80,6 +86,7 @@ async def _embedding(
 ServiceDep = Annotated[Service, Depends(_service)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
+RerankerVersionsDep = Annotated[RerankerVersions, Depends(_reranker_versions)]
 SnapshotDep = Annotated[Snapshot, Depends(_snapshot)]
 ScoringDep = Annotated[Snapshot, Depends(_scoring)]
 EmbeddingDep = Annotated[Snapshot, Depends(_embedding)]

@@ -3,7 +3,8 @@
 1. a request id: the client's ``x-request-id`` when it is sane, else a new one; echoed on
    every response and set for the logs (:mod:`ranker.api.logs`);
 2. the API key, when API keys are set (not for /admin, which has its own, nor the open
-   paths);
+   paths, nor the workbench page under /ui: static files that hold no data, whose calls
+   to the data routes carry the key the user types in);
 3. the body, read in full first: a declared ``Content-Length`` over ``max_body_bytes``
    answers 413 unread, a chunked body that grows past it 413, a body not sent in full
    within ``body_timeout_s`` 408 (each with ``Connection: close``);
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 UNGATED_PATHS = frozenset({"/healthz", "/health", "/metrics"})
 """Cheap routes that never wait for, nor take, a concurrency slot."""
 ADMIN_PREFIX = "/admin"
+UI_PREFIX = "/ui"
+"""The workbench page and its static files (:mod:`ranker.api.workbench`)."""
 CLIENT_GONE = 499
 """The status recorded for a request whose client left before it was answered."""
 
@@ -180,6 +183,8 @@ class EdgeMiddleware:
             return None
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             return None  # the admin routes check their own keys
+        if path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
+            return None  # static files; the page's data calls carry the key
         try:
             bearer_key_fingerprint(headers.get("authorization"), self._api_keys, what="API key")
         except ApiError as error:

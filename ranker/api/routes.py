@@ -20,6 +20,7 @@ from ranker.api import inference
 from ranker.api.deps import (
     EmbeddingDep,
     MetricsDep,
+    RerankerVersionsDep,
     ServiceDep,
     SettingsDep,
     embedder_of,
@@ -30,6 +31,7 @@ from ranker.api.errors import (
     ROUTE_ERROR_RESPONSES,
     IndexUnavailableError,
     RequestValidationFailedError,
+    error_responses,
 )
 from ranker.api.schemas import SearchHit, SearchRequest, SearchResponse
 from ranker.api.validation import check_filter_values, check_query
@@ -38,7 +40,10 @@ router = APIRouter()
 
 
 @router.post(
-    "/search", response_model=SearchResponse, tags=["search"], responses=ROUTE_ERROR_RESPONSES
+    "/search",
+    response_model=SearchResponse,
+    tags=["search"],
+    responses={**ROUTE_ERROR_RESPONSES, **error_responses(404)},
 )
 async def search(
     body: SearchRequest,
@@ -48,6 +53,7 @@ async def search(
     snapshot: EmbeddingDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    versions: RerankerVersionsDep,
 ) -> SearchResponse:
     """Retrieve (dense, lexical or hybrid), then rerank the top candidates.
 
@@ -59,6 +65,9 @@ async def search(
     (``SHOPRANK_OPENSEARCH__FALLBACK_TO_EMBEDDED``); with one, the answer's ``index`` says
     ``embedded``. ``model_version`` and the ``x-model-version`` header name the reranker
     version that scored the results; ``x-embedder-version`` the bi-encoder's.
+    ``model_version`` in the request reranks with that registered version instead of the
+    serving one (loaded and verified on first use; see :mod:`ranker.api.reranker_versions`):
+    404 ``not_found`` for an unknown version, 422 ``integrity`` for one whose files changed.
     """
     start = time.perf_counter()
     deadline = inference.deadline_of(request.headers)
@@ -91,6 +100,11 @@ async def search(
         except ValueError as exc:
             raise RequestValidationFailedError(f"filters: {exc}") from exc
     timings = {"validate": 1e3 * (time.perf_counter() - start)}
+    if body.model_version is not None and body.rerank:
+        loading = time.perf_counter()
+        snapshot = await run_in_threadpool(versions.snapshot_with, snapshot, body.model_version)
+        reranker = snapshot.reranker
+        timings["model_version"] = 1e3 * (time.perf_counter() - loading)
     query_vector = None
     prior = reranker.prior if reranker is not None else None
     if (body.mode or settings.retrieval.mode) != "lexical" or (

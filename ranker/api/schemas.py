@@ -79,6 +79,16 @@ class SearchRequest(_Request):
     rerank: bool = True
     rerank_depth: int | None = Field(default=None, ge=1, description="Candidates reranked.")
     truncate: bool = Field(default=True, description="Cut an over-long query instead of 413.")
+    model_version: str | None = Field(
+        default=None,
+        pattern=r"^v\d+$",
+        examples=["v2"],
+        description="The registered reranker version to rerank with (see GET /rerankers); "
+        "default: the serving one. Another version is verified against its manifest and "
+        "loaded on first use, then kept (404 for an unknown version, 422 `integrity` when "
+        "its files changed); ignored with rerank false. Its lookup (and first load) is the "
+        "`model_version` stage of timings_ms.",
+    )
 
 
 class SearchHit(BaseModel):
@@ -163,6 +173,63 @@ class ErrorResponse(BaseModel):
     request_id: str | None = Field(
         default=None, description="The request's id, as the server log records it."
     )
+
+
+# ----------------------------------------------------------------------------- workbench
+
+NDCG_K = 10
+"""The cut-off of the NDCG ``POST /judgments`` reports (the project's headline NDCG@10)."""
+
+
+class JudgmentsRequest(_Request):
+    """``POST /judgments``: a query, and rankings (product ids, best first) to score."""
+
+    query: str = Field(min_length=1, max_length=512, examples=["kindle fire"])
+    rankings: dict[str, list[str]] = Field(
+        default_factory=dict,
+        max_length=8,
+        examples=[{"hybrid": ["B01J6RPGKG", "B013TMNPBQ"]}],
+        description="Named rankings, e.g. one per workbench column; each gets its NDCG@10.",
+    )
+
+
+class JudgmentsResponse(BaseModel):
+    """The query's judged products and each ranking's NDCG@10; ``judged`` false (and
+    ``labels`` and ``ndcg`` empty) when the server's judgments do not hold the query."""
+
+    query: str
+    judged: bool
+    query_id: str | None = None
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="product id -> label as the judgments file writes it"
+    )
+    gains: dict[str, float] = Field(default_factory=dict, description="product id -> gain")
+    ndcg: dict[str, float] = Field(
+        default_factory=dict, description=f"ranking name -> NDCG@{NDCG_K} against the gains"
+    )
+    source: str | None = Field(
+        default=None, description="The judgments file's name; null: the server has none."
+    )
+
+
+class RerankerVersion(BaseModel):
+    """One registered reranker version, as far as a page that compares rankings needs."""
+
+    version: str
+    ref: str
+    state: str
+    created_at: str | None = None
+    ndcg_at_10: float | None = Field(
+        default=None, description="The NDCG@10 its registration recorded, if any."
+    )
+
+
+class RerankersResponse(BaseModel):
+    """``GET /rerankers``: the registry's reranker versions, production and what serves."""
+
+    production: str | None
+    serving: str | None = Field(description="What this API process serves now.")
+    versions: list[RerankerVersion]
 
 
 # ----------------------------------------------------------------------------- /admin

@@ -42,4 +42,12 @@ def test_no_generated_request_answers_5xx(api_schema: Any) -> None:
         call()
         checked.append(operation.label)
 
-    assert {"POST /search", "POST /v1/rerank", "POST /rerank", "POST /embed"} <= set(checked)
+    assert {
+        "POST /search",
+        "POST /v1/rerank",
+        "POST /rerank",
+        "POST /embed",
+        "POST /judgments",
+        "GET /rerankers",
+        "GET /ui",
+    } <= set(checked)

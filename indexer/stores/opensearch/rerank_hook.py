@@ -106,9 +106,10 @@ def connector_body(
 ) -> dict[str, Any]:
     """The ``_plugins/_ml/connectors/_create`` body for shoprank's rerank endpoint.
 
-    ML Commons refuses a connector without a credential; shoprank's API needs none, so the
-    credential is a placeholder unless ``api_key`` is given (sent as ``Authorization:
-    Bearer``, for a proxy in front of the API). ML Commons stores it encrypted.
+    ML Commons refuses a connector without a credential; shoprank's API needs none unless
+    API keys are set, so the credential is a placeholder unless ``api_key`` is given (sent
+    as ``Authorization: Bearer``: a key of the API's, or of a proxy in front of it). ML
+    Commons stores it encrypted.
     """
     headers = {"content-type": "application/json"}
     if api_key is not None:
@@ -227,14 +228,18 @@ def _newest(hits: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     return max(hits, key=updated, default=None)
 
 
-def _same_connector(source: dict[str, Any], *, name: str, endpoint: str) -> bool:
+def _same_connector(
+    source: dict[str, Any], *, name: str, endpoint: str, with_key: bool = False
+) -> bool:
     """Whether a stored connector is ours: same name, and one predict action posting to
-    ``endpoint`` with our request body and rerank functions."""
+    ``endpoint`` with our request body and rerank functions, and an ``Authorization``
+    header exactly when ``with_key``."""
     if source.get("name") != name:
         return False
     return any(
         action.get("action_type", "").lower() == "predict"
         and action.get("url") == endpoint
+        and ("Authorization" in (action.get("headers") or {})) == with_key
         and action.get("request_body") == REQUEST_BODY
         and action.get("pre_process_function") == PRE_PROCESS_FUNCTION
         and action.get("post_process_function") == POST_PROCESS_FUNCTION
@@ -242,14 +247,19 @@ def _same_connector(source: dict[str, Any], *, name: str, endpoint: str) -> bool
     )
 
 
-def find_connector(client: Any, *, name: str, endpoint: str) -> str | None:
-    """The id of the newest connector :func:`setup_rerank` would create for ``endpoint``."""
+def find_connector(client: Any, *, name: str, endpoint: str, with_key: bool = False) -> str | None:
+    """The id of the newest connector :func:`setup_rerank` would create for ``endpoint``
+    (sending an API key or not, as ``with_key`` says)."""
     hits = _search(
         client,
         f"{ML}/connectors/_search",
         {"query": {"match": {"name": name}}, "size": SEARCH_SIZE},
     )
-    ours = [h for h in hits if _same_connector(h.get("_source", {}), name=name, endpoint=endpoint)]
+    ours = [
+        h
+        for h in hits
+        if _same_connector(h.get("_source", {}), name=name, endpoint=endpoint, with_key=with_key)
+    ]
     newest = _newest(ours)
     return None if newest is None else str(newest["_id"])
 
@@ -312,19 +322,30 @@ def setup_rerank(
     name: str = "shoprank-reranker",
     request_timeout_s: float = 30.0,
     deploy_timeout_s: float = 120.0,
+    api_key: str | None = None,
 ) -> RerankHook:
     """Register the connector, the model and the search pipeline, reusing what is there
-    already (module docstring)."""
+    already (module docstring).
+
+    ``api_key``: one of the API's keys (``SHOPRANK_API__API_KEYS``), which the connector
+    sends as ``Authorization: Bearer`` (ML Commons keeps it encrypted; it is never logged).
+    A connector made without a key is not reused with one, nor the other way round. A key
+    changed since the connector was made is not seen: register under another ``name``.
+    """
     changed: list[str] = []
     if _trust(client, endpoint):
         changed.append("settings")
-    connector_id = find_connector(client, name=name, endpoint=endpoint)
+    connector_id = find_connector(
+        client, name=name, endpoint=endpoint, with_key=api_key is not None
+    )
     if connector_id is None:
         connector = _request(
             client,
             "POST",
             f"{ML}/connectors/_create",
-            connector_body(endpoint=endpoint, name=name, timeout_s=request_timeout_s),
+            connector_body(
+                endpoint=endpoint, name=name, timeout_s=request_timeout_s, api_key=api_key
+            ),
         )
         connector_id = str(connector["connector_id"])
         changed.append("connector")

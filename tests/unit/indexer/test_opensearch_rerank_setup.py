@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from indexer.stores.base import StoreError
 from indexer.stores.opensearch.rerank_hook import (
@@ -14,6 +16,8 @@ from indexer.stores.opensearch.rerank_hook import (
     rerank_endpoint,
     setup_rerank,
 )
+from ranker.cli import app
+from ranker.settings import get_settings
 
 opensearchpy = pytest.importorskip("opensearchpy")
 
@@ -218,3 +222,79 @@ def test_another_document_field_only_rewrites_the_pipeline() -> None:
 
     assert second.model_id == first.model_id
     assert second.changed == ("pipeline",)
+
+
+def test_an_api_key_is_sent_as_a_bearer_credential_and_never_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = _Client()
+    caplog.set_level("DEBUG")
+
+    hook = setup_rerank(client, endpoint=ENDPOINT, pipeline="p", api_key="sk-secret-1")
+
+    connector = client.transport.connectors[hook.connector_id]
+    assert connector["credential"] == {"api_key": "sk-secret-1"}
+    assert connector["actions"][0]["headers"]["Authorization"] == "Bearer ${credential.api_key}"
+    assert "sk-secret-1" not in caplog.text
+
+
+def test_a_connector_without_a_key_is_not_reused_once_keys_are_set() -> None:
+    client = _Client()
+    keyless = setup_rerank(client, endpoint=ENDPOINT, pipeline="p")
+
+    keyed = setup_rerank(client, endpoint=ENDPOINT, pipeline="p", api_key="sk-secret-1")
+    again = setup_rerank(client, endpoint=ENDPOINT, pipeline="p", api_key="sk-secret-1")
+
+    assert keyed.connector_id != keyless.connector_id
+    assert (
+        "Authorization"
+        not in client.transport.connectors[keyless.connector_id]["actions"][0]["headers"]
+    )
+    assert keyed.changed == ("connector", "model", "pipeline")
+    assert (again.connector_id, again.changed) == (keyed.connector_id, ())
+    processor = client.transport.pipelines["p"]["response_processors"][0]["rerank"]
+    assert processor["ml_opensearch"]["model_id"] == keyed.model_id
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture
+def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    client = _Client()
+    monkeypatch.setattr("indexer.stores.opensearch.client.make_client", lambda settings: client)
+    get_settings.cache_clear()
+    yield client.transport
+    get_settings.cache_clear()
+
+
+def _run() -> Any:
+    return CliRunner().invoke(
+        app, ["opensearch", "setup-rerank", "--api-url", "http://127.0.0.1:8000"]
+    )
+
+
+def test_with_api_keys_the_connector_sends_the_first(
+    cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOPRANK_API__API_KEYS", " sk-first , sk-second")
+
+    result = _run()
+
+    assert result.exit_code == 0, result.output
+    (connector,) = cluster.connectors.values()
+    assert connector["credential"] == {"api_key": "sk-first"}
+    assert connector["actions"][0]["headers"]["Authorization"] == "Bearer ${credential.api_key}"
+    assert "sends the first API key" in result.output
+    assert "sk-first" not in result.output
+
+
+def test_without_api_keys_no_key_is_sent(cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHOPRANK_API__API_KEYS", raising=False)
+
+    result = _run()
+
+    assert result.exit_code == 0, result.output
+    (connector,) = cluster.connectors.values()
+    assert "Authorization" not in connector["actions"][0]["headers"]
+    assert "sends no API key" in result.output
