@@ -323,6 +323,20 @@ class ApiSettings(BaseModel):
         description="How often the API reads the registry's production pointers and swaps in "
         "a newly promoted model (also on SIGHUP); 0: only on SIGHUP.",
     )
+    latency_budget_ms: float = Field(
+        default=150.0,
+        gt=0,
+        le=60_000,
+        description="The latency budget of a /search with rerank_depth 'auto' that names none: "
+        "the deepest rerank whose predicted cost fits it is chosen.",
+    )
+    max_auto_rerank_depth: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="The deepest rerank rerank_depth 'auto' may choose (no deeper than "
+        "max_documents).",
+    )
 
     def admin_key_list(self) -> tuple[str, ...]:
         """The configured admin keys, blanks dropped."""
