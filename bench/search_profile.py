@@ -46,6 +46,8 @@ stack's frames, read from the leaf upwards, wins (inference inside the reranker'
 counts as the reranker's)."""
 INFERENCE_MARKERS = ("onnxruntime", "torch")
 """Frames of a model runtime: a stack holding one counts as its encoder's inference."""
+BACKOFF_S = 0.1
+"""How long a client waits after a 429 (as bench/http_load.py's do)."""
 IDLE_MARKERS = ("wait (threading.py", "select (selectors.py", "_worker (concurrent")
 """Frames of a thread waiting for work (py-spy samples them unless --idle is off)."""
 
@@ -73,6 +75,8 @@ async def _load(
                 statuses[response.status_code] += 1
                 if response.status_code == 200:
                     timings.append(response.json()["timings_ms"])
+                elif response.status_code == 429:
+                    await asyncio.sleep(BACKOFF_S)
 
         began = time.perf_counter()
         await asyncio.gather(*(one_client(n) for n in range(clients)))

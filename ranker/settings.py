@@ -312,6 +312,12 @@ class ApiSettings(BaseModel):
         description="How long a batch under max_batch_tokens waits for more requests before "
         "it runs; 0: at once (requests arriving while the model runs share the next batch).",
     )
+    exclusive_inference: bool = Field(
+        default=False,
+        description="Run one model's batch at a time in the process: on a CPU the bi-encoder "
+        "and the reranker otherwise run at once, each with a full team of threads on the same "
+        "cores.",
+    )
     admin_keys: SecretStr | None = Field(
         default=None,
         description="Comma-separated API keys for the /admin routes (sent as 'Authorization: "
