@@ -48,8 +48,14 @@ INFERENCE_MARKERS = ("onnxruntime", "torch")
 """Frames of a model runtime: a stack holding one counts as its encoder's inference."""
 BACKOFF_S = 0.1
 """How long a client waits after a 429 (as bench/http_load.py's do)."""
-IDLE_MARKERS = ("wait (threading.py", "select (selectors.py", "_worker (concurrent")
-"""Frames of a thread waiting for work (py-spy samples them unless --idle is off)."""
+IDLE_MARKERS = (
+    "wait (threading.py",
+    "select (selectors.py",
+    "_worker (concurrent",
+    "run (asyncio/runners.py",
+)
+"""Leaf frames of a thread waiting for work: the event loop's own leaf is its poll for
+events (its Python callbacks have frames of their own)."""
 
 
 def search_bodies(depth: int = DEPTH) -> list[dict[str, Any]]:

@@ -41,6 +41,7 @@ SERIALIZE = (
         (IDLE, "idle (waiting)"),
         (SERIALIZE, "JSON and pydantic"),
         ("main (x.py:1);mystery (y.py:2)", "other"),
+        ("main (ranker/cli.py:1);Runner.run (asyncio/runners.py:118)", "idle (waiting)"),
     ],
 )
 def test_a_stack_counts_for_what_its_leafmost_known_frame_does(stack: str, category: str) -> None:
