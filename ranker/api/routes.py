@@ -135,9 +135,14 @@ async def search(
     timings.update(found.timings_ms)
     choice = None
     if auto and pipeline.reranker is not None:
-        spent_ms = 1e3 * (time.perf_counter() - start)
-        budget_ms = body.latency_budget_ms or settings.api.latency_budget_ms
-        choice = _auto_depth(found, pipeline, service, snapshot, budget_ms, spent_ms)
+        choice = _auto_depth(
+            found,
+            pipeline=pipeline,
+            service=service,
+            snapshot=snapshot,
+            budget_ms=body.latency_budget_ms or settings.api.latency_budget_ms,
+            spent_ms=1e3 * (time.perf_counter() - start),
+        )
         found = found.with_head(choice.depth)
     scores = None
     if found.texts and pipeline.reranker is not None:
@@ -159,7 +164,7 @@ async def search(
     timings["total"] = 1e3 * (time.perf_counter() - start)
     metrics.observe_stages(timings)
     reranked = outcome.reranked > 0
-    depth = _depth_used(body.rerank, asked_depth, choice, pipeline)
+    depth = _depth_used(pipeline, rerank=body.rerank, asked=asked_depth, choice=choice)
     name_versions(response, snapshot, reranked=reranked)
     name_stages(response, timings)
     if depth is not None:
@@ -194,6 +199,7 @@ async def search(
 
 def _auto_depth(
     found: Candidates,
+    *,
     pipeline: SearchPipeline,
     service: Service,
     snapshot: Snapshot,
@@ -221,7 +227,7 @@ def _auto_depth(
 
 
 def _depth_used(
-    rerank: bool, asked: int | None, choice: DepthChoice | None, pipeline: SearchPipeline
+    pipeline: SearchPipeline, *, rerank: bool, asked: int | None, choice: DepthChoice | None
 ) -> int | None:
     """The depth a search reranked to: auto's choice, the one asked, else the default; None
     when it did not rerank at all (rerank off, or no reranker)."""

@@ -98,6 +98,22 @@ def test_auto_picks_the_depth_a_known_cost_model_fits(client: TestClient) -> Non
     assert body["predicted_rerank_ms"] == pytest.approx(25_000.0)
 
 
+def test_auto_without_a_cost_model_reranks_the_configured_depth(client: TestClient) -> None:
+    service = service_of(client)
+    measured = service.snapshot
+    service.swap(lambda current: dataclasses.replace(current, reranker_cost=None))
+    try:
+        response = client.post("/search", json={"query": QUERY, "k": 5, "rerank_depth": "auto"})
+    finally:
+        service.swap(lambda current: measured)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    default = measured.pipeline.rerank_settings.depth  # type: ignore[union-attr]
+    assert body["rerank_depth"] == min(default, MAX_AUTO_DEPTH)
+    assert body["predicted_rerank_ms"] is None
+
+
 def test_integer_depths_answer_as_before_and_name_their_depth(client: TestClient) -> None:
     response = client.post("/search", json={"query": QUERY, "k": 5, "rerank_depth": 7})
     default = client.post("/search", json={"query": QUERY, "k": 5})
