@@ -58,8 +58,11 @@ IDLE_MARKERS = (
 events (its Python callbacks have frames of their own)."""
 
 
-def search_bodies(depth: int = DEPTH) -> list[dict[str, Any]]:
-    """One ``/search`` body per judged sample query, reranking ``depth``."""
+def search_bodies(depth: int = DEPTH, *, rerank: bool = True) -> list[dict[str, Any]]:
+    """One ``/search`` body per judged sample query, reranking ``depth`` (or nothing: what
+    the rest of the pipeline costs)."""
+    if not rerank:
+        return [{"query": query, "k": 10, "rerank": False} for query, _ in rerank_cases()]
     return [{"query": query, "k": 10, "rerank_depth": depth} for query, _ in rerank_cases()]
 
 
@@ -193,6 +196,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup-seconds", type=float, default=5.0)
     parser.add_argument("--depth", type=int, default=DEPTH)
+    parser.add_argument("--no-rerank", action="store_true", help="search without the rerank")
     parser.add_argument("--collapsed", type=Path, default=None, help="a py-spy raw profile")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
@@ -200,12 +204,12 @@ def main() -> None:
         rows = summarize_collapsed(args.collapsed)
         print(json.dumps(rows, indent=2) if args.json else render_categories(rows))
         return
-    bodies = search_bodies(args.depth)
+    bodies = search_bodies(args.depth, rerank=not args.no_rerank)
     with _server(args.base_url, args.index_dir) as base_url:
         asyncio.run(_load(base_url, bodies, clients=4, seconds=args.warmup_seconds))
         measured = asyncio.run(_load(base_url, bodies, clients=args.clients, seconds=args.seconds))
     result = {
-        "depth": args.depth,
+        "depth": 0 if args.no_rerank else args.depth,
         "clients": args.clients,
         "seconds": args.seconds,
         "req_per_s": len(measured["timings"]) / measured["wall_s"],
