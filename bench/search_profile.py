@@ -39,7 +39,10 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("BM25", ("lexical", "bm25")),
     ("SQLite product fetch", ("sqlite", "product_store", "get_many")),
     ("JSON and pydantic", ("jsonable_encoder", "serialize_response", "pydantic", "json")),
-    ("HTTP server and event loop", ("uvicorn", "h11", "httptools", "asyncio", "starlette")),
+    ("product texts (template)", ("TextTemplate.render",)),
+    ("pipeline glue (Python)", ("ranker/pipeline.py", "fusion.py")),
+    ("HTTP server and event loop", ("uvicorn", "h11", "httptools", "asyncio/", "starlette")),
+    ("worker-thread hand-offs", ("anyio",)),
 )
 """What a sampled stack was doing: the first category one of whose markers appears in the
 stack's frames, read from the leaf upwards, wins (inference inside the reranker's call

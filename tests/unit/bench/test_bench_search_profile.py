@@ -41,6 +41,11 @@ SERIALIZE = (
         (IDLE, "idle (waiting)"),
         (SERIALIZE, "JSON and pydantic"),
         ("main (x.py:1);mystery (y.py:2)", "other"),
+        (
+            "run (anyio/_backends/_asyncio.py:1124);product_texts (ranker/pipeline.py:290);"
+            "TextTemplate.render (indexer/catalog.py:363);sub (re/__init__.py:185)",
+            "product texts (template)",
+        ),
         ("main (ranker/cli.py:1);Runner.run (asyncio/runners.py:118)", "idle (waiting)"),
     ],
 )
