@@ -82,6 +82,9 @@ class SchedulerConfig:
     max_queue_tokens: int = 262_144
     max_queue_wait_s: float = 2.0
     batch_wait_s: float = 0.0
+    exclusive_inference: bool = False
+    """One model's batch at a time in the process (see :class:`Scheduler`'s
+    ``inference_lock``)."""
 
     @classmethod
     def from_settings(cls, api: ApiSettings) -> SchedulerConfig | None:
@@ -93,6 +96,7 @@ class SchedulerConfig:
             max_queue_tokens=api.max_queue_tokens,
             max_queue_wait_s=api.max_queue_wait_s,
             batch_wait_s=api.batch_wait_ms / 1e3,
+            exclusive_inference=api.exclusive_inference,
         )
 
 
@@ -120,7 +124,9 @@ class _Entry:
 class Scheduler:
     """Queues one model's prepared inputs and runs them in batches on one thread.
 
-    Deadlines are ``time.monotonic()`` values.
+    Deadlines are ``time.monotonic()`` values. ``inference_lock``: held around each batch's
+    inference; schedulers sharing one never run their models at the same time (on a CPU,
+    two models running at once each bring a full team of threads to the same cores).
     """
 
     def __init__(
@@ -129,12 +135,14 @@ class Scheduler:
         *,
         name: str,
         config: SchedulerConfig,
+        inference_lock: threading.Lock | None = None,
     ) -> None:
         if config.max_batch_tokens < 1:
             raise ValueError(f"max_batch_tokens must be at least 1, got {config.max_batch_tokens}")
         self.name = name
         self.config = config
         self._infer = infer
+        self._inference_lock = inference_lock
         self._queue: deque[_Entry] = deque()
         self._queued_tokens = 0
         self._running_tokens = 0
@@ -304,6 +312,13 @@ class Scheduler:
         return batch
 
     def _run_batch(self, batch: list[_Entry]) -> None:
+        if self._inference_lock is None:
+            self._infer_batch(batch)
+            return
+        with self._inference_lock:
+            self._infer_batch(batch)
+
+    def _infer_batch(self, batch: list[_Entry]) -> None:
         padded = self._running_tokens
         start = time.monotonic()
         try:

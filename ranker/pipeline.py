@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -57,6 +58,16 @@ class Candidates:
     document_vectors: FloatMatrix | None = None
     query_vector: FloatArray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def with_head(self, depth: int) -> Candidates:
+        """These candidates with only the first ``depth`` of the head left to rerank (0:
+        none); the results are unchanged."""
+        vectors = self.document_vectors
+        return dataclasses.replace(
+            self,
+            texts=self.texts[:depth],
+            document_vectors=vectors[:depth] if vectors is not None else None,
+        )
 
 
 @dataclass(slots=True)

@@ -318,6 +318,12 @@ class ApiSettings(BaseModel):
         description="How long a batch under max_batch_tokens waits for more requests before "
         "it runs; 0: at once (requests arriving while the model runs share the next batch).",
     )
+    exclusive_inference: bool = Field(
+        default=False,
+        description="Run one model's batch at a time in the process: on a CPU the bi-encoder "
+        "and the reranker otherwise run at once, each with a full team of threads on the same "
+        "cores.",
+    )
     admin_keys: SecretStr | None = Field(
         default=None,
         description="Comma-separated API keys for the /admin routes (sent as 'Authorization: "
@@ -334,6 +340,20 @@ class ApiSettings(BaseModel):
         ge=0,
         description="How often the API reads the registry's production pointers and swaps in "
         "a newly promoted model (also on SIGHUP); 0: only on SIGHUP.",
+    )
+    latency_budget_ms: float = Field(
+        default=150.0,
+        gt=0,
+        le=60_000,
+        description="The latency budget of a /search with rerank_depth 'auto' that names none: "
+        "the deepest rerank whose predicted cost fits it is chosen.",
+    )
+    max_auto_rerank_depth: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="The deepest rerank rerank_depth 'auto' may choose (no deeper than "
+        "max_documents).",
     )
 
     def admin_key_list(self) -> tuple[str, ...]:

@@ -129,7 +129,9 @@ class EdgeMiddleware:
                 exc_info=exc,
             )
             error = InternalError(f"internal error; the server log has request id {request_id}")
-            await error_response(error, self._secrets, close=True)(scope, receive, send_with_id)
+            await error_response(error, self._secrets, path=scope["path"], close=True)(
+                scope, receive, send_with_id
+            )
         finally:
             seconds = time.perf_counter() - start
             self._metrics.observe(
@@ -156,7 +158,7 @@ class EdgeMiddleware:
     async def _serve(self, scope: Scope, receive: Receive, send: Send, headers: Headers) -> None:
         refusal = self._refuse_key(scope["path"], headers)
         if refusal is not None:
-            await error_response(refusal, self._secrets)(scope, receive, send)
+            await error_response(refusal, self._secrets, path=scope["path"])(scope, receive, send)
             return
         body = await self._read_body(scope, receive, send, headers)
         if body is None:
@@ -165,7 +167,7 @@ class EdgeMiddleware:
         if gated and self._in_flight >= self._settings.max_concurrent_requests:
             limit = self._settings.max_concurrent_requests
             error = OverloadedError(f"more than {limit} requests in flight")
-            await error_response(error, self._secrets)(scope, receive, send)
+            await error_response(error, self._secrets, path=scope["path"])(scope, receive, send)
             return
         if gated:
             self._in_flight += 1
@@ -201,7 +203,9 @@ class EdgeMiddleware:
             error: ApiError = InputTooLargeError(
                 f"the request body of {int(declared)} bytes is over the limit of {limit} bytes"
             )
-            await error_response(error, self._secrets, close=True)(scope, receive, send)
+            await error_response(error, self._secrets, path=scope["path"], close=True)(
+                scope, receive, send
+            )
             return None
         chunks: list[bytes] = []
         size = 0
@@ -225,5 +229,7 @@ class EdgeMiddleware:
             error = RequestTimeoutError(
                 f"the request body was not sent in full within {self._settings.body_timeout_s} s"
             )
-        await error_response(error, self._secrets, close=True)(scope, receive, send)
+        await error_response(error, self._secrets, path=scope["path"], close=True)(
+            scope, receive, send
+        )
         return None

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer.redaction import redact
+from ranker.api.error_shapes import error_body
 from ranker.api.errors import (
     ApiError,
     ForbiddenError,
@@ -56,19 +57,21 @@ def error_response(
     error: ApiError,
     secrets: Sequence[str] = (),
     *,
+    path: str,
     headers: Mapping[str, str] | None = None,
     close: bool = False,
 ) -> JSONResponse:
-    """The error's JSON body and status, with the request id (body and ``x-request-id``).
+    """The error's JSON body (in the shape of ``path``'s route family, see
+    :mod:`ranker.api.error_shapes`) and status, with the request id (body and
+    ``x-request-id``).
 
     ``close``: add ``Connection: close`` (a body left unread, an unexpected failure).
     """
     request_id = REQUEST_ID.get()
-    body = error.body()
-    body["error"] = _printable(redact(error.message, secrets))
+    message = _printable(redact(error.message, secrets))
+    body = error_body(error, message, path=path, request_id=request_id)
     all_headers = {**error.response_headers(), **(headers or {})}
     if request_id is not None:
-        body["request_id"] = request_id
         all_headers[REQUEST_ID_HEADER] = request_id
     if close:
         all_headers["connection"] = "close"
@@ -109,13 +112,14 @@ def install_error_handlers(app: FastAPI, secrets: Sequence[str]) -> None:
     """Answer shoprank's, validation's and Starlette's errors with :func:`error_response`."""
 
     @app.exception_handler(ShoprankError)
-    async def _shoprank_error(_: Request, exc: ShoprankError) -> JSONResponse:
-        return error_response(api_error_for(exc), secrets)
+    async def _shoprank_error(request: Request, exc: ShoprankError) -> JSONResponse:
+        return error_response(api_error_for(exc), secrets, path=request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(describe_validation(exc), secrets)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(describe_validation(exc), secrets, path=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(http_error(exc.status_code, request), secrets, headers=exc.headers)
+        error = http_error(exc.status_code, request)
+        return error_response(error, secrets, path=request.url.path, headers=exc.headers)

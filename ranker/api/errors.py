@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pydantic import BaseModel
+
 from ranker.api.schemas import ErrorResponse
 from ranker.errors import InputError, ShoprankError
 
@@ -220,22 +222,27 @@ ERROR_TABLE: tuple[ErrorRow, ...] = tuple(
 """Status, error_type and meaning of every error, for the route docs and the README."""
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` for ``statuses``: the error body, and each error_type of the
-    table that a status carries with its meaning."""
+def error_responses(
+    *statuses: int, model: type[BaseModel] = ErrorResponse
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for ``statuses``: the error body (``model``: its shape for the
+    route family), and each error_type of the table that a status carries with its
+    meaning."""
     responses: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         rows = [row for row in ERROR_TABLE if row.status_code == status]
         if not rows:
             raise ValueError(f"no error of the table answers {status}")
         description = "; ".join(f"`{row.error_type}`: {row.meaning}" for row in rows)
-        responses[status] = {"model": ErrorResponse, "description": description}
+        responses[status] = {"model": model, "description": description}
     return responses
 
 
-ROUTE_ERROR_RESPONSES = error_responses(400, 401, 403, 408, 413, 422, 424, 429, 500, 503, 504)
+ROUTE_ERROR_STATUSES = (400, 401, 403, 408, 413, 422, 424, 429, 500, 503, 504)
 """What a search, rerank or embed route can answer besides 200 (401 and 403 only with API
 keys set)."""
+ROUTE_ERROR_RESPONSES = error_responses(*ROUTE_ERROR_STATUSES)
+"""Those statuses with shoprank's error body."""
 ADMIN_ERROR_RESPONSES = error_responses(401, 403, 404, 408, 409, 413, 422, 429, 500, 503)
 """What an /admin route can answer besides its success."""
 

@@ -85,6 +85,7 @@ def healthz(request: Request, response: Response) -> HealthResponse:
         reranker=snapshot.reranker.model_id if snapshot.reranker else None,
         backend=backends,
         versions=snapshot.versions(),
+        rerank_cost=snapshot.reranker_cost.as_dict() if snapshot.reranker_cost else None,
         index=IndexHealth(
             backend=state.backend,
             serving=state.serving,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
-from prometheus_client.core import InfoMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.routing import Route
 
@@ -31,6 +31,7 @@ INDEX_INFO = "shoprank_index"
 BATCH_REQUESTS = "shoprank_batch_requests"
 BATCH_TOKENS = "shoprank_batch_padded_tokens"
 QUEUE_TOKENS = "shoprank_queue_padded_tokens"
+RERANK_COST = "shoprank_reranker_cost_ms"
 
 UNMATCHED = "unmatched"
 """The route label of a request no route matches."""
@@ -56,8 +57,9 @@ def method_label(method: str) -> str:
 
 
 class _ServingModels(Collector):
-    """``shoprank_model_info{role, version, backend, device}`` and ``shoprank_index_info``,
-    read from the service's snapshot at each scrape (hot reload changes them)."""
+    """``shoprank_model_info{role, version, backend, device}``, ``shoprank_index_info`` and
+    the serving reranker's cost model, ``shoprank_reranker_cost_ms{term}``, read from the
+    service's snapshot at each scrape (hot reload changes them)."""
 
     def __init__(self, service: Callable[[], Service | None]) -> None:
         self._service = service
@@ -65,6 +67,12 @@ class _ServingModels(Collector):
     def collect(self) -> Iterator[Metric]:
         models = InfoMetricFamily(MODEL_INFO, "The models serving now.", labels=["role"])
         index = InfoMetricFamily(INDEX_INFO, "The configured search index backend.")
+        cost = GaugeMetricFamily(
+            RERANK_COST,
+            "The serving reranker's cost model, measured at warm-up: milliseconds per call "
+            "(fixed), per pair and per token.",
+            labels=["term"],
+        )
         service = self._service()
         if service is not None:
             snapshot = service.snapshot
@@ -81,8 +89,14 @@ class _ServingModels(Collector):
                         },
                     )
             index.add_metric([], {"backend": service.backend})
+            fitted = snapshot.reranker_cost
+            if fitted is not None:
+                cost.add_metric(["fixed"], fitted.fixed_ms)
+                cost.add_metric(["per_pair"], fitted.per_pair_ms)
+                cost.add_metric(["per_token"], fitted.per_token_ms)
         yield models
         yield index
+        yield cost
 
 
 class Metrics:

@@ -35,8 +35,9 @@ from ranker.api.model_loading import (
     production_name,
     source_label,
 )
+from ranker.api.rerank_budget import RerankCostModel
 from ranker.api.service import Service, Snapshot, rewire
-from ranker.api.service_loading import attach_catalog_vectors
+from ranker.api.service_loading import attach_catalog_vectors, measured_cost
 from ranker.embedder import Embedder
 from ranker.errors import ShoprankError
 from ranker.pipeline import SearchPipeline
@@ -270,7 +271,8 @@ class ModelWatcher:
 
     def _load_reranker(
         self, source: ModelSource, embedder: Embedder | None, pipeline: SearchPipeline | None
-    ) -> Reranker:
+    ) -> tuple[Reranker, RerankCostModel | None]:
+        """The reranker in ``source``, warmed, and its cost model measured warm."""
         try:
             reranker = self.loader.load_reranker(self.settings, source, embedder=embedder)
             if pipeline is not None and self.settings.rerank.prior_from_index:
@@ -279,14 +281,15 @@ class ModelWatcher:
         except Exception as exc:  # see ranker.api.model_loading.try_load
             label = source_label("reranker", source)
             raise RefusedError(load_failure(label, source.path, exc)) from exc
-        return reranker
+        return reranker, measured_cost(reranker)
 
     def _next_with_reranker(self, old: Snapshot, source: ModelSource) -> Snapshot:
-        reranker = self._load_reranker(source, old.embedder, old.pipeline)
+        reranker, cost = self._load_reranker(source, old.embedder, old.pipeline)
         return dataclasses.replace(
             old,
             reranker=reranker,
             reranker_source=source,
+            reranker_cost=cost,
             pipeline=old.pipeline.with_reranker(reranker) if old.pipeline is not None else None,
             fallback=old.fallback.with_reranker(reranker) if old.fallback is not None else None,
         )
@@ -299,18 +302,19 @@ class ModelWatcher:
             raise RefusedError(load_failure(label, source.path, exc)) from exc
         pipeline = self._searchable(old.pipeline, embedder, source, fallback=False)
         fallback = self._searchable(old.fallback, embedder, source, fallback=True)
-        reranker = old.reranker
+        reranker, cost = old.reranker, old.reranker_cost
         if reranker is not None and reranker.prior is not None:
             # The prior compares the query's vector with the products': both from one model.
             if old.reranker_source is None:
                 raise RefusedError(f"{source.label}: the serving reranker cannot be reloaded")
-            reranker = self._load_reranker(old.reranker_source, embedder, pipeline)
+            reranker, cost = self._load_reranker(old.reranker_source, embedder, pipeline)
         warm(embedder)
         return dataclasses.replace(
             old,
             embedder=embedder,
             embedder_source=source,
             reranker=reranker,
+            reranker_cost=cost,
             pipeline=pipeline.with_reranker(reranker) if pipeline is not None else None,
             fallback=fallback.with_reranker(reranker) if fallback is not None else None,
         )

@@ -29,7 +29,7 @@ from ranker.api.service import Snapshot
 from ranker.api.service_loading import attach_catalog_vectors
 from ranker.embedder import Embedder
 from ranker.pipeline import SearchPipeline
-from ranker.registry import Registry
+from ranker.registry import Registry, VersionNotFoundError
 from ranker.reranker import Reranker
 from ranker.serving_models import ModelSource
 from ranker.settings import Settings
@@ -60,6 +60,8 @@ class RerankerVersions:
     def snapshot_with(self, snapshot: Snapshot, version: str) -> Snapshot:
         """``snapshot`` with reranker ``version`` (``v3``) in place of the serving one, its
         pipelines sharing the same stores; ``snapshot`` itself when that version serves.
+        The serving reranker's cost model does not describe another version, so the copy
+        has none (``rerank_depth: "auto"`` then reranks to the configured depth).
 
         Blocks while a version loads; call it from a worker thread. Raises the registry's
         VersionNotFoundError or IntegrityError, or BackendFailedError when it cannot load.
@@ -78,6 +80,7 @@ class RerankerVersions:
             reranker_source=loaded.source,
             pipeline=_with(snapshot.pipeline, loaded.reranker),
             fallback=_with(snapshot.fallback, loaded.reranker),
+            reranker_cost=None,
         )
 
     def _get(self, version: str, snapshot: Snapshot) -> _Loaded:
@@ -106,7 +109,10 @@ class RerankerVersions:
         )
 
     def _load(self, version: str, snapshot: Snapshot) -> _Loaded:
-        registered = Registry(self.settings.registry_path).verify("reranker", version)
+        try:
+            registered = Registry(self.settings.registry_path).verify("reranker", version)
+        except VersionNotFoundError as exc:  # its message names the registry's directory
+            raise VersionNotFoundError(f"no reranker version {version!r} is registered") from exc
         source = ModelSource(registered.path, registered)
         try:
             reranker = self.loader.load_reranker(self.settings, source, embedder=snapshot.embedder)

@@ -33,10 +33,15 @@ from ranker.api.errors import (
     RequestValidationFailedError,
     error_responses,
 )
+from ranker.api.rerank_budget import DepthChoice, choose_depth
 from ranker.api.schemas import SearchHit, SearchRequest, SearchResponse
+from ranker.api.service import Service, Snapshot
 from ranker.api.validation import check_filter_values, check_query
+from ranker.pipeline import Candidates, SearchPipeline
 
 router = APIRouter()
+
+RERANK_DEPTH_HEADER = "x-rerank-depth"
 
 
 @router.post(
@@ -68,6 +73,10 @@ async def search(
     ``model_version`` in the request reranks with that registered version instead of the
     serving one (loaded and verified on first use; see :mod:`ranker.api.reranker_versions`):
     404 ``not_found`` for an unknown version, 422 ``integrity`` for one whose files changed.
+
+    ``rerank_depth: "auto"`` reranks as deep as ``latency_budget_ms`` allows (see
+    :mod:`ranker.api.rerank_budget`); ``rerank_depth`` in the answer and the
+    ``x-rerank-depth`` header say which depth served (0: none fitted, retrieval order).
     """
     start = time.perf_counter()
     deadline = inference.deadline_of(request.headers)
@@ -82,10 +91,14 @@ async def search(
     )
     if body.k > settings.api.max_k:
         raise RequestValidationFailedError(f"k {body.k} is above the limit {settings.api.max_k}")
-    if body.rerank_depth is not None and body.rerank_depth > settings.api.max_documents:
+    auto = body.rerank_depth == "auto"
+    asked_depth = body.rerank_depth if isinstance(body.rerank_depth, int) else None
+    if asked_depth is not None and asked_depth > settings.api.max_documents:
         raise RequestValidationFailedError(
-            f"rerank_depth {body.rerank_depth} is above the limit {settings.api.max_documents}"
+            f"rerank_depth {asked_depth} is above the limit {settings.api.max_documents}"
         )
+    if auto:
+        asked_depth = min(settings.api.max_auto_rerank_depth, settings.api.max_documents)
     search_filter = None
     if body.filters is not None:
         check_filter_values(body.filters.brands, limits=settings.api, what="filters.brands")
@@ -123,7 +136,7 @@ async def search(
             mode=body.mode,
             search_filter=search_filter,
             rerank=body.rerank,
-            rerank_depth=body.rerank_depth,
+            rerank_depth=asked_depth,
             snapshot=snapshot,
             query_vector=query_vector,
         )
@@ -134,6 +147,17 @@ async def search(
             "meanwhile)"
         ) from exc
     timings.update(found.timings_ms)
+    choice = None
+    if auto and pipeline.reranker is not None:
+        choice = _auto_depth(
+            found,
+            pipeline=pipeline,
+            service=service,
+            snapshot=snapshot,
+            budget_ms=body.latency_budget_ms or settings.api.latency_budget_ms,
+            spent_ms=1e3 * (time.perf_counter() - start),
+        )
+        found = found.with_head(choice.depth)
     scores = None
     if found.texts and pipeline.reranker is not None:
         reranking = time.perf_counter()
@@ -154,8 +178,11 @@ async def search(
     timings["total"] = 1e3 * (time.perf_counter() - start)
     metrics.observe_stages(timings)
     reranked = outcome.reranked > 0
+    depth = _depth_used(pipeline, rerank=body.rerank, asked=asked_depth, choice=choice)
     name_versions(response, snapshot, reranked=reranked)
     name_stages(response, timings)
+    if depth is not None:
+        response.headers[RERANK_DEPTH_HEADER] = str(depth)
     return SearchResponse(
         query=query,
         results=[
@@ -173,8 +200,53 @@ async def search(
             for r in outcome.results
         ],
         reranked=outcome.reranked,
+        rerank_depth=depth,
+        predicted_rerank_ms=(
+            round(choice.predicted_ms, 3) if choice and choice.predicted_ms is not None else None
+        ),
         timings_ms={stage: round(ms, 3) for stage, ms in timings.items()},
         index=answered_by,
         model_version=snapshot.reranker_label if reranked else None,
         embedder_version=snapshot.embedder_label,
     )
+
+
+def _auto_depth(
+    found: Candidates,
+    *,
+    pipeline: SearchPipeline,
+    service: Service,
+    snapshot: Snapshot,
+    budget_ms: float,
+    spent_ms: float,
+) -> DepthChoice:
+    """The depth ``auto`` reranks: what fits the budget by the snapshot's cost model, pairs
+    counted at the reranker's full length, after the wait its scheduler predicts. Without a
+    measured cost model: the configured depth."""
+    candidates = len(found.texts)
+    cost = snapshot.reranker_cost
+    reranker = pipeline.reranker
+    if cost is None or reranker is None:
+        return DepthChoice(min(pipeline.rerank_settings.depth, candidates), None, None)
+    scheduler = service.schedulers.get(reranker)
+    return choose_depth(
+        cost,
+        budget_ms=budget_ms,
+        spent_ms=spent_ms,
+        queue_wait_ms=1e3 * scheduler.estimated_wait_s() if scheduler is not None else 0.0,
+        candidates=candidates,
+        max_depth=candidates,
+        tokens_per_pair=reranker.tokenizer.max_length,
+    )
+
+
+def _depth_used(
+    pipeline: SearchPipeline, *, rerank: bool, asked: int | None, choice: DepthChoice | None
+) -> int | None:
+    """The depth a search reranked to: auto's choice, the one asked, else the default; None
+    when it did not rerank at all (rerank off, or no reranker)."""
+    if not rerank or pipeline.reranker is None:
+        return None
+    if choice is not None:
+        return choice.depth
+    return asked if asked is not None else pipeline.rerank_settings.depth

@@ -35,13 +35,18 @@ class _Served:
 class ModelSchedulers:
     """The schedulers of the models that serve, or still answer requests in flight.
 
-    With ``config`` None (batching off) it holds none, and every lookup answers None.
+    With ``config`` None (batching off) it holds none, and every lookup answers None. With
+    ``config.exclusive_inference`` its schedulers share one inference lock: one model's
+    batch runs at a time.
     """
 
     def __init__(self, config: SchedulerConfig | None) -> None:
         self.config = config
         self._served: dict[int, tuple[Model, _Served]] = {}
         self._lock = threading.Lock()
+        self._inference_lock = (
+            threading.Lock() if config is not None and config.exclusive_inference else None
+        )
 
     def get(self, model: Model | None) -> Scheduler | None:
         """The scheduler of ``model`` (None with batching off, or for an unknown model)."""
@@ -104,7 +109,10 @@ class ModelSchedulers:
         if self.config is None:  # pragma: no cover - callers check
             raise RuntimeError("batching is off")
         name = f"{type(model).__name__.lower()}-{_label(model)}"
-        served = _Served(Scheduler(model.infer, name=name, config=self.config).start())
+        scheduler = Scheduler(
+            model.infer, name=name, config=self.config, inference_lock=self._inference_lock
+        )
+        served = _Served(scheduler.start())
         self._served[id(model)] = (model, served)
         logger.info("scheduler %s started", name)
         return served

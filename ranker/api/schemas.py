@@ -10,7 +10,7 @@ services' APIs (Cohere, OpenAI, text-embeddings-inference, Infinity) are in
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -77,7 +77,21 @@ class SearchRequest(_Request):
         default=None, description="Retrieval mode; default from settings (hybrid)."
     )
     rerank: bool = True
-    rerank_depth: int | None = Field(default=None, ge=1, description="Candidates reranked.")
+    rerank_depth: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        default=None,
+        description="Candidates reranked; default from settings. 'auto': the deepest rerank "
+        "whose predicted cost (the reranker's cost model, measured at warm-up, plus the "
+        "predicted queue wait) fits latency_budget_ms, up to api.max_auto_rerank_depth; 0 "
+        "(no rerank, retrieval order) when not even one candidate fits. The response's "
+        "rerank_depth and the x-rerank-depth header say which depth served.",
+    )
+    latency_budget_ms: float | None = Field(
+        default=None,
+        gt=0,
+        le=60_000,
+        description="Only with rerank_depth 'auto': the whole request's budget in "
+        "milliseconds; default from settings (api.latency_budget_ms).",
+    )
     truncate: bool = Field(default=True, description="Cut an over-long query instead of 413.")
     model_version: str | None = Field(
         default=None,
@@ -89,6 +103,12 @@ class SearchRequest(_Request):
         "its files changed); ignored with rerank false. Its lookup (and first load) is the "
         "`model_version` stage of timings_ms.",
     )
+
+    @model_validator(mode="after")
+    def _budget_needs_auto(self) -> SearchRequest:
+        if self.latency_budget_ms is not None and self.rerank_depth != "auto":
+            raise ValueError("latency_budget_ms applies only with rerank_depth 'auto'")
+        return self
 
 
 class SearchHit(BaseModel):
@@ -111,6 +131,17 @@ class SearchResponse(BaseModel):
     query: str
     results: list[SearchHit]
     reranked: int = Field(description="How many candidates the cross-encoder scored.")
+    rerank_depth: int | None = Field(
+        default=None,
+        description="The rerank depth this request used (also the x-rerank-depth header): the "
+        "one asked for, the default, or the one 'auto' chose (0: none fitted the budget); "
+        "null when rerank was off. reranked can be lower when fewer candidates were found.",
+    )
+    predicted_rerank_ms: float | None = Field(
+        default=None,
+        description="With rerank_depth 'auto': the cost model's prediction of the chosen "
+        "depth's inference; null otherwise, or when no cost model was measured.",
+    )
     timings_ms: dict[str, float]
     index: Literal["embedded", "opensearch"] = Field(
         default="embedded",
@@ -161,6 +192,13 @@ class HealthResponse(BaseModel):
         "(reranker/v3), else its model id.",
     )
     index: IndexHealth | None = None
+    rerank_cost: dict[str, float] | None = Field(
+        default=None,
+        description="The serving reranker's cost model, measured at warm-up: predicted "
+        "milliseconds of one call are fixed_ms + per_pair_ms * pairs + per_token_ms * "
+        "pairs * tokens per pair (samples: the timed calls it was fitted on); null when not "
+        "measured.",
+    )
     detail: str = ""
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 from indexer.stores.base import SearchFilter, StoreUnavailableError
 from ranker.api.errors import NotReadyError
+from ranker.api.rerank_budget import RerankCostModel
 from ranker.api.schedulers import ModelSchedulers
 from ranker.backends.base import FloatArray
 from ranker.batching import SchedulerConfig
@@ -63,7 +64,8 @@ class Snapshot:
     reference to it. A request reads the reference once and finishes on that snapshot, so it
     never scores with two rerankers, nor searches one embedder's vectors with another's.
     ``*_source``: where each model came from (a registry version, or an explicit directory);
-    None when the service was built by hand.
+    None when the service was built by hand. ``reranker_cost``: the reranker's cost model,
+    measured when it was warmed (None: not measured), for ``rerank_depth: "auto"``.
     """
 
     embedder: Embedder | None = None
@@ -72,6 +74,7 @@ class Snapshot:
     fallback: SearchPipeline | None = None
     embedder_source: ModelSource | None = None
     reranker_source: ModelSource | None = None
+    reranker_cost: RerankCostModel | None = None
 
     @property
     def embedder_label(self) -> str | None:
@@ -127,6 +130,7 @@ class Service:
         reranker_source: ModelSource | None = None,
         model_problems: dict[str, str] | None = None,
         batching: SchedulerConfig | None = None,
+        reranker_cost: RerankCostModel | None = None,
     ) -> None:
         self._snapshot = Snapshot(
             embedder=embedder,
@@ -135,6 +139,7 @@ class Service:
             fallback=fallback,
             embedder_source=embedder_source,
             reranker_source=reranker_source,
+            reranker_cost=reranker_cost,
         )
         self.problems = list(problems)
         self.model_problems: dict[str, str] = dict(model_problems or {})

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from indexer.stores.base import StoreError, StoreUnavailableError
+from ranker.api.rerank_budget import RerankCostModel, measure_cost_model
 from ranker.api.service import PROBE_TIMEOUT_S, Service
 from ranker.batching import SchedulerConfig
 from ranker.pipeline import SearchPipeline
@@ -62,6 +63,7 @@ def load_service(settings: Settings) -> Service:
     for component in (embedder, reranker):
         if component is not None:
             component.backend.warmup(batch_size=8, seq_len=component.tokenizer.max_length)
+    reranker_cost = measured_cost(reranker) if reranker is not None else None
     return Service(
         embedder=embedder,
         reranker=reranker,
@@ -75,7 +77,13 @@ def load_service(settings: Settings) -> Service:
         reranker_source=models.reranker_source,
         model_problems=dict(models.problems),
         batching=SchedulerConfig.from_settings(settings.api),
+        reranker_cost=reranker_cost,
     )
+
+
+def measured_cost(reranker: Reranker) -> RerankCostModel | None:
+    """The warm ``reranker``'s cost model (see :mod:`ranker.api.rerank_budget`)."""
+    return measure_cost_model(reranker.infer, max_length=reranker.tokenizer.max_length)
 
 
 def attach_catalog_vectors(reranker: Reranker, pipeline: SearchPipeline) -> None:

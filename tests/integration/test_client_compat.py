@@ -234,9 +234,9 @@ def test_openai_token_arrays_are_a_clear_4xx(base_url: str) -> None:
     with pytest.raises(openai.UnprocessableEntityError) as refused:
         client.embeddings.create(model="x", input=[[101, 2054, 102]])
 
-    body = refused.value.response.json()
-    assert body["error_type"] == "validation"
-    assert "token-id arrays are not accepted" in body["error"]
+    assert refused.value.type == "validation"
+    assert isinstance(refused.value.body, dict)
+    assert "token-id arrays are not accepted" in refused.value.body["message"]
 
 
 # ----------------------------------------------------------------------------- TEI

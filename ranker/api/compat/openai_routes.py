@@ -1,7 +1,8 @@
 """OpenAI's embeddings routes, for the openai SDK given ``base_url=<shoprank>/v1``.
 
 ``model`` in answers is the serving bi-encoder's version (also ``x-embedder-version``); the
-``model`` a request names is accepted and ignored, as one bi-encoder serves.
+``model`` a request names is accepted and ignored, as one bi-encoder serves. Errors come in
+OpenAI's body (see :mod:`ranker.api.error_shapes`), so the SDK's exceptions carry them.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from ranker.api.compat.embedding import (
     refuse_token_ids,
 )
 from ranker.api.compat.openai_schemas import (
+    EMBEDDINGS_PATH,
+    MODELS_PATH,
     OpenAIEmbedding,
     OpenAIEmbeddingRequest,
     OpenAIEmbeddingResponse,
+    OpenAIErrorResponse,
     OpenAIModel,
     OpenAIModelList,
     OpenAIUsage,
@@ -35,13 +39,15 @@ from ranker.api.deps import (
     name_stages,
     name_versions,
 )
-from ranker.api.errors import ROUTE_ERROR_RESPONSES
+from ranker.api.errors import ROUTE_ERROR_STATUSES, error_responses
 from ranker.serving_models import ModelSource
 
-openai_router = APIRouter(responses=ROUTE_ERROR_RESPONSES)
+openai_router = APIRouter(
+    responses=error_responses(*ROUTE_ERROR_STATUSES, model=OpenAIErrorResponse)
+)
 
 
-@openai_router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse, tags=["embed"])
+@openai_router.post(EMBEDDINGS_PATH, response_model=OpenAIEmbeddingResponse, tags=["embed"])
 async def openai_embeddings(
     body: OpenAIEmbeddingRequest,
     request: Request,
@@ -101,7 +107,7 @@ def _created(source: ModelSource | None) -> int:
         return 0
 
 
-@openai_router.get("/v1/models", response_model=OpenAIModelList, tags=["embed"])
+@openai_router.get(MODELS_PATH, response_model=OpenAIModelList, tags=["embed"])
 def openai_models(snapshot: SnapshotDep) -> OpenAIModelList:
     """The served models in OpenAI's list shape: the bi-encoder and the reranker, each named
     by its version."""

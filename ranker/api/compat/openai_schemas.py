@@ -9,6 +9,11 @@ from pydantic import BaseModel, Field
 
 from ranker.api.schemas import _Request
 
+EMBEDDINGS_PATH = "/v1/embeddings"
+MODELS_PATH = "/v1/models"
+OPENAI_PATHS = (EMBEDDINGS_PATH, MODELS_PATH)
+"""The routes in OpenAI's shape; their errors take OpenAI's error body too."""
+
 
 class OpenAIEmbeddingRequest(_Request):
     """``POST /v1/embeddings``: text only; token-id arrays are refused with 422."""
@@ -67,3 +72,22 @@ class OpenAIModelList(BaseModel):
 
     object: Literal["list"] = "list"
     data: list[OpenAIModel]
+
+
+class OpenAIErrorDetail(BaseModel):
+    """OpenAI's error object; ``type`` and ``code`` are shoprank's ``error_type``."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorResponse(BaseModel):
+    """Every error of the OpenAI routes, as the openai SDK reads it (the status and
+    ``error_type`` come from the same table as every other route's)."""
+
+    error: OpenAIErrorDetail
+    request_id: str | None = Field(
+        default=None, description="The request's id (also the x-request-id header)."
+    )

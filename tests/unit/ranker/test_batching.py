@@ -248,3 +248,56 @@ def test_stop_without_draining_fails_what_is_queued(
     with pytest.raises(SchedulerStoppedError):
         queued.result(WAIT_S)
     assert model.batches == []
+
+
+def test_schedulers_sharing_an_inference_lock_never_run_their_models_at_once(
+    stopping: list[Scheduler],
+) -> None:
+    lock = threading.Lock()
+    first, second = FakeModel(), FakeModel()
+    first.hold.clear()
+    schedulers = [
+        Scheduler(made.infer, name=name, config=config(), inference_lock=lock)
+        for made, name in ((first, "first"), (second, "second"))
+    ]
+    stopping.extend(schedulers)
+    for made in schedulers:
+        made.start()
+
+    held = schedulers[0].enqueue(tokens(1))
+    assert first.started.wait(WAIT_S)
+    waiting = schedulers[1].enqueue(tokens(2))
+    time.sleep(0.2)  # the second model's thread has had time to take its batch
+
+    assert not second.started.is_set()  # it waits for the first model's batch
+    first.hold.set()
+    assert held.result(WAIT_S).output.tolist() == [1.0]
+    assert waiting.result(WAIT_S).output.tolist() == [2.0]
+
+
+def test_without_a_shared_lock_two_models_run_at_once(stopping: list[Scheduler]) -> None:
+    first, second = FakeModel(), FakeModel()
+    first.hold.clear()
+    schedulers = [Scheduler(m.infer, name="m", config=config()) for m in (first, second)]
+    stopping.extend(schedulers)
+    for made in schedulers:
+        made.start()
+
+    schedulers[0].enqueue(tokens(1))
+    assert first.started.wait(WAIT_S)
+    schedulers[1].enqueue(tokens(2))
+
+    assert second.started.wait(WAIT_S)
+    first.hold.set()
+
+
+def test_exclusive_inference_comes_from_the_api_settings() -> None:
+    from ranker.settings import ApiSettings
+
+    shared = SchedulerConfig.from_settings(ApiSettings())
+    exclusive = SchedulerConfig.from_settings(ApiSettings(exclusive_inference=True))
+
+    assert shared is not None
+    assert not shared.exclusive_inference
+    assert exclusive is not None
+    assert exclusive.exclusive_inference

@@ -65,7 +65,7 @@ def test_refusals(client: TestClient, body: dict[str, Any], status: int, fragmen
     response = client.post("/v1/embeddings", json={"model": "x", **body})
 
     assert response.status_code == status, response.text
-    assert fragment in response.json()["error"]
+    assert fragment in response.json()["error"]["message"]
 
 
 def test_the_models_own_dimension_is_accepted(client: TestClient) -> None:

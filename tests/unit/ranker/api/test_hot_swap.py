@@ -279,3 +279,18 @@ def test_a_reranker_with_a_dense_prior_is_reloaded_with_the_new_embedder(
     snapshot = indexed.snapshot
     assert snapshot.reranker.embedder is snapshot.embedder  # type: ignore[union-attr]
     assert snapshot.reranker_label == "reranker/v1"
+
+
+def test_a_swapped_in_reranker_brings_its_own_cost_model(
+    registry: Registry, service: Service, watcher: ModelWatcher
+) -> None:
+    assert service.snapshot.reranker_cost is None  # built by hand: nothing measured
+
+    registry.promote("reranker", "v2")
+    watcher.check()
+
+    cost = service.snapshot.reranker_cost
+    assert _serving(service) == "reranker/v2"
+    assert cost is not None
+    assert cost.samples >= 6
+    assert min(cost.fixed_ms, cost.per_pair_ms, cost.per_token_ms) >= 0
