@@ -45,7 +45,9 @@ logger = logging.getLogger(__name__)
 class MissEmbedderConfig(BaseModel):
     """Shape and training of the miss embedder."""
 
-    layers: int = Field(default=1, ge=1, le=24, description="Bottom bi-encoder layers kept.")
+    layers: int = Field(
+        default=1, ge=0, le=24, description="Bottom bi-encoder layers kept (0: token vectors)."
+    )
     max_length: int = Field(default=48, ge=8, le=512, description="Word pieces read per text.")
     epochs: float = Field(default=4.0, gt=0)
     batch_size: int = Field(default=64, ge=2)
