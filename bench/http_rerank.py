@@ -85,10 +85,13 @@ def _unindexed_caller(
 
 
 def run(
-    *, baseline_repeats: int = 10, rerankers: Mapping[str, str] | None = None
+    *,
+    baseline_repeats: int = 10,
+    rerankers: Mapping[str, str] | None = None,
+    defaults: bool = True,
 ) -> dict[str, Any]:
-    """The baseline in process, then the served default, the served teacher and each of
-    ``rerankers`` (name -> model directory) over HTTP."""
+    """The baseline in process, then the served default and the served teacher (unless not
+    ``defaults``) and each of ``rerankers`` (name -> model directory) over HTTP."""
     from ranker.loading import reranker_dir
     from ranker.settings import Settings
 
@@ -104,10 +107,14 @@ def run(
     rows: list[dict[str, Any]] = [
         {"variant": BASELINE, **timing_dict(baseline), "pairs_per_s": DEPTH / baseline.p50_ms * 1e3}
     ]
-    paths: dict[str, dict[str, str]] = {
-        "served default over HTTP": {},
-        "served teacher over HTTP": {"SHOPRANK_RERANK__COMPRESSED": "false"},
-    }
+    paths: dict[str, dict[str, str]] = (
+        {
+            "served default over HTTP": {},
+            "served teacher over HTTP": {"SHOPRANK_RERANK__COMPRESSED": "false"},
+        }
+        if defaults
+        else {}
+    )
     for name, model_dir in (rerankers or {}).items():
         paths[f"{name} over HTTP"] = {"SHOPRANK_RERANK__MODEL": model_dir}
     models: dict[str, str] = {}
@@ -160,9 +167,18 @@ def main() -> None:
         metavar="NAME=DIR",
         help="also serve this reranker model directory (repeatable)",
     )
+    parser.add_argument(
+        "--only-given",
+        action="store_true",
+        help="serve only the --reranker directories, not the default and the teacher",
+    )
     args = parser.parse_args()
     rerankers = dict(item.split("=", 1) for item in args.reranker)
-    result = run(baseline_repeats=args.baseline_repeats, rerankers=rerankers)
+    result = run(
+        baseline_repeats=args.baseline_repeats,
+        rerankers=rerankers,
+        defaults=not args.only_given,
+    )
     print(json.dumps(result, indent=2) if args.json else render(result))
 
 

@@ -3,8 +3,8 @@
 A prior-only reranker needs each product's bi-encoder vector. The index holds the vectors of
 its own products; any other text (what every Cohere or TEI client sends) must be embedded at
 request time, and the 6-layer bi-encoder makes that the slow part of reranking. The miss
-embedder keeps the bi-encoder's bottom ``layers`` and reads only the first ``max_length``
-word pieces, and is trained so its mean-pooled unit vector of a text matches the bi-encoder's
+embedder keeps the bi-encoder's bottom ``layers`` (0 by default: its token vectors alone,
+trained, then mean-pooled) and reads only the first ``max_length`` word pieces, and is trained so its mean-pooled unit vector of a text matches the bi-encoder's
 vector of the whole text (loss: 1 - cosine; no labels, only the bi-encoder's own vectors,
 which the index already stores). Queries stay with the serving bi-encoder, so only product
 vectors move, and the cosines the prior reads stay in the bi-encoder's space.
@@ -46,12 +46,12 @@ class MissEmbedderConfig(BaseModel):
     """Shape and training of the miss embedder."""
 
     layers: int = Field(
-        default=1, ge=0, le=24, description="Bottom bi-encoder layers kept (0: token vectors)."
+        default=0, ge=0, le=24, description="Bottom bi-encoder layers kept (0: token vectors)."
     )
     max_length: int = Field(default=48, ge=8, le=512, description="Word pieces read per text.")
-    epochs: float = Field(default=4.0, gt=0)
+    epochs: float = Field(default=20.0, gt=0)
     batch_size: int = Field(default=64, ge=2)
-    learning_rate: float = Field(default=2e-4, gt=0)
+    learning_rate: float = Field(default=2e-3, gt=0)
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
     validation_share: float = Field(default=0.1, ge=0, lt=1)
     seed: int = 0

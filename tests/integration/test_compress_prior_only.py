@@ -42,7 +42,7 @@ CONFIG = CompressConfig(
     pseudo_query_depth=2,
     max_ndcg_drop=1.0,
     latency_repeats=2,
-    miss_embedder={"epochs": 1.0, "batch_size": 16, "max_length": 24},
+    miss_embedder={"layers": 1, "epochs": 1.0, "batch_size": 16, "max_length": 24},
 )
 
 
