@@ -4,8 +4,9 @@ A prior-only reranker needs each product's bi-encoder vector. The index holds th
 its own products; any other text (what every Cohere or TEI client sends) must be embedded at
 request time, and the 6-layer bi-encoder makes that the slow part of reranking. The miss
 embedder keeps the bi-encoder's bottom ``layers`` (0 by default: its token vectors alone,
-trained, then mean-pooled) and reads only the first ``max_length`` word pieces, and is trained so its mean-pooled unit vector of a text matches the bi-encoder's
-vector of the whole text (loss: 1 - cosine; no labels, only the bi-encoder's own vectors,
+trained, then mean-pooled) and reads only the first ``max_length`` word pieces; it is
+trained so its mean-pooled unit vector of a text matches the bi-encoder's vector of the
+whole text (loss: 1 - cosine; no labels, only the bi-encoder's own vectors,
 which the index already stores). Queries stay with the serving bi-encoder, so only product
 vectors move, and the cosines the prior reads stay in the bi-encoder's space.
 
