@@ -188,20 +188,26 @@ def test_int8_rerankers_with_a_prior_are_judged_on_served_rankings() -> None:
     ]
 
 
+@pytest.mark.parametrize("layers", [0, 1])
 def test_the_miss_embedder_learns_the_bi_encoders_vectors(
-    tiny_embedder_dir: Path, embedder: Embedder, tmp_path: Path
+    tiny_embedder_dir: Path, embedder: Embedder, tmp_path: Path, layers: int
 ) -> None:
     pytest.importorskip("onnxruntime")
     from indexer.catalog import load_products, sample_catalog_path
 
     texts = [f"{p.title}\n{p.brand}" for p in load_products(sample_catalog_path())][:160]
     targets = embedder.embed(texts)
-    config = MissEmbedderConfig(layers=1, max_length=16, epochs=6, batch_size=32, seed=0)
+    config = MissEmbedderConfig(
+        layers=layers, max_length=16, epochs=6, batch_size=32, learning_rate=1e-3, seed=0
+    )
     tokenizer = PairTokenizer.from_model_dir(tiny_embedder_dir, max_length=16)
     import torch
 
     untrained = _mean_cosine(
-        shallow_bi_encoder(tiny_embedder_dir, 1).eval(), tokenizer, texts, torch.from_numpy(targets)
+        shallow_bi_encoder(tiny_embedder_dir, layers).eval(),
+        tokenizer,
+        texts,
+        torch.from_numpy(targets),
     )
 
     result = distill_miss_embedder(
@@ -213,4 +219,4 @@ def test_the_miss_embedder_learns_the_bi_encoders_vectors(
     served = Embedder.load(result.variants["onnx-int8"], backend="onnx", max_length=16)
     cosines = np.sum(served.embed(texts) * targets, axis=1)
     assert float(np.mean(cosines)) > untrained
-    assert read_manifest(result.variants["torch"])["hyperparameters"]["layers"] == 1  # type: ignore[index]
+    assert read_manifest(result.variants["torch"])["hyperparameters"]["layers"] == layers  # type: ignore[index]
