@@ -5,9 +5,14 @@ index the main job built), sends each judged query with 50 product texts, and ti
 round trips with one keep-alive client. The first pass over the queries meets cold caches
 (product token ids; the dense prior reads the products' vectors from the index, as the
 texts are the catalog's), the second warm ones, since a catalog's products recur between
-queries; a third sends texts the index does not hold, so the prior embeds them. The
-baseline is sentence-transformers' CrossEncoder, torch fp32, on
-the teacher's weights, called in this process (no HTTP), as the issue measures it.
+queries; a third sends texts the index does not hold, each request a set no other request
+sent (every text gets the request's number), so neither the index nor a cache holds them.
+The baseline is sentence-transformers' CrossEncoder, torch fp32, on the teacher's weights,
+called in this process (no HTTP), as the issue measures it.
+
+``--reranker NAME=DIR`` adds a server whose reranker is that model directory (e.g. the
+current student and a prior-only student side by side); ``SHOPRANK_HOME`` picks the index
+and registry as for ``shoprank serve``.
 """
 
 from __future__ import annotations
@@ -56,8 +61,7 @@ def _http_passes(client: httpx.Client, cases: list[tuple[str, list[str]]]) -> di
 
     cold = time_calls(caller(cases), repeats=len(cases), warmup=0)
     warm = time_calls(caller(cases), repeats=len(cases), warmup=0)
-    unindexed = [(query, [f"{text} (unindexed)" for text in texts]) for query, texts in cases]
-    new_texts = time_calls(caller(unindexed), repeats=len(cases), warmup=0)
+    new_texts = time_calls(_unindexed_caller(client, cases), repeats=len(cases), warmup=0)
     return {
         "cold": timing_dict(cold),
         "warm": timing_dict(warm),
@@ -65,8 +69,29 @@ def _http_passes(client: httpx.Client, cases: list[tuple[str, list[str]]]) -> di
     }
 
 
-def run(*, baseline_repeats: int = 10) -> dict[str, Any]:
-    """The baseline in process, then the served default and the served teacher over HTTP."""
+def _unindexed_caller(
+    client: httpx.Client, cases: list[tuple[str, list[str]]]
+) -> Callable[[int], None]:
+    """Call ``i`` sends case ``i``'s texts, each marked with ``i``: texts the index does not
+    hold and no earlier request sent."""
+
+    def call(i: int) -> None:
+        query, texts = cases[i % len(cases)]
+        documents = [f"{text} (listing {i})" for text in texts]
+        response = client.post("/v1/rerank", json={"query": query, "documents": documents})
+        response.raise_for_status()
+
+    return call
+
+
+def run(
+    *,
+    baseline_repeats: int = 10,
+    rerankers: Mapping[str, str] | None = None,
+    defaults: bool = True,
+) -> dict[str, Any]:
+    """The baseline in process, then the served default and the served teacher (unless not
+    ``defaults``) and each of ``rerankers`` (name -> model directory) over HTTP."""
     from ranker.loading import reranker_dir
     from ranker.settings import Settings
 
@@ -82,10 +107,16 @@ def run(*, baseline_repeats: int = 10) -> dict[str, Any]:
     rows: list[dict[str, Any]] = [
         {"variant": BASELINE, **timing_dict(baseline), "pairs_per_s": DEPTH / baseline.p50_ms * 1e3}
     ]
-    paths = {
-        "served default over HTTP": {},
-        "served teacher over HTTP": {"SHOPRANK_RERANK__COMPRESSED": "false"},
-    }
+    paths: dict[str, dict[str, str]] = (
+        {
+            "served default over HTTP": {},
+            "served teacher over HTTP": {"SHOPRANK_RERANK__COMPRESSED": "false"},
+        }
+        if defaults
+        else {}
+    )
+    for name, model_dir in (rerankers or {}).items():
+        paths[f"{name} over HTTP"] = {"SHOPRANK_RERANK__MODEL": model_dir}
     models: dict[str, str] = {}
     for name, overrides in paths.items():
         with served(overrides) as (client, health):
@@ -129,8 +160,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--baseline-repeats", type=int, default=10)
+    parser.add_argument(
+        "--reranker",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also serve this reranker model directory (repeatable)",
+    )
+    parser.add_argument(
+        "--only-given",
+        action="store_true",
+        help="serve only the --reranker directories, not the default and the teacher",
+    )
     args = parser.parse_args()
-    result = run(baseline_repeats=args.baseline_repeats)
+    rerankers = dict(item.split("=", 1) for item in args.reranker)
+    result = run(
+        baseline_repeats=args.baseline_repeats,
+        rerankers=rerankers,
+        defaults=not args.only_given,
+    )
     print(json.dumps(result, indent=2) if args.json else render(result))
 
 

@@ -348,7 +348,11 @@ def train(
 def compress(
     shop: ShopFiles,
     layers: Annotated[
-        str, typer.Option(help="Teacher layers the students keep, comma-separated.")
+        str,
+        typer.Option(
+            help="Teacher layers the students keep, comma-separated; 0: the prior alone, "
+            "with a miss embedder for texts the index does not hold."
+        ),
     ] = "1,2",
     max_lengths: Annotated[
         str,

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 EXAMPLE_QUERIES = ("wireless mouse for laptop", "%100 silicone not clear", "kindle paperwhite")
 STARTUP_TIMEOUT_SECONDS = 300.0
-DEMO_COMPRESSION = CompressConfig(layers=(1,), max_lengths=(40,))
+DEMO_COMPRESSION = CompressConfig(layers=(0, 1), max_lengths=(40,))
 """The one student shape the main job distils when none is gated: the fastest that passed
 the gate in the full `shoprank compress` run (see the README)."""
 
@@ -188,11 +188,15 @@ def _compressed_before(report_json: Path, teacher: Path) -> bool:
 
 
 def _shapes(config: CompressConfig) -> str:
-    return ", ".join(
+    shapes = [
         f"{layers} layer(s) at {length} tokens"
         for layers in config.layers
+        if layers > 0
         for length in config.max_lengths
-    )
+    ]
+    if 0 in config.layers:
+        shapes.append("the prior alone (0 layers) with a miss embedder")
+    return ", ".join(shapes)
 
 
 def _describe_embedder(settings: Settings) -> None:

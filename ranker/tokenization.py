@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -94,8 +94,15 @@ class PairTokenizer:
         return list(self._counter.encode_batch(list(texts), add_special_tokens=add_special_tokens))
 
     def encode_texts(self, texts: Sequence[str]) -> list[Encoding]:
-        """Single texts, truncated to ``max_length``."""
-        return list(self._single.encode_batch(list(texts)))
+        """Single texts, truncated to ``max_length``; a long text is cut at a whitespace
+        first, as :meth:`encode_documents` does, so the result is the same but a long text
+        costs only its first pieces."""
+        return _encode_prefixes(
+            list(texts),
+            lambda prefixes: self._single.encode_batch(prefixes),
+            max_chars=self.max_length * FIRST_CUT_CHARS_PER_PIECE,
+            enough=self.max_length,
+        )
 
     def encode_query(self, query: str, max_tokens: int) -> tuple[str, Encoding]:
         """The query cut to ``max_tokens`` word pieces, and those pieces: one encoding."""
@@ -119,20 +126,12 @@ class PairTokenizer:
         """
 
         def encode(texts: list[str]) -> list[Encoding]:
-            encodings: list[Encoding | None] = [None] * len(texts)
-            pending = list(range(len(texts)))
-            max_chars = self.max_length * FIRST_CUT_CHARS_PER_PIECE
-            while pending:
-                prefixes = [_whitespace_prefix(texts[i], max_chars) for i in pending]
-                batch = self._pieces.encode_batch(prefixes, add_special_tokens=False)
-                short = []
-                for i, prefix, encoding in zip(pending, prefixes, batch, strict=True):
-                    if len(prefix) < len(texts[i]) and len(encoding.ids) < self.max_length:
-                        short.append(i)
-                    else:
-                        encodings[i] = encoding
-                pending, max_chars = short, max_chars * 2
-            return [encoding for encoding in encodings if encoding is not None]
+            return _encode_prefixes(
+                texts,
+                lambda prefixes: self._pieces.encode_batch(prefixes, add_special_tokens=False),
+                max_chars=self.max_length * FIRST_CUT_CHARS_PER_PIECE,
+                enough=self.max_length,
+            )
 
         return self.document_cache.get_many(documents, encode)
 
@@ -148,6 +147,31 @@ class PairTokenizer:
         """
         pieces = self._counter.encode(query, add_special_tokens=False)
         return self.pair_encodings(pieces, self.encode_documents(documents))
+
+
+def _encode_prefixes(
+    texts: list[str],
+    encode: Callable[[list[str]], list[Encoding]],
+    *,
+    max_chars: int,
+    enough: int,
+) -> list[Encoding]:
+    """``encode`` of each text's whitespace prefix of ``max_chars`` characters, cut again
+    twice as long while it gives fewer than ``enough`` ids and is not the whole text (so the
+    first ids are the whole text's)."""
+    encodings: list[Encoding | None] = [None] * len(texts)
+    pending = list(range(len(texts)))
+    while pending:
+        prefixes = [_whitespace_prefix(texts[i], max_chars) for i in pending]
+        batch = encode(prefixes)
+        short = []
+        for i, prefix, encoding in zip(pending, prefixes, batch, strict=True):
+            if len(prefix) < len(texts[i]) and len(encoding.ids) < enough:
+                short.append(i)
+            else:
+                encodings[i] = encoding
+        pending, max_chars = short, max_chars * 2
+    return [encoding for encoding in encodings if encoding is not None]
 
 
 def _whitespace_prefix(text: str, max_chars: int) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+import numpy as np
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
@@ -171,28 +172,34 @@ async def rerank(
     deadline: float | None = None,
     metrics: Metrics | None = None,
 ) -> Reranked:
-    """``documents`` scored against ``query`` through the reranker's scheduler.
+    """``documents`` scored against ``query`` through the reranker's scheduler (a
+    prior-only reranker has no scheduler stage: its prior is the whole score).
 
     A dense prior on ``embedder`` gets the query's vector through the bi-encoder's
     scheduler, while the cross-encoder runs, unless ``query_vector`` is given.
     """
     start = time.perf_counter()
-    prepared = await off_loop(
-        len(query) * len(documents) + sum(map(len, documents)),
-        reranker.prepare,
-        query,
-        documents,
-        document_vectors=document_vectors,
-    )
-    timings = {"tokenize": _ms(start)}
-    scoring = _infer(
-        reranker.infer,
-        schedulers.get(reranker),
-        prepared.tokens,
-        role="reranker",
-        deadline=deadline,
-        metrics=metrics,
-    )
+    timings: dict[str, float] = {}
+    if reranker.has_cross_encoder:
+        prepared = await off_loop(
+            len(query) * len(documents) + sum(map(len, documents)),
+            reranker.prepare,
+            query,
+            documents,
+            document_vectors=document_vectors,
+        )
+        timings["tokenize"] = _ms(start)
+        scoring = _infer(
+            reranker.infer,
+            schedulers.get(reranker),
+            prepared.tokens,
+            role="reranker",
+            deadline=deadline,
+            metrics=metrics,
+        )
+    else:  # a prior-only reranker: nothing to tokenize or infer
+        prepared = reranker.prepare(query, documents, document_vectors=document_vectors)
+        scoring = _no_cross_encoder()
     prior = reranker.prior
     if (
         query_vector is None
@@ -220,6 +227,11 @@ async def rerank(
         )
     timings["prior"] = _ms(start)
     return Reranked(cross_encoder + prior_terms, timings)
+
+
+async def _no_cross_encoder() -> tuple[FloatArray, dict[str, float]]:
+    """A prior-only reranker's ``infer`` stage: no logits, no time."""
+    return np.zeros(0, dtype=np.float32), {}
 
 
 @dataclass(frozen=True, slots=True)

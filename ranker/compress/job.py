@@ -9,7 +9,9 @@ and a canvas can run the same chain:
 2. ``score_with_teacher``: the teacher's scores (``teacher-pairs.jsonl``, cached) and
    summary (``teacher.json``);
 3. ``train_students``, once per shape: cross-validated, trained, exported, quantized and
-   timed (``student-<shape>.json`` and the variants' directories);
+   timed (``student-<shape>.json`` and the variants' directories); for 0 layers,
+   ``train_prior_student`` (the prior alone, with a miss embedder for texts the index does
+   not hold: ``student-l0.json``);
 4. ``choose_student``: the gate (``gate.json``);
 5. ``register_student``: the chosen student as a candidate reranker version;
 6. ``promote_candidate`` for each registered version when ``promote`` (the registry's gate:
@@ -32,6 +34,7 @@ from pathlib import Path
 from indexer.catalog import CatalogInput
 from ranker.compress.embedder import EmbedderReport, measure_embedder, read_embedder_report
 from ranker.compress.gate import apply_gate, choose_student, stored_cv_ndcg
+from ranker.compress.prior_student import train_prior_student
 from ranker.compress.records import TEACHER, CompressConfig, CompressionReport, Variant, read_json
 from ranker.compress.register import (
     apply_registration,
@@ -171,7 +174,19 @@ def compress_reranker(
             catalog=catalog,
         )
         for layers, max_length in itertools.product(config.layers, config.max_lengths)
+        if layers > 0
     ]
+    if 0 in config.layers:
+        students.append(
+            train_prior_student(
+                settings,
+                config,
+                teacher=summary,
+                work_dir=work_dir,
+                judgments=judgments,
+                catalog=catalog,
+            )
+        )
     gate = choose_student(
         teacher=summary, students=students, max_ndcg_drop=config.max_ndcg_drop, out=work_dir
     )

@@ -90,6 +90,7 @@ class Thresholds:
     min_cosine: float | None = None
     min_mean_cosine: float | None = None
     min_pearson: float | None = None
+    min_spearman: float | None = None
     min_kendall: float | None = None
     max_ndcg10_drop: float | None = None
 
@@ -100,6 +101,7 @@ class Thresholds:
             ("min cosine", agreement.min_cosine, self.min_cosine, True),
             ("mean cosine", agreement.mean_cosine, self.min_mean_cosine, True),
             ("score pearson", agreement.pearson, self.min_pearson, True),
+            ("mean spearman", agreement.spearman, self.min_spearman, True),
             ("mean kendall tau", agreement.kendall, self.min_kendall, True),
             ("NDCG@10 drop", agreement.ndcg10_drop, self.max_ndcg10_drop, False),
         ]
@@ -117,6 +119,13 @@ class Thresholds:
     def as_dict(self) -> dict[str, float]:
         """The bounds that are set."""
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+SERVED_SCORE_PARITY = Thresholds(min_spearman=0.95, min_kendall=0.85, max_ndcg10_drop=0.01)
+"""What an int8 variant must keep of fp32 when judged on served scores: each query's ranking
+(mean Spearman and Kendall over queries) and NDCG@10. For a reranker with a dense prior the
+raw logits are not compared: a student whose logits barely vary around its prior has a low
+raw Pearson however well its served ranking holds."""
 
 
 def check(agreement: Agreement, thresholds: Thresholds, *, what: str) -> None:

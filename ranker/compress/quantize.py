@@ -29,7 +29,14 @@ from ranker.compress.export import (
     variant_manifest,
     write_manifest,
 )
-from ranker.compress.parity import Agreement, ParityGroup, Thresholds, catalog_groups, check
+from ranker.compress.parity import (
+    SERVED_SCORE_PARITY,
+    Agreement,
+    ParityGroup,
+    Thresholds,
+    catalog_groups,
+    check,
+)
 from ranker.hardware import has_int8_dot_product, int8_preset
 from ranker.model_files import ONNX_MODEL_NAME, read_manifest
 
@@ -51,7 +58,17 @@ THRESHOLDS: dict[tuple[Precision, ModelTask], Thresholds] = {
     (Precision.FP16, ModelTask.EMBED): Thresholds(min_mean_cosine=0.9999, min_cosine=0.999),
     (Precision.FP16, ModelTask.SCORE): Thresholds(min_pearson=0.999, max_ndcg10_drop=0.005),
 }
-"""What each variant must keep of fp32, by task."""
+"""What each variant must keep of fp32, by task (a reranker with a dense prior: see
+:func:`parity_thresholds`)."""
+
+
+def parity_thresholds(precision: Precision, task: ModelTask, *, has_prior: bool) -> Thresholds:
+    """The bounds a ``precision`` variant is held to: int8 rerankers with a dense prior are
+    judged on their served scores' rankings (``SERVED_SCORE_PARITY``), the rest by
+    :data:`THRESHOLDS`."""
+    if precision is Precision.QINT8 and task is ModelTask.SCORE and has_prior:
+        return SERVED_SCORE_PARITY
+    return THRESHOLDS[(precision, task)]
 
 
 class QuantizationError(ValueError):
@@ -140,7 +157,9 @@ def quantize_model(
             f"{manifest.get('format')!r}, variant {manifest.get('variant')!r}); export it first"
         )
     task = ModelTask(manifest["task"])
-    thresholds = thresholds or THRESHOLDS[(precision, task)]
+    thresholds = thresholds or parity_thresholds(
+        precision, task, has_prior=bool(manifest.get("prior"))
+    )
     groups = list(groups) if groups is not None else catalog_groups()
     reduce_range = (not has_int8_dot_product()) if reduce_range is None else reduce_range
     variant = variant_name(precision)

@@ -24,7 +24,10 @@ RERANK_DEPTH = 50
 class CompressConfig(BaseModel):
     """What `shoprank compress` tries and how it judges."""
 
-    layers: tuple[int, ...] = Field(default=(1, 2), description="Teacher layers students keep.")
+    layers: tuple[int, ...] = Field(
+        default=(1, 2),
+        description="Teacher layers students keep; 0: the prior alone (no transformer).",
+    )
     max_lengths: tuple[int, ...] = Field(
         default=(40, 48), description="Students' maximum pair lengths (word pieces)."
     )
@@ -42,6 +45,14 @@ class CompressConfig(BaseModel):
     latency_repeats: int = Field(default=30, ge=1)
     student: dict[str, Any] = Field(
         default_factory=dict, description="StudentConfig overrides (max_length, epochs, ...)."
+    )
+    miss_embedder: dict[str, Any] = Field(
+        default_factory=dict,
+        description="MissEmbedderConfig overrides (layers, max_length, epochs, ...) for the "
+        "0-layer student's embedder of texts the index does not hold.",
+    )
+    prior_l2: float = Field(
+        default=1e-3, ge=0, description="L2 penalty on the 0-layer student's prior weights."
     )
 
 

@@ -56,6 +56,7 @@ class _Reranker:
 
     model_id = "fake-reranker"
     prior = None
+    has_cross_encoder = True
 
     def __init__(self) -> None:
         self.tokenizer = _Tokenizer()

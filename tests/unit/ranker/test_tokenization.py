@@ -278,3 +278,20 @@ def test_documents_cut_before_encoding_give_the_full_texts_pieces(max_length: in
     expected = reference.encode_batch(texts, add_special_tokens=False)
     for text, theirs, mine in zip(texts, expected, ours.encode_documents(texts), strict=True):
         assert mine.ids == theirs.ids, text[:80]
+
+
+@pytest.mark.parametrize("max_length", [8, 48, 128])
+def test_single_texts_cut_before_encoding_give_the_full_texts_ids(max_length: int) -> None:
+    from bench.common import product_texts
+
+    texts = list(product_texts().values())[:300]
+    texts += ["x" * 5000, "word " * 3000, "Crème brûlée, 12-pack!" * 200, "", "short"]
+    ours = PairTokenizer.from_model_dir(base_model_dir(), max_length=max_length)
+    reference = Tokenizer.from_file(str(base_model_dir() / "tokenizer.json"))
+    reference.no_padding()
+    reference.enable_truncation(max_length)
+
+    expected = reference.encode_batch(texts)
+    for text, theirs, mine in zip(texts, expected, ours.encode_texts(texts), strict=True):
+        assert mine.ids == theirs.ids, text[:80]
+        assert mine.type_ids == theirs.type_ids

@@ -67,6 +67,7 @@ class FakeReranker:
         self.backend = FakeBackend()
         self.embedder: Any = None
         self.batch_size = 8
+        self.has_cross_encoder = True
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         return np.full(len(documents), self.logit, dtype=np.float32)

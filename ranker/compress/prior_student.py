@@ -1,0 +1,400 @@
+"""The 0-layer student: the teacher's served score distilled into its linear prior alone.
+
+The served reranker scores ``w * cos(q, d) + v . lexical(q, d) + b`` plus a cross-encoder's
+residual. The distilled students' residual barely varies, so the prior carries the ranking;
+this student keeps the prior and drops the transformer. Its ``(w, v, b)`` are fitted
+(``ranker.training.cross_encoder.fit_prior``: binary cross-entropy, L2) to the teacher's
+served scores as probabilities, on the teacher step's pairs (judged queries against their
+judged and retrieved products, and pseudo-queries), with the cosines of the serving
+bi-encoder as the index stores them.
+
+It is judged like the other students (k-fold cross-validation by query, NDCG@10 on the
+rerank task), and on the *any-text* path: the products' vectors come from the miss embedder
+(``ranker.compress.miss_embedder``), as for texts the index does not hold. The miss embedder
+learns from catalog texts that are not judged for any query, so the figure is for texts it
+never saw (when the catalog has too few such texts it learns from all of them, and the
+report says so). Variants: the miss embedder's int8 and fp32 exports (int8 only when the
+served scores keep fp32's rankings: ``SERVED_SCORE_PARITY``), and no miss embedder (the
+bi-encoder embeds every text the index lacks). Each variant is a prior-only reranker
+directory (no transformer; the miss embedder inside it), timed on rerank-50 with none of
+the texts in the index.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer.catalog import CatalogInput
+from indexer.stores.atomic import atomic_directory
+from ranker.backends.no_cross_encoder import NoCrossEncoder
+from ranker.caching import TextCache
+from ranker.catalog_vectors import CatalogVectors
+from ranker.compress.export import copy_model_files, write_manifest
+from ranker.compress.inputs import job_data
+from ranker.compress.measure import mean, per_query_ndcg, rerank_cases, time_variant
+from ranker.compress.miss_embedder import MissEmbedderConfig, distill_miss_embedder
+from ranker.compress.parity import (
+    SERVED_SCORE_PARITY,
+    ParityGroup,
+    judged_groups,
+    score_agreement,
+)
+from ranker.compress.records import CompressConfig, Variant, read_json, write_json
+from ranker.compress.students import index_vectors
+from ranker.compress.teacher import read_teacher_pairs
+from ranker.embedder import Embedder
+from ranker.evaluation.judgments import kfold_query_splits
+from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
+from ranker.prior import MISS_EMBEDDER_DIR, DensePrior, prior_only_sha256
+from ranker.reranker import Reranker
+from ranker.settings import Settings
+from ranker.tokenization import PairTokenizer
+from ranker.training.cross_encoder import LabelledPair, fit_prior
+from ranker.training.jobs import TrainingData
+
+logger = logging.getLogger(__name__)
+
+SHAPE = "l0"
+"""How the 0-layer student names its directories and summary (``student-l0.json``)."""
+MIN_UNSEEN_TEXTS = 64
+"""Fewer unjudged catalog texts than this: the miss embedder learns from every text."""
+Prior = tuple[float, list[float], float]
+"""``(w, v, b)`` as ``fit_prior`` returns them."""
+
+
+def train_prior_student(
+    settings: Settings,
+    config: CompressConfig,
+    *,
+    teacher: Path,
+    work_dir: Path,
+    judgments: Any = None,
+    catalog: CatalogInput | None = None,
+) -> Path:
+    """The 0-layer student, cross-validated, fitted on every query, written as prior-only
+    reranker directories and timed; returns ``student-l0.json`` in ``work_dir``."""
+    from ranker.loading import load_embedder, open_pipeline
+
+    summary = read_json(teacher)
+    teacher_dir = Path(summary["path"])
+    pairs = read_teacher_pairs(Path(summary["pairs"]))
+    if pairs is None:
+        raise FileNotFoundError(f"no teacher scores in {summary['pairs']}; run the teacher step")
+    data = job_data(settings, judgments=judgments, catalog=catalog)
+    if data.sha256 != summary["data_sha256"]:
+        raise ValueError(f"{teacher} was scored on other judgments than those given")
+    embedder = load_embedder(settings)
+    stored = index_vectors(open_pipeline(settings, embedder=embedder, reranker=None))
+    vectors = _ProductVectors(embedder, stored)
+    labelled = _labelled_pairs(pairs, data.product_texts, embedder, vectors)
+    groups = judged_groups(data.judgments, data.product_texts)
+    miss_config = MissEmbedderConfig(seed=settings.seed, **config.miss_embedder)
+    miss_dirs, miss_notes = _miss_embedders(
+        settings, data, vectors, miss_config, work_dir / f"miss-embedder-{SHAPE}", groups=groups
+    )
+    tokenizer = PairTokenizer.from_model_dir(teacher_dir, max_length=settings.rerank.max_length)
+    misses = {
+        name: None if path is None else _load_miss(path, miss_config, settings)
+        for name, path in miss_dirs.items()
+    }
+    caches = {name: TextCache[Any](len(data.product_texts) + 1) for name in misses}
+    splits = kfold_query_splits(
+        list(data.judgments.queries), folds=config.folds, seed=settings.seed
+    )
+    cv: dict[str, dict[str, float]] = {name: {} for name in misses}
+    indexed: dict[str, float] = {}
+    for number, (_, test_qids) in enumerate(splits, start=1):
+        logger.info("student 0 layers (the prior alone), fold %d/%d", number, len(splits))
+        test = set(test_qids)
+        fitted = fit_prior([p for p in labelled if p.qid not in test], config.prior_l2)
+        for name, miss in misses.items():
+            reranker = _prior_reranker(
+                fitted, embedder, tokenizer, miss=miss, cache=caches[name], catalog=None
+            )
+            cv[name].update(_ndcg(reranker, data, test_qids))
+        if stored is not None:
+            reranker = _prior_reranker(fitted, embedder, tokenizer, miss=None, catalog=stored)
+            indexed.update(_ndcg(reranker, data, test_qids))
+    final = fit_prior(labelled, config.prior_l2)
+    refused = _served_parity(misses, caches, groups, final, embedder=embedder, tokenizer=tokenizer)
+    out_dir = work_dir / f"student-{SHAPE}"
+    cases = rerank_cases(data.judgments, data.product_texts)
+    variants = []
+    for name, miss_dir in miss_dirs.items():
+        precision = next((p for p in ("onnx-int8", "onnx-fp32") if p.split("-")[1] in name), "")
+        variant = Variant(
+            f"student 0L (prior only), {name}",
+            None,
+            0,
+            precision or "none",
+            max_length=miss_config.max_length if precision else None,
+        )
+        note = [f"any-text path; indexed texts: CV NDCG@10 {mean(indexed):.4f}"] if indexed else []
+        note += miss_notes.get(name, [])
+        if name in refused:
+            variant.note = "; ".join([f"refused: {refused[name]}", *note])
+            variants.append(variant)
+            continue
+        path = write_prior_reranker(
+            out_dir / name,
+            final,
+            embedder=embedder,
+            teacher_dir=teacher_dir,
+            miss_dir=miss_dir,
+            miss_config=miss_config,
+            extra={
+                "data_sha256": data.sha256,
+                "teacher": summary["teacher"],
+                "metrics": {
+                    "cv_ndcg@10_any_text": mean(cv[name]),
+                    "cv_ndcg@10_indexed": mean(indexed) if indexed else None,
+                },
+            },
+        )
+        variant.path = str(path)
+        reranker = Reranker.load(
+            path,
+            max_length=settings.rerank.max_length,
+            embedder=embedder,
+            backend_config=settings.backends,
+        )
+        time_variant(
+            variant, reranker, cases, repeats=config.latency_repeats, cv_ndcg=mean(cv[name])
+        )
+        variant.note = "; ".join(note)
+        variants.append(variant)
+    return write_json(
+        work_dir / f"student-{SHAPE}.json",
+        {
+            "shape": SHAPE,
+            "student": {"layers": 0, "miss_embedder": miss_config.model_dump(mode="json")},
+            "variants": [asdict(v) for v in variants],
+        },
+    )
+
+
+class _ProductVectors:
+    """The serving bi-encoder's product vectors: the index's where it holds the text, else
+    embedded (once)."""
+
+    def __init__(self, embedder: Embedder, stored: CatalogVectors | None) -> None:
+        self.embedder = embedder
+        self.stored = stored
+        self.cache: dict[str, np.ndarray[Any, Any]] = {}
+
+    def of(self, texts: Sequence[str]) -> np.ndarray[Any, Any]:
+        """``(len(texts), dim)`` unit vectors."""
+        wanted = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        found = self.stored.vectors(wanted) if self.stored is not None else [None] * len(wanted)
+        missing = [t for t, v in zip(wanted, found, strict=True) if v is None]
+        embedded = iter(self.embedder.embed(missing)) if missing else iter(())
+        for text, vector in zip(wanted, found, strict=True):
+            self.cache[text] = vector if vector is not None else next(embedded)
+        return np.stack([self.cache[t] for t in texts])
+
+
+def _labelled_pairs(
+    pairs: Sequence[Any],
+    texts: Mapping[str, str],
+    embedder: Embedder,
+    vectors: _ProductVectors,
+) -> list[LabelledPair]:
+    """The teacher's pairs as ``fit_prior`` reads them: the teacher's served score as a
+    probability (the target), the bi-encoder's cosine and the lexical features."""
+    by_query: dict[tuple[str, str], list[Any]] = {}
+    for pair in pairs:
+        if pair.product_id in texts:
+            by_query.setdefault((pair.qid, pair.query), []).append(pair)
+    queries = [query for _, query in by_query]
+    query_vectors = embedder.embed(queries) if queries else np.zeros((0, embedder.dimension))
+    labelled = []
+    for ((qid, query), group), query_vector in zip(by_query.items(), query_vectors, strict=True):
+        documents = [texts[p.product_id] for p in group]
+        cosines = vectors.of(documents) @ query_vector
+        features = lexical_features(query, documents)
+        for pair, document, cosine, row in zip(group, documents, cosines, features, strict=True):
+            target = 1.0 / (1.0 + math.exp(-pair.score))
+            labelled.append(
+                LabelledPair(qid, query, document, target, float(cosine), tuple(row.tolist()))
+            )
+    return labelled
+
+
+def _miss_embedders(
+    settings: Settings,
+    data: TrainingData,
+    vectors: _ProductVectors,
+    config: MissEmbedderConfig,
+    out_dir: Path,
+    *,
+    groups: Sequence[ParityGroup],
+) -> tuple[dict[str, Path | None], dict[str, list[str]]]:
+    """Variant name -> the miss embedder's directory (None: the bi-encoder embeds misses),
+    and notes per variant (its alignment, what a parity check refused)."""
+    from ranker.loading import uncompressed
+    from ranker.serving_models import serving_source
+
+    judged = {pid for products in data.judgments.qrels.values() for pid in products}
+    unseen = [text for pid, text in data.product_texts.items() if pid not in judged]
+    note = f"miss embedder learnt from {len(unseen)} unjudged catalog texts"
+    if len(unseen) < MIN_UNSEEN_TEXTS:
+        unseen = list(data.product_texts.values())
+        note = f"miss embedder learnt from all {len(unseen)} catalog texts, the judged included"
+    result = distill_miss_embedder(
+        serving_source(uncompressed(settings), "embedder").path,
+        unseen,
+        vectors.of(unseen),
+        config,
+        out_dir,
+        groups=groups,
+    )
+    shape = f"miss embedder {config.layers}L/{config.max_length}t"
+    alignment = f"{note}; mean cosine {result.validation_cosine:.4f} to the bi-encoder"
+    dirs: dict[str, Path | None] = {}
+    notes: dict[str, list[str]] = {}
+    for precision in ("onnx-int8", "onnx-fp32"):
+        name = f"{shape} {precision.replace('-', ' ')}"
+        if precision in result.variants:
+            dirs[name] = result.variants[precision]
+            notes[name] = [alignment]
+        else:
+            logger.warning("%s refused: %s", name, result.refused.get(precision))
+    dirs["bi-encoder for misses"] = None
+    return dirs, notes
+
+
+def _load_miss(path: Path, config: MissEmbedderConfig, settings: Settings) -> Embedder:
+    return Embedder.load(
+        path,
+        backend="onnx",
+        max_length=config.max_length,
+        batch_size=settings.embedder.batch_size,
+        backend_config=settings.backends,
+    )
+
+
+def _prior_reranker(
+    fitted: Prior,
+    embedder: Embedder,
+    tokenizer: PairTokenizer,
+    *,
+    miss: Embedder | None,
+    catalog: CatalogVectors | None,
+    cache: TextCache[Any] | None = None,
+) -> Reranker:
+    """A prior-only reranker on ``fitted``, as serving builds it from a directory."""
+    weight, lexical, bias = fitted
+    prior = DensePrior(
+        weight=weight,
+        bias=bias,
+        embedder=embedder,
+        lexical_weights=tuple(lexical),
+        cache=cache if cache is not None else TextCache(0),
+        catalog=catalog,
+        miss_embedder=miss,
+    )
+    return Reranker(
+        tokenizer=tokenizer,
+        backend=NoCrossEncoder(),
+        model_id="prior-only",
+        weights_sha256="-",
+        prior=prior,
+    )
+
+
+def _ndcg(reranker: Reranker, data: TrainingData, qids: Sequence[str]) -> dict[str, float]:
+    def score(qid: str, product_ids: Sequence[str]) -> Any:
+        texts = [data.product_texts[pid] for pid in product_ids]
+        return reranker.score(data.judgments.queries[qid], texts)
+
+    return per_query_ndcg(score, data.judgments, qids, data.product_texts)
+
+
+def _served_parity(
+    misses: Mapping[str, Embedder | None],
+    caches: Mapping[str, TextCache[Any]],
+    groups: Sequence[ParityGroup],
+    fitted: Prior,
+    *,
+    embedder: Embedder,
+    tokenizer: PairTokenizer,
+) -> dict[str, str]:
+    """Refusals of int8 miss embedders whose served scores (the prior, every text embedded
+    by the miss embedder) rank unlike fp32's, per query: see ``SERVED_SCORE_PARITY``."""
+    refused: dict[str, str] = {}
+    for name, miss in misses.items():
+        reference = misses.get(name.replace("int8", "fp32"))
+        if miss is None or "int8" not in name or reference is None:
+            continue
+        reference_scores, candidate_scores = (
+            _prior_reranker(
+                fitted, embedder, tokenizer, miss=m, catalog=None, cache=caches[n]
+            ).score
+            for n, m in ((name.replace("int8", "fp32"), reference), (name, miss))
+        )
+        agreement = score_agreement(groups, reference=reference_scores, candidate=candidate_scores)
+        failed = SERVED_SCORE_PARITY.failures(agreement)
+        if failed:
+            refused[name] = f"served scores against fp32: {'; '.join(failed)}"
+        logger.info("%s: served-score parity %s", name, agreement.as_dict())
+    return refused
+
+
+def write_prior_reranker(
+    out_dir: Path,
+    fitted: Prior,
+    *,
+    embedder: Embedder,
+    teacher_dir: Path,
+    miss_dir: Path | None,
+    miss_config: MissEmbedderConfig,
+    extra: Mapping[str, Any],
+) -> Path:
+    """A prior-only reranker directory: the teacher's config and tokenizer (what the API
+    checks inputs with), the manifest (``cross_encoder: false``, the prior's parameters,
+    its miss embedder) and the miss embedder's directory (``MISS_EMBEDDER_DIR``)."""
+    weight, lexical, bias = fitted
+    prior: dict[str, Any] = {
+        "kind": "dense-cosine",
+        "weight": weight,
+        "bias": bias,
+        "lexical_weights": dict(zip(LEXICAL_FEATURES, lexical, strict=True)),
+        "embedder": {
+            "model_id": embedder.identity.model_id,
+            "weights_sha256": embedder.identity.weights_sha256,
+            "dimension": embedder.dimension,
+        },
+    }
+    if miss_dir is not None:
+        prior["miss_embedder"] = {"path": MISS_EMBEDDER_DIR, "max_length": miss_config.max_length}
+    with atomic_directory(out_dir) as staging:
+        copy_model_files(teacher_dir, staging)
+        if miss_dir is not None:
+            shutil.copytree(miss_dir, staging / MISS_EMBEDDER_DIR)
+        manifest = {
+            "kind": "reranker-prior-only",
+            "cross_encoder": False,
+            "task": "score",
+            "layers": 0,
+            **extra,
+            "prior": prior,
+        }
+        write_manifest(staging, manifest)
+        digest = prior_only_sha256(staging)
+        write_manifest(
+            staging,
+            {
+                "model_id": f"shoprank-prior-only-{digest[:12]}",
+                **manifest,
+                "weights_sha256": digest,
+            },
+        )
+    return out_dir
