@@ -57,8 +57,8 @@ from ranker.prior import MISS_EMBEDDER_DIR, DensePrior, prior_only_sha256
 from ranker.reranker import Reranker
 from ranker.settings import Settings
 from ranker.tokenization import PairTokenizer
-from ranker.training.cross_encoder import LabelledPair, fit_prior
 from ranker.training.jobs import TrainingData
+from ranker.training.reranker_pairs import LabelledPair, fit_prior
 
 logger = logging.getLogger(__name__)
 
