@@ -31,9 +31,8 @@ from pydantic import BaseModel, Field
 
 from indexer.stores.base import FloatMatrix
 from ranker.backends.base import ModelTask
-from ranker.compress.export import export_model
-from ranker.compress.parity import ParityError, ParityGroup
-from ranker.compress.quantize import Precision, quantize_model
+from ranker.compress.parity import ParityGroup
+from ranker.compress.quantize import export_and_quantize
 from ranker.model_files import read_manifest
 from ranker.stages import PreparedTokens, pad_rows
 from ranker.tokenization import PairTokenizer
@@ -191,19 +190,4 @@ def _save_variants(
             "serving": {"max_length": config.max_length},
         },
     )
-    variants = {"torch": torch_dir}
-    try:
-        variants["onnx-fp32"] = export_model(
-            torch_dir, out_dir / "onnx-fp32", task=ModelTask.EMBED, groups=groups
-        ).path
-    except ParityError as exc:
-        logger.warning("%s", exc)
-        return variants, {"onnx-fp32": str(exc), "onnx-int8": "no fp32 export to quantize"}
-    try:
-        variants["onnx-int8"] = quantize_model(
-            variants["onnx-fp32"], out_dir / "onnx-int8", precision=Precision.QINT8, groups=groups
-        ).path
-    except ParityError as exc:
-        logger.warning("%s", exc)
-        return variants, {"onnx-int8": str(exc)}
-    return variants, {}
+    return export_and_quantize(torch_dir, out_dir, task=ModelTask.EMBED, groups=groups)

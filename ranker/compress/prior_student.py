@@ -38,7 +38,6 @@ from ranker.backends.no_cross_encoder import NoCrossEncoder
 from ranker.caching import TextCache
 from ranker.catalog_vectors import CatalogVectors
 from ranker.compress.export import copy_model_files, write_manifest
-from ranker.compress.inputs import job_data
 from ranker.compress.measure import mean, per_query_ndcg, rerank_cases, time_variant
 from ranker.compress.miss_embedder import MissEmbedderConfig, distill_miss_embedder
 from ranker.compress.parity import (
@@ -47,9 +46,8 @@ from ranker.compress.parity import (
     judged_groups,
     score_agreement,
 )
-from ranker.compress.records import CompressConfig, Variant, read_json, write_json
-from ranker.compress.students import index_vectors
-from ranker.compress.teacher import read_teacher_pairs
+from ranker.compress.records import CompressConfig, Variant, write_json
+from ranker.compress.students import student_inputs
 from ranker.embedder import Embedder
 from ranker.evaluation.judgments import kfold_query_splits
 from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
@@ -81,18 +79,9 @@ def train_prior_student(
 ) -> Path:
     """The 0-layer student, cross-validated, fitted on every query, written as prior-only
     reranker directories and timed; returns ``student-l0.json`` in ``work_dir``."""
-    from ranker.loading import load_embedder, open_pipeline
-
-    summary = read_json(teacher)
-    teacher_dir = Path(summary["path"])
-    pairs = read_teacher_pairs(Path(summary["pairs"]))
-    if pairs is None:
-        raise FileNotFoundError(f"no teacher scores in {summary['pairs']}; run the teacher step")
-    data = job_data(settings, judgments=judgments, catalog=catalog)
-    if data.sha256 != summary["data_sha256"]:
-        raise ValueError(f"{teacher} was scored on other judgments than those given")
-    embedder = load_embedder(settings)
-    stored = index_vectors(open_pipeline(settings, embedder=embedder, reranker=None))
+    inputs = student_inputs(settings, teacher, judgments=judgments, catalog=catalog)
+    summary, pairs, data = inputs.summary, inputs.pairs, inputs.data
+    teacher_dir, embedder, stored = inputs.teacher_dir, inputs.embedder, inputs.catalog_vectors
     vectors = _ProductVectors(embedder, stored)
     labelled = _labelled_pairs(pairs, data.product_texts, embedder, vectors)
     groups = judged_groups(data.judgments, data.product_texts)

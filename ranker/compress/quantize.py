@@ -25,6 +25,7 @@ from ranker.backends.base import ModelTask
 from ranker.compress.export import (
     compare_to_reference,
     copy_model_files,
+    export_model,
     optimize_graph,
     variant_manifest,
     write_manifest,
@@ -32,6 +33,7 @@ from ranker.compress.export import (
 from ranker.compress.parity import (
     SERVED_SCORE_PARITY,
     Agreement,
+    ParityError,
     ParityGroup,
     Thresholds,
     catalog_groups,
@@ -214,3 +216,31 @@ def quantize_model(
     seconds = time.perf_counter() - start
     logger.info("%s variant of %s written to %s in %.1f s", variant, fp32_dir, out_dir, seconds)
     return QuantizeResult(path=out_dir, variant=variant, agreement=agreement, seconds=seconds)
+
+
+def export_and_quantize(
+    torch_dir: Path,
+    out_dir: Path,
+    *,
+    task: ModelTask,
+    groups: Sequence[ParityGroup] | None = None,
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """Export a saved torch model to ONNX fp32, then quantize it to int8, in
+    ``out_dir/onnx-fp32`` and ``out_dir/onnx-int8``: the directory per variant made (the
+    torch one included), and the variants a parity check refused, with why."""
+    paths = {"torch": torch_dir}
+    try:
+        paths["onnx-fp32"] = export_model(
+            torch_dir, out_dir / "onnx-fp32", task=task, groups=groups
+        ).path
+    except ParityError as exc:
+        logger.warning("%s", exc)
+        return paths, {"onnx-fp32": str(exc), "onnx-int8": "no fp32 export to quantize"}
+    try:
+        paths["onnx-int8"] = quantize_model(
+            paths["onnx-fp32"], out_dir / "onnx-int8", precision=Precision.QINT8, groups=groups
+        ).path
+    except ParityError as exc:
+        logger.warning("%s", exc)
+        return paths, {"onnx-int8": str(exc)}
+    return paths, {}

@@ -25,11 +25,10 @@ from ranker.backends.base import FloatArray
 from ranker.caching import TextCache
 from ranker.catalog_vectors import CatalogVectors
 from ranker.compress.distill import StudentConfig, TeacherPair, distill_reranker, save_student
-from ranker.compress.export import export_model
 from ranker.compress.inputs import job_data
 from ranker.compress.measure import mean, per_query_ndcg, rerank_cases, time_variant
-from ranker.compress.parity import ParityError, ParityGroup, judged_groups
-from ranker.compress.quantize import Precision, quantize_model
+from ranker.compress.parity import ParityGroup, judged_groups
+from ranker.compress.quantize import export_and_quantize
 from ranker.compress.records import PRECISIONS, CompressConfig, Variant, read_json, write_json
 from ranker.compress.teacher import read_teacher_pairs
 from ranker.embedder import Embedder
@@ -66,18 +65,9 @@ def train_students(
     would run them: their dense prior through the bi-encoder that serves, the products'
     vectors read from the index.
     """
-    from ranker.loading import load_embedder, open_pipeline
-
-    summary = read_json(teacher)
-    teacher_dir = Path(summary["path"])
-    pairs = read_teacher_pairs(Path(summary["pairs"]))
-    if pairs is None:
-        raise FileNotFoundError(f"no teacher scores in {summary['pairs']}; run the teacher step")
-    data = job_data(settings, judgments=judgments, catalog=catalog)
-    if data.sha256 != summary["data_sha256"]:
-        raise ValueError(f"{teacher} was scored on other judgments than those given")
-    embedder = load_embedder(settings)
-    catalog_vectors = index_vectors(open_pipeline(settings, embedder=embedder, reranker=None))
+    inputs = student_inputs(settings, teacher, judgments=judgments, catalog=catalog)
+    pairs, data, teacher_dir = inputs.pairs, inputs.data, inputs.teacher_dir
+    embedder, catalog_vectors = inputs.embedder, inputs.catalog_vectors
     student_config = StudentConfig(
         seed=settings.seed, **{**config.student, "layers": layers, "max_length": max_length}
     )
@@ -112,6 +102,42 @@ def train_students(
             "variants": [asdict(v) for v in variants],
         },
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentInputs:
+    """What every student step reads: the teacher step's summary, its scored pairs, the
+    shop's data (checked to be what the teacher scored), the serving bi-encoder and the
+    index's product vectors."""
+
+    summary: dict[str, Any]
+    teacher_dir: Path
+    pairs: list[TeacherPair]
+    data: TrainingData
+    embedder: Embedder
+    catalog_vectors: CatalogVectors | None
+
+
+def student_inputs(
+    settings: Settings,
+    teacher: Path,
+    *,
+    judgments: JudgmentsInput | None = None,
+    catalog: CatalogInput | None = None,
+) -> StudentInputs:
+    """Read ``teacher`` (the teacher step's summary) and everything a student learns from."""
+    from ranker.loading import load_embedder, open_pipeline
+
+    summary = read_json(teacher)
+    pairs = read_teacher_pairs(Path(summary["pairs"]))
+    if pairs is None:
+        raise FileNotFoundError(f"no teacher scores in {summary['pairs']}; run the teacher step")
+    data = job_data(settings, judgments=judgments, catalog=catalog)
+    if data.sha256 != summary["data_sha256"]:
+        raise ValueError(f"{teacher} was scored on other judgments than those given")
+    embedder = load_embedder(settings)
+    catalog_vectors = index_vectors(open_pipeline(settings, embedder=embedder, reranker=None))
+    return StudentInputs(summary, Path(summary["path"]), pairs, data, embedder, catalog_vectors)
 
 
 def index_vectors(pipeline: SearchPipeline) -> CatalogVectors | None:
@@ -285,19 +311,4 @@ def export_variants(
         data_sha256=data_sha256,
         metrics=metrics or {},
     )
-    paths = {"torch": torch_dir}
-    try:
-        paths["onnx-fp32"] = export_model(
-            torch_dir, out_dir / "onnx-fp32", task=ModelTask.SCORE, groups=groups
-        ).path
-    except ParityError as exc:
-        logger.warning("%s", exc)
-        return paths, {"onnx-fp32": str(exc), "onnx-int8": "no fp32 export to quantize"}
-    try:
-        paths["onnx-int8"] = quantize_model(
-            paths["onnx-fp32"], out_dir / "onnx-int8", precision=Precision.QINT8, groups=groups
-        ).path
-    except ParityError as exc:
-        logger.warning("%s", exc)
-        return paths, {"onnx-int8": str(exc)}
-    return paths, {}
+    return export_and_quantize(torch_dir, out_dir, task=ModelTask.SCORE, groups=groups)
