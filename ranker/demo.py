@@ -33,8 +33,9 @@ logger = logging.getLogger(__name__)
 EXAMPLE_QUERIES = ("wireless mouse for laptop", "%100 silicone not clear", "kindle paperwhite")
 STARTUP_TIMEOUT_SECONDS = 300.0
 DEMO_COMPRESSION = CompressConfig(layers=(0, 1), max_lengths=(40,))
-"""The one student shape the main job distils when none is gated: the fastest that passed
-the gate in the full `shoprank compress` run (see the README)."""
+"""The student shapes the main job distils when none is gated: the prior alone with a miss
+embedder (0 layers), and the fastest transformer shape that passed the gate in the full
+`shoprank compress` run (docs/compression.md); the gate serves the faster that passes."""
 
 
 def _say(text: str = "") -> None:
