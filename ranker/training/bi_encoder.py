@@ -315,11 +315,7 @@ def train_bi_encoder(
         step = 0
         interval_losses: list[float] = []
     else:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        best = BestCheckpoint(model, 0.0)
-        best.load_checkpoint(saved["best"])
+        best = TrainingCheckpoints.restore_training(saved, model, optimizer, scheduler)
         result.history = list(saved["history"])
         step, interval_losses = int(saved["step"]), list(saved["interval_losses"])
         generator.setstate(saved["epoch_generator"])
@@ -360,18 +356,16 @@ def train_bi_encoder(
                 logger.info("step %d: loss %.4f, validation NDCG@10 %.4f", step, mean_loss, ndcg)
                 best.offer(model, ndcg)
             if checkpointer is not None and checkpointer.due(step, total_steps):
-                checkpointer.save(
-                    {
-                        "step": step,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "best": best.to_checkpoint(),
-                        "history": result.history,
-                        "interval_losses": interval_losses,
-                        "epoch_generator": epoch_generator,
-                        "position": position + 1,
-                    }
+                checkpointer.save_training(
+                    step=step,
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    best=best,
+                    history=result.history,
+                    interval_losses=interval_losses,
+                    epoch_generator=epoch_generator,
+                    position=position + 1,
                 )
         skip = 0
     bar.close()

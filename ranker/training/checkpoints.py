@@ -22,6 +22,7 @@ import torch
 
 from indexer.stores.atomic import atomic_file
 from ranker.errors import InputError
+from ranker.training.common import BestCheckpoint
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,45 @@ class TrainingCheckpoints:
         with atomic_file(self.path) as temp:
             torch.save(full, temp)
         logger.info("checkpoint at step %s: %s", state.get("step"), self.path)
+
+    def save_training(
+        self,
+        *,
+        step: int,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        best: BestCheckpoint,
+        history: list[dict[str, float]],
+        **extra: Any,
+    ) -> None:
+        """Save what every trainer's run holds, plus the trainer's own ``extra`` state."""
+        self.save(
+            {
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "best": best.to_checkpoint(),
+                "history": history,
+                **extra,
+            }
+        )
+
+    @staticmethod
+    def restore_training(
+        saved: dict[str, Any],
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ) -> BestCheckpoint:
+        """Load ``save_training``'s model, optimizer and schedule back; the best state so far."""
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        best = BestCheckpoint(model, 0.0)
+        best.load_checkpoint(saved["best"])
+        return best
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, the generators restored; None when there is no checkpoint.

@@ -284,14 +284,10 @@ def train_cross_encoder(
         step = 0
         running_loss = 0.0
     else:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
+        best = TrainingCheckpoints.restore_training(saved, model, optimizer, scheduler)
         with torch.no_grad():
             for parameter, value in zip(prior_parameters, saved["prior"], strict=True):
                 parameter.copy_(value)
-        best = BestCheckpoint(model, 0.0)
-        best.load_checkpoint(saved["best"])
         best_prior = saved["best_prior"]
         result.history = list(saved["history"])
         step, running_loss = int(saved["step"]), float(saved["running_loss"])
@@ -348,20 +344,18 @@ def train_cross_encoder(
                 if best.offer(model, ndcg):
                     best_prior = _prior_state(prior_weight, lexical_weights, prior_bias)
             if checkpointer is not None and checkpointer.due(step, total_steps):
-                checkpointer.save(
-                    {
-                        "step": step,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "prior": [parameter.detach().clone() for parameter in prior_parameters],
-                        "best": best.to_checkpoint(),
-                        "best_prior": best_prior,
-                        "history": result.history,
-                        "running_loss": running_loss,
-                        "epoch_generator": epoch_generator,
-                        "position": position + 1,
-                    }
+                checkpointer.save_training(
+                    step=step,
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    best=best,
+                    history=result.history,
+                    prior=[parameter.detach().clone() for parameter in prior_parameters],
+                    best_prior=best_prior,
+                    running_loss=running_loss,
+                    epoch_generator=epoch_generator,
+                    position=position + 1,
                 )
         skip = 0
     bar.close()
