@@ -278,6 +278,15 @@ def train(
         int | None,
         typer.Option(min=1, help="Retrieval depth unjudged negatives are drawn from (50)."),
     ] = None,
+    positive_gain: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            min_open=True,
+            help="Bi-encoder: judged products with at least this gain are positives "
+            "(default: each query's top gain).",
+        ),
+    ] = None,
     checkpoint_every: Annotated[
         int | None, typer.Option(min=1, help="Steps between checkpoints (200).")
     ] = None,
@@ -302,6 +311,7 @@ def train(
         "unjudged_negatives": unjudged_negatives,
         "unjudged_target": unjudged_target,
         "unjudged_depth": unjudged_depth,
+        "positive_gain": positive_gain,
         "checkpoint_every": checkpoint_every,
     }
     overrides = {name: value for name, value in given.items() if value is not None}
@@ -311,6 +321,8 @@ def train(
         overrides["loss"] = loss
     if bi_encoder and unjudged_target is not None:
         raise _fail("--unjudged-target is the reranker's; the bi-encoder has no targets")
+    if not bi_encoder and positive_gain is not None:
+        raise _fail("--positive-gain chooses the bi-encoder's positives; add --bi-encoder")
     checkpoints = checkpoint_dir or default_checkpoint_dir(
         settings, "embedder" if bi_encoder else "reranker"
     )

@@ -1,11 +1,13 @@
 """Fine-tunes the bi-encoder on judgments: a contrastive loss, or the teacher's margins.
 
-Pairs: positives are products with the top label gain (ESCI: E); hard negatives come from
+Pairs: positives are products with the query's top gain (ESCI: E), or every product with at
+least ``positive_gain`` (a shop with graded judgments); hard negatives come from
 retrieval: the base model ranks each query's judged products and the best-ranked ones
 judged irrelevant (gain 0) are taken. With ``unjudged_negatives`` N, up to N products the
 shop's retrieval top ``unjudged_depth`` returned for the query but nobody judged join that
 pool (:mod:`ranker.training.retrieved_negatives`), so queries whose judgments hold no
-irrelevant product (most of a pooled shop's) get hard negatives too. Two losses:
+irrelevant product (most of a pooled shop's) get hard negatives too, and validation ranks a
+held-out query's judged products among its own drawn unjudged ones (gain 0). Two losses:
 
 - ``contrastive``: multiple-negatives ranking (InfoNCE) with in-batch negatives plus the
   hard negative (Henderson et al. 2017; Karpukhin et al. 2020, DPR). A batch never holds
@@ -73,6 +75,12 @@ class BiEncoderConfig(TrainingConfig):
     unjudged_depth: int = Field(
         default=50, ge=1, description="Retrieval depth the unjudged negatives are drawn from."
     )
+    positive_gain: float | None = Field(
+        default=None,
+        gt=0,
+        description="Judged products with at least this gain are positives; None: those with "
+        "the query's top gain.",
+    )
     margin_scale: float = Field(
         default=10.0,
         gt=0,
@@ -128,17 +136,20 @@ def mine_triples(
     depth: int,
     seed: int,
     unjudged: Mapping[str, Sequence[str]] | None = None,
+    positive_gain: float | None = None,
 ) -> list[_Triple]:
-    """(query, positive, hard negative) triples; negatives are judged irrelevant, or
-    retrieved and unjudged (``unjudged``: qid -> such products), the model's closest first."""
+    """(query, positive, hard negative) triples, one per positive: a judged product with at
+    least ``positive_gain`` (default: the query's top gain). Negatives are judged irrelevant,
+    or retrieved and unjudged (``unjudged``: qid -> such products), the model's closest
+    first."""
     generator = random.Random(seed)
     triples = []
     for qid in qids:
         gains = {pid: g for pid, g in judgments.qrels[qid].items() if pid in product_texts}
         if not gains:
             continue
-        top_gain = max(gains.values())
-        positives = [pid for pid, gain in gains.items() if gain == top_gain and gain > 0]
+        least = max(gains.values()) if positive_gain is None else positive_gain
+        positives = [pid for pid, gain in gains.items() if gain >= least and gain > 0]
         negatives = [pid for pid, gain in gains.items() if gain == 0]
         negatives += [
             pid
@@ -270,6 +281,7 @@ def train_bi_encoder(
         depth=config.hard_negative_depth,
         seed=config.seed,
         unjudged=unjudged if config.unjudged_negatives else None,
+        positive_gain=config.positive_gain,
     )
     if not triples:
         raise ValueError("no training triples: no query has both a positive and a negative")
@@ -293,7 +305,8 @@ def train_bi_encoder(
         return scores
 
     def validation_ndcg() -> float:
-        return rerank_ndcg(cosine_scores, judgments, validation_qids, product_texts)
+        extra = unjudged if config.unjudged_negatives else None
+        return rerank_ndcg(cosine_scores, judgments, validation_qids, product_texts, extra=extra)
 
     result = TrainingResult(
         model=model, tokenizer=tokenizer, train_queries=fit_qids, validation_queries=validation_qids

@@ -64,6 +64,43 @@ def test_hard_negatives_are_judged_irrelevant_and_positives_exact(
     assert all(text_label[(t.qid, t.negative)] == "I" for t in triples)
 
 
+def test_positive_gain_makes_every_product_at_or_above_it_a_positive(
+    tiny_embedder_dir: Path, judgments: Judgments, texts: dict[str, str]
+) -> None:
+    config = BiEncoderConfig(base_model=str(tiny_embedder_dir), max_length=64)
+    trained = train_bi_encoder(judgments, texts, config, max_steps=1, progress=False)
+    gains = {
+        (qid, texts[pid]): gain
+        for qid, qrels in judgments.qrels.items()
+        for pid, gain in qrels.items()
+    }
+
+    def mined(positive_gain: float | None) -> list[Any]:
+        return mine_triples(
+            trained.model,
+            trained.tokenizer,
+            judgments,
+            list(judgments.queries),
+            texts,
+            depth=5,
+            seed=0,
+            positive_gain=positive_gain,
+        )
+
+    top_only, graded = mined(None), mined(0.1)
+    expected_graded = sum(
+        1
+        for qid, qrels in judgments.qrels.items()
+        if any(gain == 0 for gain in qrels.values())
+        for gain in qrels.values()
+        if gain >= 0.1
+    )
+
+    assert {gains[(t.qid, t.positive)] for t in graded} == {0.1, 1.0}
+    assert {gains[(t.qid, t.positive)] for t in top_only} == {1.0}
+    assert len(graded) == expected_graded > len(top_only)
+
+
 def test_training_lowers_the_loss_and_the_saved_model_embeds_the_same(
     tiny_embedder_dir: Path, judgments: Judgments, texts: dict[str, str], tmp_path: Path
 ) -> None:
