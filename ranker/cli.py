@@ -282,7 +282,6 @@ def train(
         float | None,
         typer.Option(
             min=0,
-            min_open=True,
             help="Bi-encoder: judged products with at least this gain are positives "
             "(default: each query's top gain).",
         ),
