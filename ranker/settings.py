@@ -39,6 +39,12 @@ class EmbedderSettings(BaseModel):
         description="Serve the variant of this model that `shoprank compress` gated (int8 "
         "ONNX), when there is one.",
     )
+    query_cache_size: int = Field(
+        default=10_000,
+        ge=0,
+        description="Queries whose vectors are kept between searches (LRU, 1.5 KiB each at "
+        "384 dimensions); 0: none.",
+    )
 
 
 class RerankSettings(BaseModel):
