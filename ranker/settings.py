@@ -273,6 +273,20 @@ class ApiSettings(BaseModel):
         description="In-flight requests before the API answers 429; a request takes a slot "
         "only once its body is read.",
     )
+    worker_threads: int = Field(
+        default=40,
+        ge=1,
+        description="Threads for the requests' blocking work (retrieval, the prior, the "
+        "unbatched models): anyio's thread limit. More than the cores can run only adds "
+        "switching and lock contention.",
+    )
+    switch_interval_ms: float = Field(
+        default=5.0,
+        gt=0,
+        description="Python's thread switch interval (sys.setswitchinterval) while serving: "
+        "how long a thread waiting for the interpreter lock (the event loop answering a 429, "
+        "say) waits before it asks the running thread for it.",
+    )
     max_body_bytes: int = Field(
         default=4 * 2**20,
         ge=1024,
