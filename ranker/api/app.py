@@ -130,12 +130,20 @@ def create_app(
 
 
 def tune_threads(api: ApiSettings) -> None:
-    """The worker-thread limit and the interpreter's switch interval the settings ask for
-    (see ``api.worker_threads``, ``api.switch_interval_ms``); in the serving event loop."""
+    """The worker-thread limit, FAISS's OpenMP threads and the interpreter's switch
+    interval the settings ask for (``api.worker_threads``, ``api.faiss_threads``,
+    ``api.switch_interval_ms``); in the serving event loop."""
     anyio.to_thread.current_default_thread_limiter().total_tokens = api.worker_threads
+    if api.faiss_threads:
+        import faiss
+
+        faiss.omp_set_num_threads(api.faiss_threads)
     sys.setswitchinterval(api.switch_interval_ms / 1e3)
     logger.info(
-        "%d worker threads, a %.1f ms switch interval", api.worker_threads, api.switch_interval_ms
+        "%d worker threads, %s FAISS threads, a %.1f ms switch interval",
+        api.worker_threads,
+        api.faiss_threads or "default",
+        api.switch_interval_ms,
     )
 
 
