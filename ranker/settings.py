@@ -274,11 +274,11 @@ class ApiSettings(BaseModel):
         "only once its body is read.",
     )
     worker_threads: int = Field(
-        default=40,
+        default=8,
         ge=1,
         description="Threads for the requests' blocking work (retrieval, the prior, the "
-        "unbatched models): anyio's thread limit. More than the cores can run only adds "
-        "switching and lock contention.",
+        "unbatched models): anyio's thread limit (its default is 40). More than the cores "
+        "can use only adds switching and lock contention.",
     )
     faiss_threads: int = Field(
         default=1,
@@ -288,9 +288,10 @@ class ApiSettings(BaseModel):
         "the other requests need (7 ms of CPU a search instead of 0.4 ms on 2 busy cores).",
     )
     switch_interval_ms: float = Field(
-        default=5.0,
+        default=1.0,
         gt=0,
-        description="Python's thread switch interval (sys.setswitchinterval) while serving: "
+        description="Python's thread switch interval (sys.setswitchinterval; Python's "
+        "default is 5 ms) while serving: "
         "how long a thread waiting for the interpreter lock (the event loop answering a 429, "
         "say) waits before it asks the running thread for it.",
     )
