@@ -38,6 +38,8 @@ SERVERS: dict[str, dict[str, str]] = {
     UNBATCHED: {"SHOPRANK_API__MAX_BATCH_TOKENS": "0"},
     BATCHED: {},
 }
+SERVER_NAMES = {"unbatched": UNBATCHED, "batched": BATCHED}
+"""The command line's names for the servers."""
 ROUTES = ("/search", "/v1/rerank")
 
 
@@ -115,6 +117,7 @@ async def _load(
         "p50_429_server_ms": _percentile(shed_server, 50),
         "p99_429_server_ms": _percentile(shed_server, 99),
         "other_errors": failed,
+        "errors_5xx": sum(n for status, n in failed.items() if status >= 500),
         "wall_s": wall_s,
     }
 
@@ -130,13 +133,15 @@ def run(
     seconds: float = 20.0,
     warmup_s: float = 5.0,
     backoff_ms: float = 100.0,
+    routes: Sequence[str] = ROUTES,
+    servers: Sequence[str] = tuple(SERVERS),
 ) -> dict[str, Any]:
     """Every route at every client count, on each server; rows grouped by (route, clients)."""
     cases = rerank_cases()
     rows: list[dict[str, Any]] = []
-    for server, overrides in SERVERS.items():
-        with served(index_dir, overrides) as base_url:
-            for route in ROUTES:
+    for server in servers:
+        with served(index_dir, SERVERS[server]) as base_url:
+            for route in routes:
                 bodies = request_bodies(route, cases)
                 asyncio.run(
                     _load(
@@ -176,6 +181,7 @@ def render(result: dict[str, Any]) -> str:
         ("req/s", "req_per_s"),
         ("p50 ms", "p50_ms"),
         ("p99 ms", "p99_ms"),
+        ("5xx", "errors_5xx"),
         ("429s", "shed_429"),
         ("429 p50 ms", "p50_429_ms"),
         ("429 p99 ms", "p99_429_ms"),
@@ -186,10 +192,10 @@ def render(result: dict[str, Any]) -> str:
     groups = sorted({(row["route"], row["clients"]) for row in result["rows"]})
     for route, clients in groups:
         rows = [r for r in result["rows"] if (r["route"], r["clients"]) == (route, clients)]
-        base = next(r for r in rows if r["variant"] == UNBATCHED)
+        base = next((r for r in rows if r["variant"] == UNBATCHED), rows[0])
         for row in rows:
             row["speedup"] = row["req_per_s"] / base["req_per_s"] if base["req_per_s"] else 0.0
-        table = ratio_table(rows, columns=columns, baseline=UNBATCHED)
+        table = ratio_table(rows, columns=columns, baseline=base["variant"])
         tables.append(f"POST {route}, {clients} clients\n{table}")
     head = (
         f"{result['task']}: {result['seconds']:g} s per row, {result['cores']} cores shared "
@@ -207,6 +213,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup-seconds", type=float, default=5.0)
     parser.add_argument("--backoff-ms", type=float, default=100.0)
+    parser.add_argument("--routes", nargs="+", choices=ROUTES, default=list(ROUTES))
+    parser.add_argument(
+        "--servers",
+        nargs="+",
+        choices=list(SERVER_NAMES),
+        default=list(SERVER_NAMES),
+        help="which servers to start: unbatched, batched (default both)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
     quiet_libraries()
@@ -216,6 +230,8 @@ def main() -> None:
         seconds=args.seconds,
         warmup_s=args.warmup_seconds,
         backoff_ms=args.backoff_ms,
+        routes=args.routes,
+        servers=[SERVER_NAMES[name] for name in args.servers],
     )
     print(json.dumps(result, indent=2) if args.json else render(result))
 

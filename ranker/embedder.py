@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.caching import TextCache
 from indexer.progress import progress_bar
 from indexer.stores.base import FloatMatrix, ModelIdentity
 from ranker.backends import Backend, ModelTask, TokenBatch, load_backend
@@ -25,6 +26,8 @@ class Embedder:
 
     Its stages, which :meth:`embed` chains and a scheduler runs apart (see
     :mod:`ranker.stages`): :meth:`prepare`, :meth:`infer` and :meth:`finish`.
+    ``query_cache`` keeps the unit vectors of the last ``query_cache_size`` queries (LRU,
+    read-only arrays); it belongs to this model, so a reloaded model starts with its own.
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class Embedder:
         backend: Backend,
         identity: ModelIdentity,
         batch_size: int = 64,
+        query_cache_size: int = 0,
     ) -> None:
         if backend.task is not ModelTask.EMBED:
             raise ValueError(f"an Embedder needs an embedding backend, got {backend.task}")
@@ -43,6 +47,7 @@ class Embedder:
         self.batch_size = batch_size
         self.lineage = (identity.weights_sha256, *identity.lineage)
         """Its weights hash, then those of the models it was exported or quantized from."""
+        self.query_cache: TextCache[FloatArray] = TextCache(query_cache_size)
 
     @classmethod
     def load(
@@ -53,6 +58,7 @@ class Embedder:
         max_length: int = 128,
         batch_size: int = 64,
         backend_config: BackendSettings | None = None,
+        query_cache_size: int = 0,
     ) -> Embedder:
         """Load a bi-encoder (``minilm``, a directory, or an ONNX export of one) on a backend."""
         model_dir = resolve_model_dir(model)
@@ -60,7 +66,13 @@ class Embedder:
         tokenizer = PairTokenizer.from_model_dir(model_dir, max_length=max_length)
         dimension = _probe_dimension(loaded)
         identity = model_identity(model_dir, dimension=dimension)
-        return cls(tokenizer=tokenizer, backend=loaded, identity=identity, batch_size=batch_size)
+        return cls(
+            tokenizer=tokenizer,
+            backend=loaded,
+            identity=identity,
+            batch_size=batch_size,
+            query_cache_size=query_cache_size,
+        )
 
     @property
     def dimension(self) -> int:
@@ -99,10 +111,19 @@ class Embedder:
             (vectors,) = self.infer([prepared], on_rows=bar.update)
         return self.finish(vectors, normalize=normalize)
 
-    def embed_query(self, query: str) -> FloatMatrix:
-        """One query's unit vector, shape ``(dim,)``."""
-        vector: FloatMatrix = self.embed([query])[0]
-        return vector
+    def embed_query(self, query: str) -> FloatArray:
+        """One query's unit vector, shape ``(dim,)`` (read-only: it may be the cached one)."""
+        cached = self.query_cache.get(query)
+        if cached is not None:
+            return cached
+        return self.keep_query_vector(query, self.embed([query])[0])
+
+    def keep_query_vector(self, query: str, vector: FloatArray) -> FloatArray:
+        """``vector`` (``query``'s unit vector) made read-only and kept in the query cache."""
+        kept = np.array(vector, dtype=np.float32)
+        kept.flags.writeable = False
+        self.query_cache.put(query, kept)
+        return kept
 
 
 def _probe_dimension(backend: Backend) -> int:

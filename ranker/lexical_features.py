@@ -22,11 +22,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from indexer.caching import TextCache
 from ranker.backends.base import FloatArray
 
 LEXICAL_FEATURES = ("title_coverage", "text_coverage", "negated_in_title")
 NEGATIONS = frozenset({"without", "no", "not", "non"})
 _WORD = re.compile(r"[a-z0-9]+(?:[.,/][0-9]+)*")
+
+DocumentWords = tuple[frozenset[str], frozenset[str]]
+"""A product text's title words (its first line's) and all its words."""
 
 
 def words(text: str) -> list[str]:
@@ -39,16 +43,30 @@ def words(text: str) -> list[str]:
     return found
 
 
-def lexical_features(query: str, documents: Sequence[str]) -> FloatArray:
-    """``(len(documents), len(LEXICAL_FEATURES))`` features, columns as named there."""
+def document_words(document: str) -> DocumentWords:
+    """The words of ``document``'s title (its first line) and of the whole text."""
+    title_line, _, _ = document.partition("\n")
+    return frozenset(words(title_line)), frozenset(words(document))
+
+
+def lexical_features(
+    query: str,
+    documents: Sequence[str],
+    *,
+    cache: TextCache[DocumentWords] | None = None,
+) -> FloatArray:
+    """``(len(documents), len(LEXICAL_FEATURES))`` features, columns as named there;
+    ``cache`` keeps each document's words between calls."""
     query_words = words(query)
     negated = {query_words[i + 1] for i, word in enumerate(query_words[:-1]) if word in NEGATIONS}
     wanted = [word for word in query_words if word not in NEGATIONS and word not in negated]
     features = np.zeros((len(documents), len(LEXICAL_FEATURES)), dtype=np.float32)
-    for row, document in enumerate(documents):
-        title_line, _, _ = document.partition("\n")
-        title = set(words(title_line))
-        text = set(words(document))
+    found = (
+        cache.get_many(documents, lambda texts: [document_words(text) for text in texts])
+        if cache is not None
+        else [document_words(document) for document in documents]
+    )
+    for row, (title, text) in enumerate(found):
         if wanted:
             features[row, 0] = sum(word in title for word in wanted) / len(wanted)
             features[row, 1] = sum(word in text for word in wanted) / len(wanted)

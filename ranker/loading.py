@@ -49,6 +49,7 @@ def load_embedder(settings: Settings, source: ModelSource | None = None) -> Embe
         max_length=_max_length(settings.embedder, _serving_manifest(source.path)),
         batch_size=settings.embedder.batch_size,
         backend_config=settings.backends,
+        query_cache_size=settings.embedder.query_cache_size,
     )
     logger.info("bi-encoder %s from %s", embedder.identity.model_id, source.label)
     return embedder

@@ -26,6 +26,7 @@ from ranker.backends.base import FloatArray
 from ranker.catalog_vectors import CatalogVectors
 from ranker.embedder import Embedder
 from ranker.fusion import reciprocal_rank_fusion
+from ranker.product_texts import ProductTexts
 from ranker.reranker import Reranker
 from ranker.settings import RerankSettings, RetrievalSettings
 
@@ -96,7 +97,9 @@ class _Timer:
 
 
 class SearchPipeline:
-    """Stateless per call; every component is loaded once and shared between requests."""
+    """Stateless per call; every component is loaded once and shared between requests
+    (``text_cache``, the products' rendered texts, too: the pipelines ``with_*`` make share
+    it)."""
 
     def __init__(
         self,
@@ -109,6 +112,7 @@ class SearchPipeline:
         retrieval: RetrievalSettings,
         rerank: RerankSettings,
         reranker: Reranker | None = None,
+        text_cache: ProductTexts | None = None,
     ) -> None:
         if embedder.dimension != vector_store.identity.dimension:
             raise ValueError(
@@ -123,6 +127,11 @@ class SearchPipeline:
         self.retrieval = retrieval
         self.rerank_settings = rerank
         self.reranker = reranker
+        self.text_cache = (
+            text_cache
+            if text_cache is not None and text_cache.template is template
+            else ProductTexts(template)
+        )
 
     def with_reranker(
         self, reranker: Reranker | None, rerank: RerankSettings | None = None
@@ -138,6 +147,7 @@ class SearchPipeline:
             retrieval=self.retrieval,
             rerank=rerank or self.rerank_settings,
             reranker=reranker,
+            text_cache=self.text_cache,
         )
 
     def with_retrieval(self, retrieval: RetrievalSettings) -> SearchPipeline:
@@ -151,6 +161,7 @@ class SearchPipeline:
             retrieval=retrieval,
             rerank=self.rerank_settings,
             reranker=self.reranker,
+            text_cache=self.text_cache,
         )
 
     def retrieve(
@@ -299,8 +310,8 @@ class SearchPipeline:
             return None
 
     def product_texts(self, products: Sequence[Product]) -> list[str]:
-        """The text the models see for each product."""
-        return [self.template.render(product) for product in products]
+        """The text the models see for each product (rendered once per unchanged product)."""
+        return self.text_cache.texts(products)
 
     def candidates(
         self,

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from indexer.caching import TextCache
 from indexer.stores.base import FloatMatrix
 from ranker.backends.base import FloatArray
-from ranker.caching import TextCache
 from ranker.catalog_vectors import CatalogVectors
 from ranker.embedder import Embedder
-from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
+from ranker.lexical_features import LEXICAL_FEATURES, DocumentWords, lexical_features
 from ranker.model_files import read_manifest, weights_sha256
 from ranker.settings import BackendSettings
 
@@ -46,7 +46,8 @@ class DensePrior:
     :data:`~ranker.lexical_features.LEXICAL_FEATURES`) is empty for a model trained
     without lexical features.
 
-    Product vectors are kept in a bounded LRU cache (``cache``) between requests; a text
+    Product vectors are kept in a bounded LRU cache (``cache``) between requests, and so
+    are the products' words for the lexical features (``words_cache``); a text
     the cache misses is looked up in the index's stored vectors (``catalog``, when serving
     attached one), and a text the index does not hold either is embedded by
     ``miss_embedder`` when there is one, else by the bi-encoder (``embedder``).
@@ -57,6 +58,7 @@ class DensePrior:
     embedder: Embedder
     lexical_weights: tuple[float, ...] = ()
     cache: TextCache[FloatArray] = field(default_factory=lambda: TextCache(0))
+    words_cache: TextCache[DocumentWords] = field(default_factory=lambda: TextCache(0))
     catalog: CatalogVectors | None = None
     miss_embedder: Embedder | None = None
 
@@ -83,6 +85,7 @@ class DensePrior:
             embedder=embedder,
             lexical_weights=tuple(float(lexical[name]) for name in LEXICAL_FEATURES if lexical),
             cache=TextCache(cache_size),
+            words_cache=TextCache(cache_size),
             miss_embedder=miss_embedder,
         )
 
@@ -106,7 +109,9 @@ class DensePrior:
         )
         prior = self.weight * (vectors @ query_vector) + self.bias
         if self.lexical_weights:
-            lexical = lexical_features(query, documents) @ np.array(self.lexical_weights)
+            lexical = lexical_features(query, documents, cache=self.words_cache) @ np.array(
+                self.lexical_weights
+            )
             combined: FloatArray = (prior + lexical).astype(np.float32)
             return combined
         return prior.astype(np.float32)

@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 from tokenizers import Encoding, Tokenizer
 
+from indexer.caching import TextCache
 from ranker.backends.base import TokenBatch
-from ranker.caching import TextCache
 
 FIRST_CUT_CHARS_PER_PIECE = 5
 """Characters allowed per kept word piece in the first cut of a long document (pieces

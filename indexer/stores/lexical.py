@@ -14,9 +14,10 @@ Schema: ``products`` (rowid, product_id, casefolded brand, price), ``product_cat
 User text never reaches FTS5 syntax: a query is cut into word tokens, each is quoted, and
 the tokens are OR-ed.
 
-Thread safety: one connection per index (``check_same_thread=False``) behind a lock.
-Readers of a database that :meth:`SqliteBm25Index.build` replaced keep the old file until
-they reopen it.
+Thread safety: writes go through one connection per index (``check_same_thread=False``)
+behind a lock; searches through each thread's own read-only connection, so they run in
+parallel (see :mod:`indexer.stores.sqlite_file`). Readers of a database that
+:meth:`SqliteBm25Index.build` replaced keep the old file until they reopen it.
 """
 
 from __future__ import annotations
@@ -291,8 +292,8 @@ class SqliteBm25Index(SqliteFile):
         )
         params = [*weights, expression, *filter_params, k]
         try:
-            with self._lock:
-                rows = self._connection.execute(sql, params).fetchall()
+            with self._reading() as connection:
+                rows = connection.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"BM25 search in {self.path} failed: {exc}") from exc
         return [Hit(product_id=product_id, score=float(score)) for product_id, score in rows]

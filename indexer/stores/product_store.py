@@ -1,8 +1,10 @@
 """Product documents by id in one SQLite file, stored as the Product's JSON.
 
-One connection per store (``check_same_thread=False``) behind a lock, so the HTTP server's
-threads can share it. :meth:`SqliteProductStore.build` writes a fresh file beside the target
-and moves it into place; readers keep the old file until they reopen.
+Writes go through one connection per store (``check_same_thread=False``) behind a lock;
+reads through each thread's own read-only connection, so the HTTP server's threads read in
+parallel (see :mod:`indexer.stores.sqlite_file`). :meth:`SqliteProductStore.build` writes a
+fresh file beside the target and moves it into place; readers keep the old file until they
+reopen.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Self
 
 from pydantic import ValidationError
 
+from indexer.caching import TextCache
 from indexer.catalog import Product
 from indexer.stores.base import StoreError
 from indexer.stores.sqlite_file import SqliteFile, building
@@ -30,18 +33,23 @@ CREATE TABLE IF NOT EXISTS products (
 """
 _CHUNK = 500  # stays under SQLite's oldest limit of 999 bound parameters
 _PAGE = 1_000
+PARSED_CACHE_SIZE = 20_000
+"""Documents whose parsed Product :meth:`SqliteProductStore.get_many` keeps (LRU, keyed by
+the stored JSON, so an upserted product is parsed afresh)."""
 
 
 class SqliteProductStore(SqliteFile):
     """A :class:`~indexer.stores.base.ProductStore` in one SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, parsed_cache_size: int = PARSED_CACHE_SIZE) -> None:
         super().__init__(path, schema=_SCHEMA, what="a product store")
+        self._parsed: TextCache[Product] = TextCache(parsed_cache_size)
 
     @classmethod
-    def open(cls, path: Path) -> Self:
-        """Open the store at ``path``, creating an empty one if the file is missing."""
-        return cls(path)
+    def open(cls, path: Path, *, parsed_cache_size: int = PARSED_CACHE_SIZE) -> Self:
+        """Open the store at ``path``, creating an empty one if the file is missing;
+        ``parsed_cache_size``: documents whose parsed products are kept (0: none)."""
+        return cls(path, parsed_cache_size=parsed_cache_size)
 
     @classmethod
     def build(cls, path: Path, products: Sequence[Product]) -> Self:
@@ -94,11 +102,11 @@ class SqliteProductStore(SqliteFile):
         unique = list(dict.fromkeys(product_ids))
         documents: dict[str, str] = {}
         try:
-            with self._lock:
+            with self._reading() as connection:
                 for start in range(0, len(unique), _CHUNK):
                     chunk = unique[start : start + _CHUNK]
                     documents.update(
-                        self._connection.execute(
+                        connection.execute(
                             "SELECT product_id, document FROM products "
                             f"WHERE product_id IN ({', '.join('?' * len(chunk))})",
                             chunk,
@@ -106,7 +114,12 @@ class SqliteProductStore(SqliteFile):
                     )
         except sqlite3.Error as exc:
             raise StoreError(f"product lookup in {self.path} failed: {exc}") from exc
-        parsed = {pid: self._parse(pid, document) for pid, document in documents.items()}
+        product_id_of = {document: pid for pid, document in documents.items()}
+        products = self._parsed.get_many(
+            list(documents.values()),
+            lambda missing: [self._parse(product_id_of[d], d) for d in missing],
+        )
+        parsed = dict(zip(documents, products, strict=True))
         return [parsed.get(product_id) for product_id in product_ids]
 
     def get(self, product_id: str) -> Product | None:
@@ -118,8 +131,8 @@ class SqliteProductStore(SqliteFile):
         last_rowid = -1
         while True:
             try:
-                with self._lock:
-                    rows = self._connection.execute(
+                with self._reading() as connection:
+                    rows = connection.execute(
                         "SELECT rowid, product_id, document FROM products WHERE rowid > ? "
                         "ORDER BY rowid LIMIT ?",
                         (last_rowid, _PAGE),

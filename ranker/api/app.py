@@ -8,10 +8,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from indexer.redaction import install_log_redaction, secret_values
@@ -31,7 +33,7 @@ from ranker.api.routes import router
 from ranker.api.service import Service
 from ranker.api.service_loading import load_service
 from ranker.api.workbench import WorkbenchJudgments, workbench_router
-from ranker.settings import Settings, get_settings
+from ranker.settings import ApiSettings, Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tune_threads(settings.api)
         install_log_redaction(secrets, loggers=LOGGERS_REDACTED)
         install_log_format(settings.api.log_format, loggers=LOGGERS_REDACTED)
         if not admin_keys:
@@ -124,6 +127,24 @@ def create_app(
     if admin_keys:
         app.include_router(admin_router)
     return app
+
+
+def tune_threads(api: ApiSettings) -> None:
+    """The worker-thread limit, FAISS's OpenMP threads and the interpreter's switch
+    interval the settings ask for (``api.worker_threads``, ``api.faiss_threads``,
+    ``api.switch_interval_ms``); in the serving event loop."""
+    anyio.to_thread.current_default_thread_limiter().total_tokens = api.worker_threads
+    if api.faiss_threads:
+        import faiss
+
+        faiss.omp_set_num_threads(api.faiss_threads)
+    sys.setswitchinterval(api.switch_interval_ms / 1e3)
+    logger.info(
+        "%d worker threads, %s FAISS threads, a %.1f ms switch interval",
+        api.worker_threads,
+        api.faiss_threads or "default",
+        api.switch_interval_ms,
+    )
 
 
 def _install_sighup(app: FastAPI, *, wanted: bool) -> bool:

@@ -8,8 +8,10 @@
 3. the body, read in full first: a declared ``Content-Length`` over ``max_body_bytes``
    answers 413 unread, a chunked body that grows past it 413, a body not sent in full
    within ``body_timeout_s`` 408 (each with ``Connection: close``);
-4. a concurrency slot, 429 when none is free; a request takes one only once its body is
-   read, so a client that sends half a body and stalls never holds one;
+4. a concurrency slot, 429 when none is free: checked before the body is read (a request
+   that cannot get one is refused unread, at once) and again after; a request takes one
+   only once its body is read, so a client that sends half a body and stalls never holds
+   one;
 5. the routes. An exception no handler answers becomes a JSON 500 with the request id and
    ``Connection: close`` (the traceback goes to the log only), so the client is told
    before the connection closes.
@@ -160,14 +162,13 @@ class EdgeMiddleware:
         if refusal is not None:
             await error_response(refusal, self._secrets, path=scope["path"])(scope, receive, send)
             return
+        gated = scope["path"] not in UNGATED_PATHS
+        if gated and await self._refused_for_load(scope, receive, send):
+            return  # before the body is read: no slot is free anyway
         body = await self._read_body(scope, receive, send, headers)
         if body is None:
             return
-        gated = scope["path"] not in UNGATED_PATHS
-        if gated and self._in_flight >= self._settings.max_concurrent_requests:
-            limit = self._settings.max_concurrent_requests
-            error = OverloadedError(f"more than {limit} requests in flight")
-            await error_response(error, self._secrets, path=scope["path"])(scope, receive, send)
+        if gated and await self._refused_for_load(scope, receive, send):
             return
         if gated:
             self._in_flight += 1
@@ -178,6 +179,15 @@ class EdgeMiddleware:
             if gated:
                 self._in_flight -= 1
                 self._metrics.in_flight.dec()
+
+    async def _refused_for_load(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Whether every slot is taken; if so, the 429 was answered here."""
+        limit = self._settings.max_concurrent_requests
+        if self._in_flight < limit:
+            return False
+        error = OverloadedError(f"more than {limit} requests in flight")
+        await error_response(error, self._secrets, path=scope["path"])(scope, receive, send)
+        return True
 
     def _refuse_key(self, path: str, headers: Headers) -> ApiError | None:
         """Why the request may not pass without (or with its) API key; None when it may."""

@@ -152,6 +152,27 @@ async def embed(
     return Embedded(embedder.finish(output, normalize=normalize), timings)
 
 
+async def embed_query(
+    embedder: Embedder,
+    query: str,
+    *,
+    schedulers: ModelSchedulers,
+    deadline: float | None = None,
+    metrics: Metrics | None = None,
+) -> Embedded:
+    """``query``'s unit vector (shape ``(1, dim)``): from the bi-encoder's query cache, else
+    embedded through its scheduler and kept there (the timings then say ``cached``: 0)."""
+    start = time.perf_counter()
+    cached = embedder.query_cache.get(query)
+    if cached is not None:
+        return Embedded(cached[None, :], {"cached": _ms(start)})
+    embedded = await embed(
+        embedder, [query], schedulers=schedulers, deadline=deadline, metrics=metrics
+    )
+    kept = embedder.keep_query_vector(query, embedded.vectors[0])
+    return Embedded(kept[None, :], embedded.timings_ms, embedded.tokens)
+
+
 @dataclass(frozen=True, slots=True)
 class Reranked:
     """One request's scores (the cross-encoder's logits plus the prior) and stage times."""
@@ -175,8 +196,8 @@ async def rerank(
     """``documents`` scored against ``query`` through the reranker's scheduler (a
     prior-only reranker has no scheduler stage: its prior is the whole score).
 
-    A dense prior on ``embedder`` gets the query's vector through the bi-encoder's
-    scheduler, while the cross-encoder runs, unless ``query_vector`` is given.
+    A dense prior on ``embedder`` gets the query's vector (see :func:`embed_query`) while
+    the cross-encoder runs, unless ``query_vector`` is given.
     """
     start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -209,8 +230,8 @@ async def rerank(
         and not prepared.query_cut
         and prior.reads_vectors_of(embedder)
     ):
-        embedding = embed(
-            embedder, [query], schedulers=schedulers, deadline=deadline, metrics=metrics
+        embedding = embed_query(
+            embedder, query, schedulers=schedulers, deadline=deadline, metrics=metrics
         )
         (logits, stages), embedded = await asyncio.gather(scoring, embedding)
         query_vector = embedded.vectors[0]

@@ -62,11 +62,11 @@ async def search(
 ) -> SearchResponse:
     """Retrieve (dense, lexical or hybrid), then rerank the top candidates.
 
-    The query is embedded once, through the bi-encoder's scheduler; its vector serves both
-    retrieval and the reranker's dense prior. Retrieval runs in a worker thread, the rerank
-    through the reranker's scheduler; ``timings_ms`` (and the ``server-timing`` header)
-    break the time down per stage. 503 ``index_unavailable`` when the OpenSearch cluster
-    cannot be reached and no embedded fallback is configured
+    The query is embedded once, through the bi-encoder's scheduler (or found in its query
+    cache); its vector serves both retrieval and the reranker's dense prior. Retrieval runs
+    in a worker thread, the rerank through the reranker's scheduler; ``timings_ms`` (and
+    the ``server-timing`` header) break the time down per stage. 503 ``index_unavailable``
+    when the OpenSearch cluster cannot be reached and no embedded fallback is configured
     (``SHOPRANK_OPENSEARCH__FALLBACK_TO_EMBEDDED``); with one, the answer's ``index`` says
     ``embedded``. ``model_version`` and the ``x-model-version`` header name the reranker
     version that scored the results; ``x-embedder-version`` the bi-encoder's.
@@ -123,8 +123,8 @@ async def search(
     if (body.mode or settings.retrieval.mode) != "lexical" or (
         prior is not None and prior.reads_vectors_of(embedder)
     ):
-        embedded = await inference.embed(
-            embedder, [query], schedulers=service.schedulers, deadline=deadline, metrics=metrics
+        embedded = await inference.embed_query(
+            embedder, query, schedulers=service.schedulers, deadline=deadline, metrics=metrics
         )
         query_vector = embedded.vectors[0]
         timings["embed_query"] = sum(embedded.timings_ms.values())

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from indexer.caching import TextCache
 from indexer.catalog import CatalogInput
 from indexer.stores.atomic import atomic_directory
 from ranker.backends.no_cross_encoder import NoCrossEncoder
-from ranker.caching import TextCache
 from ranker.catalog_vectors import CatalogVectors
 from ranker.compress.export import copy_model_files, write_manifest
 from ranker.compress.measure import mean, per_query_ndcg, rerank_cases, time_variant

@@ -18,11 +18,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from indexer.caching import TextCache
 from indexer.catalog import CatalogInput
 from indexer.stores.base import StoredVectors
 from ranker.backends import ModelTask
 from ranker.backends.base import FloatArray
-from ranker.caching import TextCache
 from ranker.catalog_vectors import CatalogVectors
 from ranker.compress.distill import StudentConfig, TeacherPair, distill_reranker, save_student
 from ranker.compress.inputs import job_data

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from ranker.caching import TextCache
+from indexer.caching import TextCache
 from ranker.embedder import Embedder
 from ranker.model_files import base_model_dir
 from ranker.reranker import Reranker, RerankerError

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.caching import TextCache
 from indexer.stores.base import ModelIdentity
 from ranker.api.service import Service
 from ranker.reranker import PreparedPairs
@@ -93,9 +94,13 @@ class FakeEmbedder:
         self.tokenizer = FakeTokenizer()
         self.backend = FakeBackend()
         self.batch_size = 8
+        self.query_cache: TextCache[np.ndarray] = TextCache(0)
 
     def embed(self, texts: Sequence[str], *, normalize: bool = True) -> np.ndarray:
         return np.ones((len(texts), 4), dtype=np.float32) / 2.0
+
+    def keep_query_vector(self, query: str, vector: np.ndarray) -> np.ndarray:
+        return vector
 
     def prepare(self, texts: Sequence[str]) -> PreparedTokens:
         return fake_tokens(texts)

@@ -230,6 +230,70 @@ def test_a_full_gate_sheds_with_429_but_health_and_metrics_answer(tmp_path: Path
     assert first[0].status_code == 200
 
 
+def test_a_full_gate_refuses_before_reading_the_body(tmp_path: Path) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(FakeReranker):
+        def infer(self, inputs: Any) -> Any:
+            entered.set()
+            release.wait(10)
+            return super().infer(inputs)
+
+    app = _app(tmp_path, reranker=Slow("r"), max_concurrent_requests=1)
+    body = b'{"query": "usb cable", "texts": ["usb c cable"]}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/rerank",
+        "raw_path": b"/rerank",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    first: list[dict[str, Any]] = []
+    second: list[dict[str, Any]] = []
+    second_reads = 0
+
+    async def whole_body() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def stalled_body() -> dict[str, Any]:
+        nonlocal second_reads
+        second_reads += 1
+        await asyncio.sleep(60)  # a client that never sends its body
+        return {"type": "http.disconnect"}
+
+    async def both() -> None:
+        async def into(sent: list[dict[str, Any]], message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        running = asyncio.create_task(
+            app({**scope, "state": {}}, whole_body, lambda m: into(first, m))
+        )
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(
+            app({**scope, "state": {}}, stalled_body, lambda m: into(second, m)), 5
+        )
+        release.set()
+        await running
+
+    try:
+        asyncio.run(both())
+    finally:
+        release.set()
+    assert second[0]["status"] == 429
+    assert b'"error_type":"overloaded"' in second[1]["body"]
+    assert second_reads == 0
+    assert first[0]["status"] == 200
+
+
 # ----------------------------------------------------------------------------- API keys
 
 

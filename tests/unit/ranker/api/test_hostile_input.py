@@ -142,6 +142,7 @@ def test_a_backend_that_fails_while_it_runs_is_424(
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(backend, "infer", out_of_memory)
+    snapshot.embedder.query_cache.clear()  # the query must reach the backend, not the cache
 
     response = client.post(path, json=body)
 

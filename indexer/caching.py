@@ -1,4 +1,5 @@
-"""A bounded, thread-safe LRU cache keyed by text, for product-side work reused across requests."""
+"""A bounded, thread-safe LRU cache keyed by text, for work reused across requests (token ids,
+vectors, parsed products)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,27 @@ class TextCache(Generic[V]):
                 while len(self._items) > self.max_size:
                     self._items.popitem(last=False)
         return [found[text] for text in texts]
+
+    def get(self, text: str) -> V | None:
+        """The value kept for ``text`` (now the most recent), or None."""
+        with self._lock:
+            value = self._items.get(text)
+            if value is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(text)
+            self.hits += 1
+            return value
+
+    def put(self, text: str, value: V) -> None:
+        """Keep ``value`` for ``text``, evicting the least recent beyond ``max_size``."""
+        if self.max_size == 0:
+            return
+        with self._lock:
+            self._items[text] = value
+            self._items.move_to_end(text)
+            while len(self._items) > self.max_size:
+                self._items.popitem(last=False)
 
     def clear(self) -> None:
         """Forget every entry and reset the counters."""
