@@ -460,15 +460,15 @@ def evaluate(
     index_dir: IndexDirOption = None,
     reranker: RerankerOption = None,
 ) -> None:
-    """NDCG@10 (full and condensed), Recall@100 and MRR of BM25, dense, hybrid and hybrid +
-    rerank, with bootstrap intervals."""
+    """NDCG@10 (full and condensed), Recall@100 and MRR of BM25, dense, hybrid, hybrid +
+    rerank and the reranker's prior alone, with bootstrap intervals."""
     from ranker.evaluation.report import text_table
     from ranker.evaluation.suite import run_evaluation
 
     settings = _settings(index_dir, reranker)
     try:
         catalog = shop.catalog_for(settings) if folds >= 2 else shop.catalog
-        results, paths = run_evaluation(
+        evaluation = run_evaluation(
             settings,
             judgments_path=shop.judgments,
             catalog=catalog,
@@ -478,8 +478,10 @@ def evaluate(
         )
     except (OSError, ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from exc
-    typer.echo(text_table(results))
-    typer.echo(f"report: {paths[0]}  chart: {paths[1]}")
+    typer.echo(text_table(evaluation.results))
+    for comparison in evaluation.comparisons:
+        typer.echo(comparison.describe())
+    typer.echo(f"report: {evaluation.report}  chart: {evaluation.chart}")
 
 
 @app.command()

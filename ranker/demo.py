@@ -280,9 +280,11 @@ def run_demo(settings: Settings, *, port: int = 0, folds: int = 0, compress: boo
         _print_rerank(base_url)
     _say("\nserver: stopped")
     _say("\nevaluation on the 100 example queries:")
-    results, (report, chart) = run_evaluation(
+    evaluation = run_evaluation(
         settings, judgments_path=None, folds=folds, out=settings.home / "report"
     )
-    _say(text_table(results))
-    _say(f"report: {report}  chart: {chart}")
+    _say(text_table(evaluation.results))
+    for comparison in evaluation.comparisons:
+        _say(comparison.describe())
+    _say(f"report: {evaluation.report}  chart: {evaluation.chart}")
     _say(f"\nmain job wall time: {time.perf_counter() - started:.0f} s")

@@ -95,6 +95,25 @@ class Reranker:
         """False for a prior-only reranker: no transformer, no tokenize or infer stage."""
         return not isinstance(self.backend, NoCrossEncoder)
 
+    def prior_alone(self) -> Reranker:
+        """The same reranker without its cross-encoder: it scores by the dense prior alone,
+        which is what the cross-encoder must beat to earn its cost.
+
+        Raises:
+            RerankerError: the model has no prior.
+        """
+        if self.prior is None:
+            raise RerankerError(f"{self.model_id} has no prior to score by alone")
+        return Reranker(
+            tokenizer=self.tokenizer,
+            backend=NoCrossEncoder(),
+            model_id=f"{self.model_id} (prior alone)",
+            weights_sha256=self.weights_sha256,
+            batch_size=self.batch_size,
+            max_query_tokens=self.max_query_tokens,
+            prior=self.prior,
+        )
+
     def read_prior_vectors_from(self, catalog: CatalogVectors | None) -> bool:
         """Let the dense prior read indexed products' vectors by their text instead of
         embedding them, as serving does; whether it can (a prior, and a catalog)."""

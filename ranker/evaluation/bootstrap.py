@@ -9,10 +9,11 @@ not how far the system is from any other.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from ranker.evaluation.metrics import EvalResult
+from ranker.evaluation.metrics import NDCG_AT_10, EvalResult
 
 DRAWS = 10_000
 CONFIDENCE = 0.95
@@ -61,3 +62,43 @@ def metric_intervals(
         values = [row[name] for row in result.per_query.values() if name in row]
         intervals[name] = bootstrap_interval(values, draws=draws, confidence=confidence, seed=seed)
     return intervals
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """The mean per-query difference of one metric between two systems, with its interval."""
+
+    mean: float
+    interval: Interval
+    queries: int
+    """Queries both systems have the metric for."""
+
+
+def paired_difference(
+    system: EvalResult,
+    baseline: EvalResult,
+    *,
+    metric: str = NDCG_AT_10,
+    draws: int = DRAWS,
+    confidence: float = CONFIDENCE,
+    seed: int = 13,
+) -> PairedDifference:
+    """``system`` minus ``baseline`` per query, over the queries both have, and the
+    percentile interval of its mean: the way to compare two systems scored on the same
+    queries (their own intervals overlap long after the difference is clear).
+
+    Raises:
+        ValueError: no query has the metric in both results.
+    """
+    shared = [
+        qid
+        for qid, row in system.per_query.items()
+        if metric in row and metric in baseline.per_query.get(qid, {})
+    ]
+    differences = [
+        system.per_query[qid][metric] - baseline.per_query[qid][metric] for qid in shared
+    ]
+    if not differences:
+        raise ValueError(f"no query has {metric} in both results")
+    interval = bootstrap_interval(differences, draws=draws, confidence=confidence, seed=seed)
+    return PairedDifference(float(np.mean(differences)), interval, len(differences))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexer.stores.atomic import atomic_write_bytes
+from ranker.evaluation.bootstrap import PairedDifference
 from ranker.evaluation.metrics import CONDENSED_NDCG_AT_10, MRR, NDCG_AT_10, RECALL_AT_100
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,11 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("retrieval condensed NDCG@10", TASK_RETRIEVAL, CONDENSED_NDCG_AT_10),
     ("retrieval Recall@100", TASK_RETRIEVAL, RECALL_AT_100),
     ("retrieval MRR", TASK_RETRIEVAL, MRR),
+)
+PAIRED_NOTE = (
+    "Paired bootstrap: per-query differences of the two systems on the same queries, their "
+    "mean and its 95 % interval over 10,000 resamples of the queries. An interval that "
+    "excludes 0 is a difference this many queries can tell apart."
 )
 _TASK_COLORS = {TASK_RERANK: "#4C72B0", TASK_RETRIEVAL: "#DD8452"}
 
@@ -53,6 +59,41 @@ class SystemResult:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if not self.name.strip():
             raise ValueError("system name must not be empty")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two systems scored on the same queries: the paired difference of one metric."""
+
+    system: str
+    baseline: str
+    task: str
+    metric: str
+    difference: PairedDifference
+    note: str = ""
+
+    def describe(self) -> str:
+        """One line: which systems, the mean difference and its interval, the queries."""
+        low, high = self.difference.interval
+        return (
+            f"{self.system} - {self.baseline}, {self.task} {self.metric}: "
+            f"{self.difference.mean:+.4f} [{low:+.3f}, {high:+.3f}] over "
+            f"{self.difference.queries} queries"
+        )
+
+
+def comparisons_markdown(comparisons: Sequence[Comparison]) -> str:
+    """A Markdown table of paired differences (empty without comparisons)."""
+    if not comparisons:
+        return ""
+    header = ["system", "against", "task", "metric", "mean difference [95 %]", "queries", "note"]
+    lines = [_md_line(header), _md_line(["---", "---", "---", "---", "---:", "---:", "---"])]
+    for c in comparisons:
+        low, high = c.difference.interval
+        cells = [c.system, c.baseline, c.task, c.metric]
+        cells += [f"{c.difference.mean:+.4f} [{low:+.3f}, {high:+.3f}]"]
+        lines.append(_md_line([*cells, str(c.difference.queries), c.note]))
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -102,8 +143,10 @@ def write_report(
     *,
     title: str,
     preamble: str = "",
+    comparisons: Sequence[Comparison] = (),
 ) -> tuple[Path, Path]:
-    """Write ``report.md`` (title, preamble, table, chart link) and ``ndcg.png`` to ``out_dir``.
+    """Write ``report.md`` (title, preamble, table, paired comparisons, chart link) and
+    ``ndcg.png`` to ``out_dir``.
 
     The chart groups NDCG@10 bars by system, one bar per task, each labelled with its value.
     Both files are written atomically; ``out_dir`` is created if needed.
@@ -119,6 +162,8 @@ def write_report(
     out = Path(out_dir)
     table = markdown_table(results)
     parts = [f"# {title}", preamble.strip(), table.rstrip()]
+    if comparisons:
+        parts.append(PAIRED_NOTE + "\n\n" + comparisons_markdown(comparisons).rstrip())
     parts.append(f"NDCG@10 by system and task: `{CHART_FILE}`\n\n![NDCG@10]({CHART_FILE})")
     markdown = "\n\n".join(part for part in parts if part) + "\n"
 

@@ -5,7 +5,8 @@ products count 0), condensed NDCG@10 (unjudged products dropped first) and Recal
 the judged-relevant products, each with a 95 % bootstrap interval over queries.
 
 Untrained systems (BM25, dense, hybrid) are scored on every judged query. The trained
-reranker is reported two ways:
+reranker is reported two ways, each beside its prior alone (the cross-encoder dropped) and
+with a paired bootstrap of the difference, since the cross-encoder must earn its cost:
 
 - cross-validated: k models, each trained without the queries it scores, which estimates
   quality on unseen queries. Computed here with ``folds >= 2``, else taken from the served
@@ -17,16 +18,19 @@ reranker is reported two ways:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.catalog import CatalogInput, sample_judgments_path
-from ranker.evaluation.bootstrap import metric_intervals
+from ranker.evaluation.bootstrap import metric_intervals, paired_difference
 from ranker.evaluation.judgment_files import JudgmentsFile, JudgmentsInput, judgments_file
 from ranker.evaluation.judgments import Judgments, load_judgments
-from ranker.evaluation.metrics import EvalResult, evaluate_run
-from ranker.evaluation.report import SystemResult, write_report
+from ranker.evaluation.metrics import NDCG_AT_10, EvalResult, evaluate_run
+from ranker.evaluation.report import Comparison, SystemResult, write_report
 from ranker.evaluation.systems import (
     BASELINE_SYSTEMS,
+    PRIOR_ALONE,
+    PRIOR_ALONE_SYSTEM,
     RERANKED_SYSTEM,
     System,
     Task,
@@ -40,6 +44,16 @@ from ranker.settings import Settings
 logger = logging.getLogger(__name__)
 
 TASKS: tuple[Task, ...] = ("rerank", "retrieval")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What `shoprank eval` measured and where it wrote the report."""
+
+    results: list[SystemResult]
+    comparisons: list[Comparison]
+    report: Path
+    chart: Path
 
 
 def evaluate_system(
@@ -69,6 +83,29 @@ def _rows(name: str, results: dict[str, EvalResult], note: str) -> list[SystemRe
     ]
 
 
+def _against_prior(
+    with_cross_encoder: dict[str, EvalResult],
+    prior_alone: dict[str, EvalResult],
+    *,
+    system: str,
+    baseline: str,
+    note: str,
+) -> list[Comparison]:
+    """The cross-encoder's gain over its prior alone, per task, as paired differences."""
+    return [
+        Comparison(
+            system,
+            baseline,
+            task,
+            NDCG_AT_10,
+            paired_difference(with_cross_encoder[task], prior_alone[task]),
+            note,
+        )
+        for task in TASKS
+        if task in with_cross_encoder and task in prior_alone
+    ]
+
+
 def _cross_validated(
     settings: Settings,
     pipeline: SearchPipeline,
@@ -76,7 +113,7 @@ def _cross_validated(
     catalog: CatalogInput | None,
     folds: int,
     relevant_at_least: float | None,
-) -> list[SystemResult]:
+) -> tuple[list[SystemResult], list[Comparison]]:
     from ranker.training.cross_validation import cross_validate_reranker
     from ranker.training.jobs import load_training_data, prior_scores, reranker_config
 
@@ -92,7 +129,18 @@ def _cross_validated(
         seed=settings.seed,
         relevant_at_least=relevant_at_least,
     )
-    return _rows(RERANKED_SYSTEM.name, cv, f"{folds}-fold CV by query, trained here")
+    note = f"{folds}-fold CV by query, trained here"
+    reranked: dict[str, EvalResult] = {task: cv[task] for task in TASKS}
+    prior: dict[str, EvalResult] = {
+        task: cv[key] for task in TASKS if (key := task + PRIOR_ALONE) in cv
+    }
+    rows = _rows(RERANKED_SYSTEM.name, reranked, note)
+    if prior:
+        rows += _rows(PRIOR_ALONE_SYSTEM.name, prior, note + "; each fold's prior alone")
+    comparisons = _against_prior(
+        reranked, prior, system=RERANKED_SYSTEM.name, baseline=PRIOR_ALONE_SYSTEM.name, note=note
+    )
+    return rows, comparisons
 
 
 def _from_manifest(
@@ -103,11 +151,10 @@ def _from_manifest(
         return []
     note = f"{stored.get('folds', '?')}-fold CV by query ({source})"
     return [
-        SystemResult(
-            RERANKED_SYSTEM.name, task, {k: float(v) for k, v in stored[task].items()}, note
-        )
+        SystemResult(name, task, {k: float(v) for k, v in stored[key].items()}, note)
+        for name, suffix in ((RERANKED_SYSTEM.name, ""), (PRIOR_ALONE_SYSTEM.name, PRIOR_ALONE))
         for task in TASKS
-        if isinstance(stored.get(task), dict)
+        if isinstance(stored.get(key := task + suffix), dict)
     ]
 
 
@@ -133,7 +180,7 @@ def run_evaluation(
     out: Path,
     catalog: CatalogInput | None = None,
     relevant_at_least: float | None = None,
-) -> tuple[list[SystemResult], tuple[Path, Path]]:
+) -> Evaluation:
     """Evaluate every system; writes ``report.md`` and ``ndcg.png`` into ``out``.
 
     ``judgments_path``: None, the sample judgments. ``catalog``: where cross-validation
@@ -144,6 +191,7 @@ def run_evaluation(
     judgments = load_judgments(source, gains=settings.label_gains)
     pipeline = open_serving_pipeline(settings, with_reranker=True)
     results: list[SystemResult] = []
+    comparisons: list[Comparison] = []
     embedder_note = f"embedder {pipeline.embedder.identity.model_id}"
     fusion = pipeline.retrieval
     fusion_note = (
@@ -159,7 +207,11 @@ def run_evaluation(
     served_dir = reranker_dir(settings)
     manifest = read_manifest(served_dir) or {}
     if folds >= 2:
-        results += _cross_validated(settings, pipeline, source, catalog, folds, relevant_at_least)
+        rows, cv_comparisons = _cross_validated(
+            settings, pipeline, source, catalog, folds, relevant_at_least
+        )
+        results += rows
+        comparisons += cv_comparisons
     elif manifest.get("distilled_from"):
         # A distilled student serves: the cross-validated figures are its teacher's recipe's,
         # and the student passed a gate against that teacher (see `shoprank compress`).
@@ -180,14 +232,30 @@ def run_evaluation(
     served = evaluate_system(
         pipeline, RERANKED_SYSTEM, judgments, relevant_at_least=relevant_at_least
     )
-    results += _rows(f"{RERANKED_SYSTEM.name} (served)", served, note)
+    served_name = f"{RERANKED_SYSTEM.name} (served)"
+    results += _rows(served_name, served, note)
+    reranker = pipeline.reranker
+    if reranker is not None and reranker.prior is not None and reranker.has_cross_encoder:
+        prior_name = f"{PRIOR_ALONE_SYSTEM.name} (served)"
+        prior = evaluate_system(
+            pipeline.with_reranker(reranker.prior_alone()),
+            PRIOR_ALONE_SYSTEM,
+            judgments,
+            relevant_at_least=relevant_at_least,
+        )
+        results += _rows(prior_name, prior, note + "; its prior alone")
+        comparisons += _against_prior(
+            served, prior, system=served_name, baseline=prior_name, note=note
+        )
     preamble = (
         f"{len(judgments.queries)} judged queries from `{source.describe()}`. Reranker: "
         f"`{served_dir}` ({manifest.get('model_id', 'untracked')}). "
         f"{_gains_note(source, relevant_at_least)} {THREE_WAYS_NOTE}"
     )
-    paths = write_report(results, out, title="shoprank evaluation", preamble=preamble)
-    return results, paths
+    report, chart = write_report(
+        results, out, title="shoprank evaluation", preamble=preamble, comparisons=comparisons
+    )
+    return Evaluation(results, comparisons, report, chart)
 
 
 THREE_WAYS_NOTE = (

@@ -38,6 +38,10 @@ BASELINE_SYSTEMS = (
     System("hybrid (RRF)", "hybrid", rerank=False),
 )
 RERANKED_SYSTEM = System("hybrid + rerank", "hybrid", rerank=True)
+PRIOR_ALONE_SYSTEM = System("hybrid + prior alone", "hybrid", rerank=True)
+"""The reranker's dense prior without its cross-encoder (see ``Reranker.prior_alone``)."""
+PRIOR_ALONE = ", prior alone"
+"""The suffix of a result key (``"rerank, prior alone"``) scored by the prior alone."""
 
 
 def system_run(

@@ -16,7 +16,7 @@ from ranker.backends.torch_backend import TorchBackend
 from ranker.embedder import Embedder
 from ranker.evaluation.judgments import kfold_query_splits
 from ranker.evaluation.metrics import EvalResult, Run, evaluate_run
-from ranker.evaluation.systems import RERANKED_SYSTEM, system_run
+from ranker.evaluation.systems import PRIOR_ALONE, RERANKED_SYSTEM, system_run
 from ranker.evaluation.trec import write_trec_run
 from ranker.pipeline import SearchPipeline
 from ranker.reranker import DensePrior, Reranker
@@ -61,6 +61,10 @@ def cross_validate_reranker(
 ) -> dict[str, EvalResult]:
     """Cross-validated hybrid + rerank results: ``{"rerank": ..., "retrieval": ...}``.
 
+    A recipe with a dense prior is also scored by each fold's prior alone, its
+    cross-encoder dropped, under ``"rerank, prior alone"`` and ``"retrieval, prior alone"``:
+    what the cross-encoder adds over the prior it was trained beside.
+
     With ``runs_out`` the merged runs are also written there as TREC files
     (``cv-rerank.trec``, ``cv-retrieval-retrieval_weight-0.trec``, ...).
     ``other_retrieval_weights`` also scores each fold's queries with those
@@ -93,8 +97,13 @@ def cross_validate_reranker(
         reranker = fold_reranker(trained, config, pipeline.embedder)
         queries = {qid: judgments.queries[qid] for qid in test_qids}
         candidates = {qid: list(judgments.qrels[qid]) for qid in test_qids}
-        for variant, rerank_settings in variants.items():
-            fold_pipeline = pipeline.with_reranker(reranker, rerank_settings)
+        scored = [(variant, reranker, rerank) for variant, rerank in variants.items()]
+        if reranker.prior is not None and reranker.has_cross_encoder:
+            scored.append((PRIOR_ALONE, reranker.prior_alone(), settings))
+        for variant, scorer, rerank_settings in scored:
+            runs.setdefault(f"rerank{variant}", {})
+            runs.setdefault(f"retrieval{variant}", {})
+            fold_pipeline = pipeline.with_reranker(scorer, rerank_settings)
             runs[f"rerank{variant}"].update(
                 system_run(
                     fold_pipeline, RERANKED_SYSTEM, queries, task="rerank", candidates=candidates

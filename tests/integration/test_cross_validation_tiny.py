@@ -71,12 +71,15 @@ def test_every_query_is_scored_once_per_task_and_retrieval_weight(
 ) -> None:
     results, _, judgments = cross_validated
 
-    # The served weight is not repeated; the other one gets its own keys.
+    # The served weight is not repeated; the other one gets its own keys, and so does each
+    # fold's prior alone.
     assert set(results) == {
         "rerank",
         "retrieval",
         "rerank, retrieval_weight 2",
         "retrieval, retrieval_weight 2",
+        "rerank, prior alone",
+        "retrieval, prior alone",
     }
     for result in results.values():
         assert set(result.per_query) == set(judgments.queries)
@@ -90,8 +93,10 @@ def test_runs_are_written_as_trec_files_that_read_back(
 
     files = sorted(path.name for path in runs_out.iterdir())
     assert files == [
+        "cv-rerank-prior-alone.trec",
         "cv-rerank-retrieval_weight-2.trec",
         "cv-rerank.trec",
+        "cv-retrieval-prior-alone.trec",
         "cv-retrieval-retrieval_weight-2.trec",
         "cv-retrieval.trec",
     ]

@@ -155,7 +155,7 @@ def shop_home(
     tiny_reranker_dir: Path,
 ) -> Iterator[Path]:
     """A working folder holding the shop's files, with SHOPRANK_* set to the tiny models;
-    training starts from the tiny reranker, without the dense prior."""
+    training starts from the tiny reranker, with the dense prior over the tiny bi-encoder."""
     from ranker.training import jobs
 
     monkeypatch.chdir(tmp_path)
@@ -167,7 +167,7 @@ def shop_home(
         "SHOPRANK_RERANK__BACKEND": "torch",
     }.items():
         monkeypatch.setenv(name, value)
-    tiny = {"base_model": str(tiny_reranker_dir), "prior": "none", "evals_per_epoch": 1}
+    tiny = {"base_model": str(tiny_reranker_dir), "evals_per_epoch": 1}
     config = jobs.reranker_config
     monkeypatch.setattr(
         jobs, "reranker_config", lambda settings, overrides: config(settings, {**overrides, **tiny})
@@ -236,10 +236,16 @@ def test_the_walkthrough_runs_on_a_shop_s_own_files(
     assert seen["judgments"].mapping.gain_base == 1
 
     # 5. Evaluate with the shop's gains, and write a rerank run.
-    shoprank("eval", *judgments, "--folds", "0", "--out", "report")
+    trained_dir = shop_home / "var" / "registry" / "reranker" / "v2" / "model"
+    shoprank("eval", *judgments, "--folds", "0", "--out", "report", "--reranker", str(trained_dir))
     report = (shop_home / "report" / "report.md").read_text(encoding="utf-8")
     assert f"{len(QUERIES)} judged queries" in report
     assert "grade - 1" in report
+    # The trained reranker beside its prior alone, and their paired difference.
+    assert "| hybrid + prior alone (served) |" in report
+    assert (
+        "| hybrid + rerank (served) | hybrid + prior alone (served) | rerank | ndcg@10 |" in report
+    )
     formats = [flag for flag in judgments if flag != "--judgments" and flag != "train.csv.gz"]
     shoprank(
         "run",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ranker.evaluation.bootstrap import bootstrap_interval, metric_intervals
+from ranker.evaluation.bootstrap import bootstrap_interval, metric_intervals, paired_difference
 from ranker.evaluation.metrics import NDCG_AT_10, RECALL_AT_100, evaluate_run
 
 
@@ -56,3 +56,37 @@ def test_metric_intervals_use_only_queries_that_have_the_metric() -> None:
     low, high = intervals[RECALL_AT_100]
     assert 0.0 <= low <= result.means[RECALL_AT_100] <= high <= 1.0
     assert intervals[NDCG_AT_10][0] <= result.means[NDCG_AT_10] <= intervals[NDCG_AT_10][1]
+
+
+def test_paired_difference_is_narrower_than_either_systems_own_interval() -> None:
+    # Two systems that differ by a small, steady amount on queries of very different
+    # difficulty: their own intervals overlap, the paired one excludes 0.
+    qrels = {f"q{i}": {"a": 1.0, "b": 0.5} for i in range(200)}
+    difficulty = np.random.default_rng(3).random(200)
+    better = {
+        f"q{i}": {"a": 1.0, "b": 0.9} if d > 0.5 else {"x": 1.0} for i, d in enumerate(difficulty)
+    }
+    worse = {
+        f"q{i}": {"b": 1.0, "a": 0.9} if d > 0.5 else {"x": 1.0} for i, d in enumerate(difficulty)
+    }
+    system, baseline = evaluate_run(better, qrels), evaluate_run(worse, qrels)
+
+    difference = paired_difference(system, baseline, draws=2000)
+
+    assert difference.queries == 200
+    assert difference.mean == pytest.approx(system.means[NDCG_AT_10] - baseline.means[NDCG_AT_10])
+    assert 0.0 < difference.interval[0] <= difference.mean <= difference.interval[1]
+    own_low, _ = metric_intervals(system, draws=2000)[NDCG_AT_10]
+    _, base_high = metric_intervals(baseline, draws=2000)[NDCG_AT_10]
+    assert own_low < base_high
+
+
+def test_paired_difference_uses_the_queries_both_have() -> None:
+    qrels = {"q1": {"a": 1.0}, "q2": {"a": 1.0}}
+    system = evaluate_run({"q1": {"a": 1.0}, "q2": {"a": 1.0}}, qrels)
+    baseline = evaluate_run({"q1": {"x": 1.0}}, {"q1": {"a": 1.0}})
+    difference = paired_difference(system, baseline, draws=100)
+    assert difference.queries == 1
+    assert difference.mean == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no query"):
+        paired_difference(system, evaluate_run({}, {"q3": {"a": 1.0}}), draws=100)

@@ -91,3 +91,49 @@ def test_stored_cv_figures_show_only_beside_the_queries_they_were_measured_on() 
     assert measured_on({"train_query_ids": ["q1", "q2"]}, judgments)
     assert not measured_on({"train_query_ids": ["esci-7"]}, judgments)
     assert measured_on({}, judgments)  # an older manifest that does not list its queries
+
+
+def test_report_lists_paired_comparisons(tmp_path: Path) -> None:
+    from ranker.evaluation.bootstrap import PairedDifference
+    from ranker.evaluation.report import Comparison
+
+    comparison = Comparison(
+        "hybrid + rerank",
+        "hybrid + prior alone",
+        "rerank",
+        "ndcg@10",
+        PairedDifference(0.0123, (-0.004, 0.031), 1169),
+        "served model",
+    )
+    md_path, _ = write_report(RESULTS, tmp_path, title="t", comparisons=[comparison])
+
+    markdown = md_path.read_text(encoding="utf-8")
+    assert "Paired bootstrap" in markdown
+    assert (
+        "| hybrid + rerank | hybrid + prior alone | rerank | ndcg@10 | +0.0123 [-0.004, +0.031] "
+        "| 1169 | served model |" in markdown
+    )
+    assert comparison.describe() == (
+        "hybrid + rerank - hybrid + prior alone, rerank ndcg@10: +0.0123 [-0.004, +0.031] "
+        "over 1169 queries"
+    )
+
+
+def test_stored_cv_figures_include_the_prior_alone_where_the_manifest_has_them() -> None:
+    from ranker.evaluation.suite import _from_manifest
+
+    manifest = {
+        "cross_validation": {
+            "folds": 5,
+            "rerank": {"ndcg@10": 0.72},
+            "retrieval": {"ndcg@10": 0.65},
+            "rerank, prior alone": {"ndcg@10": 0.71},
+            "retrieval, retrieval_weight 0": {"ndcg@10": 0.6},
+        }
+    }
+    rows = {(row.name, row.task): row.means["ndcg@10"] for row in _from_manifest(manifest)}
+    assert rows == {
+        ("hybrid + rerank", "rerank"): 0.72,
+        ("hybrid + rerank", "retrieval"): 0.65,
+        ("hybrid + prior alone", "rerank"): 0.71,
+    }

@@ -23,7 +23,7 @@ from ranker.compress.parity import SERVED_SCORE_PARITY, Agreement, Thresholds
 from ranker.compress.prior_student import write_prior_reranker
 from ranker.compress.quantize import THRESHOLDS, Precision, parity_thresholds
 from ranker.embedder import Embedder
-from ranker.lexical_features import lexical_features
+from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
 from ranker.model_files import read_manifest
 from ranker.prior import MISS_EMBEDDER_DIR
 from ranker.reranker import Reranker, RerankerError
@@ -152,6 +152,33 @@ def test_a_reranker_with_neither_cross_encoder_nor_prior_is_refused(
 
     with pytest.raises(RerankerError, match="neither a cross-encoder nor a prior"):
         Reranker.load(prior_only_dir, embedder=embedder)
+
+
+def test_a_cross_encoders_prior_alone_scores_what_its_prior_adds(
+    tiny_reranker_dir: Path, embedder: Embedder
+) -> None:
+    from ranker.prior import DensePrior
+
+    weight, lexical, bias = PRIOR
+    with_cross_encoder = Reranker.load(tiny_reranker_dir)
+    with_cross_encoder.prior = DensePrior.from_parameters(
+        {
+            "weight": weight,
+            "bias": bias,
+            "lexical_weights": dict(zip(LEXICAL_FEATURES, lexical, strict=True)),
+        },
+        embedder,
+    )
+    cross_encoder, prior = with_cross_encoder.score_parts(QUERY, DOCUMENTS)
+
+    alone = with_cross_encoder.prior_alone()
+
+    assert with_cross_encoder.has_cross_encoder
+    assert not alone.has_cross_encoder
+    assert np.abs(cross_encoder).max() > 0
+    np.testing.assert_allclose(alone.score(QUERY, DOCUMENTS), prior, rtol=1e-5, atol=1e-5)
+    with pytest.raises(RerankerError, match="no prior"):
+        Reranker.load(tiny_reranker_dir).prior_alone()
 
 
 def test_a_missing_miss_embedder_is_a_clear_error(prior_only_dir: Path, embedder: Embedder) -> None:
