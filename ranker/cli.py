@@ -254,8 +254,9 @@ def train(
     loss: Annotated[
         str | None,
         typer.Option(
-            help="Bi-encoder loss: 'contrastive' (default) or 'margin-mse' (distil the teacher "
-            "reranker's score margins)."
+            help="Reranker: 'pointwise' (BCE, default) or 'listwise' (softmax over a query's "
+            "products). Bi-encoder: 'contrastive' (default) or 'margin-mse' (distil the "
+            "teacher reranker's score margins)."
         ),
     ] = None,
     folds: Annotated[
@@ -315,8 +316,6 @@ def train(
     }
     overrides = {name: value for name, value in given.items() if value is not None}
     if loss is not None:
-        if not bi_encoder:
-            raise _fail("--loss chooses the bi-encoder's loss; add --bi-encoder")
         overrides["loss"] = loss
     if bi_encoder and unjudged_target is not None:
         raise _fail("--unjudged-target is the reranker's; the bi-encoder has no targets")
