@@ -458,6 +458,15 @@ def evaluate(
     ] = None,
     index_dir: IndexDirOption = None,
     reranker: RerankerOption = None,
+    via_api: Annotated[
+        str | None,
+        typer.Option(
+            "--via-api",
+            help="Score only the rerank task, through a running server's /v1/rerank at this "
+            "base URL (texts from the index's catalog); its API key, if it needs one, from "
+            "SHOPRANK_EVAL_API_KEY.",
+        ),
+    ] = None,
 ) -> None:
     """NDCG@10 (full and condensed), Recall@100 and MRR of BM25, dense, hybrid, hybrid +
     rerank and the reranker's prior alone, with bootstrap intervals."""
@@ -465,6 +474,9 @@ def evaluate(
     from ranker.evaluation.suite import run_evaluation
 
     settings = _settings(index_dir, reranker)
+    if via_api is not None:
+        _evaluate_via_api(settings, shop, via_api, out=out, relevant_gain=relevant_gain)
+        return
     try:
         catalog = shop.catalog_for(settings) if folds >= 2 else shop.catalog
         evaluation = run_evaluation(
@@ -481,6 +493,34 @@ def evaluate(
     for comparison in evaluation.comparisons:
         typer.echo(comparison.describe())
     typer.echo(f"report: {evaluation.report}  chart: {evaluation.chart}")
+
+
+def _evaluate_via_api(
+    settings: Settings, shop: ShopFiles, url: str, *, out: Path, relevant_gain: float | None
+) -> None:
+    import httpx
+
+    from ranker.evaluation.api_rerank import evaluate_api_rerank, report_api_rerank
+    from ranker.evaluation.report import text_table
+
+    try:
+        _, row = evaluate_api_rerank(
+            settings,
+            url=url,
+            judgments_path=shop.judgments,
+            relevant_at_least=relevant_gain,
+            api_key=os.environ.get("SHOPRANK_EVAL_API_KEY") or None,
+        )
+        source = str(shop.judgments or "the sample judgments")
+        paths = report_api_rerank(row, out, source=source)
+    except httpx.HTTPStatusError as exc:
+        raise _fail(f"{url}: {exc.response.status_code} {exc.response.text[:300]}") from exc
+    except httpx.HTTPError as exc:
+        raise _fail(f"{url}: {exc}") from exc
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(text_table([row]))
+    typer.echo(f"report: {paths[0]}  chart: {paths[1]}")
 
 
 @app.command()
