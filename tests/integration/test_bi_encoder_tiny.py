@@ -22,6 +22,7 @@ from ranker.training.bi_encoder import (
     train_bi_encoder,
     with_teacher_margins,
 )
+from ranker.training.common import TrainingResult
 
 pytestmark = pytest.mark.slow
 
@@ -39,11 +40,19 @@ def judgments(sample_judgments: Judgments) -> Judgments:
     return sample_judgments.subset(list(sample_judgments.queries)[:8])
 
 
-def test_hard_negatives_are_judged_irrelevant_and_positives_exact(
+@pytest.fixture(scope="module")
+def one_step(
     tiny_embedder_dir: Path, judgments: Judgments, texts: dict[str, str]
-) -> None:
+) -> TrainingResult:
+    """The tiny bi-encoder after one training step: a model to mine triples with."""
     config = BiEncoderConfig(base_model=str(tiny_embedder_dir), max_length=64)
-    trained = train_bi_encoder(judgments, texts, config, max_steps=1, progress=False)
+    return train_bi_encoder(judgments, texts, config, max_steps=1, progress=False)
+
+
+def test_hard_negatives_are_judged_irrelevant_and_positives_exact(
+    one_step: TrainingResult, judgments: Judgments, texts: dict[str, str]
+) -> None:
+    trained = one_step
     text_label = {
         (qid, texts[pid]): label
         for qid, labels in judgments.labels.items()
@@ -65,10 +74,9 @@ def test_hard_negatives_are_judged_irrelevant_and_positives_exact(
 
 
 def test_positive_gain_makes_every_product_at_or_above_it_a_positive(
-    tiny_embedder_dir: Path, judgments: Judgments, texts: dict[str, str]
+    one_step: TrainingResult, judgments: Judgments, texts: dict[str, str]
 ) -> None:
-    config = BiEncoderConfig(base_model=str(tiny_embedder_dir), max_length=64)
-    trained = train_bi_encoder(judgments, texts, config, max_steps=1, progress=False)
+    trained = one_step
     gains = {
         (qid, texts[pid]): gain
         for qid, qrels in judgments.qrels.items()
