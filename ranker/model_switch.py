@@ -29,8 +29,9 @@ from indexer.jobs import read_index_manifest
 from indexer.stores.atomic import exchange_paths, fsync_directory
 from indexer.stores.base import ModelIdentity, StoreError
 from ranker.embedder import model_identity
+from ranker.model_files import lineage, read_manifest
 from ranker.promotion import GateDecision, promote_gated
-from ranker.registry import ModelVersion, RegistryError, check_role
+from ranker.registry import ModelVersion, Registry, RegistryError, check_role
 from ranker.serving_models import ModelSource, open_registry
 from ranker.settings import Settings
 
@@ -66,6 +67,7 @@ def promote(
     """The gate, then the switch (see the module doc). Raises PromotionRefusedError when
     the gate refuses, RegistryError when a bi-encoder's index is not built yet."""
     registry = open_registry(settings)
+    blockers = prior_blockers(registry, registry.verify(role, version))
     if check_role(role) == "embedder" and settings.index.backend == "opensearch":
         from ranker.opensearch_switch import alias_switch
 
@@ -78,9 +80,12 @@ def promote(
             actor=actor,
             force=force,
             switch=alias_switch(settings, version, identity),
+            blockers=blockers,
         )
     if check_role(role) == "reranker" or _index_accepts(settings, registry.verify(role, version)):
-        return promote_gated(registry, role, version, settings.registry, actor=actor, force=force)
+        return promote_gated(
+            registry, role, version, settings.registry, actor=actor, force=force, blockers=blockers
+        )
     staged = staged_index_path(settings, version)
     candidate = registry.get(role, version)
     if not _index_accepts(settings, candidate, index_dir=staged):
@@ -100,8 +105,34 @@ def promote(
         shutil.rmtree(staged, ignore_errors=True)  # the replaced index
 
     return promote_gated(
-        registry, role, version, settings.registry, actor=actor, force=force, switch=switch
+        registry,
+        role,
+        version,
+        settings.registry,
+        actor=actor,
+        force=force,
+        switch=switch,
+        blockers=blockers,
     )
+
+
+def prior_blockers(registry: Registry, candidate: ModelVersion) -> list[str]:
+    """Why ``candidate`` could not serve beside the other role's production version: a
+    reranker's dense prior needs the bi-encoder it was trained with (or an export of it),
+    so a reranker and a bi-encoder that do not match cannot both serve."""
+    other = registry.production("embedder" if candidate.role == "reranker" else "reranker")
+    if other is None:
+        return []
+    reranker, embedder = (candidate, other) if candidate.role == "reranker" else (other, candidate)
+    declared = (read_manifest(reranker.path) or {}).get("prior") or {}
+    needed = (declared.get("embedder") or {}).get("weights_sha256")
+    if not needed or needed in lineage(embedder.path):
+        return []
+    return [
+        f"{reranker.ref}'s prior was trained with the bi-encoder {str(needed)[:12]}, not "
+        f"{embedder.ref}: train a reranker on the bi-encoder that will serve and promote the "
+        "two in turn (--force promotes anyway; the reranker then does not load)"
+    ]
 
 
 def _swap(first: Path, second: Path) -> None:

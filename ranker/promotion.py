@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -106,11 +106,16 @@ def production_figure(
 
 
 def gate_decision(
-    candidate: ModelVersion, production: ModelVersion | None, budgets: RegistrySettings
+    candidate: ModelVersion,
+    production: ModelVersion | None,
+    budgets: RegistrySettings,
+    *,
+    blockers: Sequence[str] = (),
 ) -> GateDecision:
-    """Judge ``candidate`` against ``production`` (None: nothing serves yet)."""
-    reasons: list[str] = []
-    passed = True
+    """Judge ``candidate`` against ``production`` (None: nothing serves yet); each of
+    ``blockers`` is a reason it cannot serve, whatever its figures."""
+    reasons: list[str] = list(blockers)
+    passed = not blockers
     ndcg = _number(candidate.metrics.get(NDCG))
     judgments = candidate.metrics.get(JUDGMENTS)
     figures: dict[str, float | None] = {"candidate_ndcg@10": ndcg}
@@ -171,16 +176,17 @@ def promote_gated(
     actor: str = "manual",
     force: bool = False,
     switch: Callable[[], AbstractContextManager[None]] | None = None,
+    blockers: Sequence[str] = (),
 ) -> GateDecision:
     """Judge the candidate, record the decision in its manifest, promote it when it passed.
 
     ``force`` promotes a refused candidate anyway (recorded as forced). Raises
     PromotionRefusedError, with the decision, when it did not pass and was not forced.
     ``switch``: what must change with the pointer (a bi-encoder's index); the pointer moves
-    inside it, and an error there undoes it.
+    inside it, and an error there undoes it. ``blockers``: as for :func:`gate_decision`.
     """
     candidate = registry.verify(role, version)
-    decision = gate_decision(candidate, registry.production(role), budgets)
+    decision = gate_decision(candidate, registry.production(role), budgets, blockers=blockers)
     registry.update(
         role, version, gate={**decision.as_dict(), "forced": force and not decision.passed}
     )
