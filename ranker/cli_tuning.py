@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ranker.cli_common import fail, settings_with_flags
 from ranker.cli_shop import shop_options
 from ranker.shop import ShopFiles
 
@@ -71,7 +72,6 @@ def tune_fusion_command(
     cross-validation on the shop's judgments; write them where the API, `search`, `run`
     and `eval` read them, and a report of every grid point."""
     from indexer.stores.atomic import atomic_write_text
-    from ranker.cli import _fail, _settings
     from ranker.errors import ShoprankError
     from ranker.evaluation.judgments import load_judgments
     from ranker.fusion_settings import fusion_file as default_fusion_file
@@ -79,9 +79,9 @@ def tune_fusion_command(
     from ranker.fusion_tuning import GridPoint, tune, tuning_report
     from ranker.loading import open_serving_pipeline
 
-    settings = _settings(index_dir)
+    settings = settings_with_flags(index_dir)
     if shop.judgments is None:
-        raise _fail("tune-fusion needs the shop's judgments: add --judgments")
+        raise fail("tune-fusion needs the shop's judgments: add --judgments")
     grid = [
         GridPoint(k, dense, lexical)
         for k in _floats(rrf_k, option="--rrf-k")
@@ -106,6 +106,6 @@ def tune_fusion_command(
             f"`{shop.judgments.describe()}`\n\n{report}",
         )
     except (OSError, ValueError, RuntimeError, ShoprankError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     typer.echo(report)
     typer.echo(f"wrote {target} and {out / 'report.md'}")
