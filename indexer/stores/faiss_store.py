@@ -42,11 +42,9 @@ Thread safety: one re-entrant lock serializes every call on a store, searches in
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
-import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -55,10 +53,8 @@ from typing import Any, Self
 
 import faiss as _faiss
 import numpy as np
-import numpy.typing as npt
 
 from indexer.catalog import Product
-from indexer.stores.atomic import atomic_directory
 from indexer.stores.base import (
     FloatMatrix,
     Hit,
@@ -67,19 +63,25 @@ from indexer.stores.base import (
     StoreError,
     StoreMismatchError,
 )
+from indexer.stores.faiss_files import (
+    FILTERS_NAME,
+    FORMAT_VERSION,
+    ID_MAP_NAME,
+    INDEX_NAME,
+    MANIFEST_NAME,
+    METRIC,
+    REBUILD_HINT,
+    read_files,
+    read_manifest,
+    write_files,
+)
+from indexer.stores.faiss_filters import BoolArray, FilterColumns, GrowableArray, IdArray
 
 logger = logging.getLogger(__name__)
 
 # faiss's bundled stubs are incomplete (no SearchParametersHNSW, not the one-argument
 # IDSelectorBitmap the Python wrapper adds), so it is used untyped here.
 faiss: Any = _faiss
-
-FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-INDEX_NAME = "index.faiss"
-ID_MAP_NAME = "ids.json"
-FILTERS_NAME = "filters.npz"
-METRIC = "inner_product"
 
 DEFAULT_HNSW_THRESHOLD = 200_000
 DEFAULT_HNSW_M = 32
@@ -91,10 +93,6 @@ COMPACT_DEAD_FRACTION = 0.2
 MAX_EF_SCALE = 20
 RECONSTRUCT_CHUNK = 16_384
 NORMALIZE_CHUNK = 8_192
-REBUILD_HINT = "rebuild it with `shoprank index`"
-
-BoolArray = npt.NDArray[np.bool_]
-IdArray = npt.NDArray[np.int64]
 
 
 class IndexKind(StrEnum):
@@ -102,136 +100,6 @@ class IndexKind(StrEnum):
 
     FLAT = "flat"
     HNSW = "hnsw"
-
-
-class _Growable:
-    """A 1-D numpy array with amortized appends."""
-
-    def __init__(self, dtype: npt.DTypeLike, initial: npt.ArrayLike | None = None) -> None:
-        start = np.asarray(initial if initial is not None else [], dtype=dtype)
-        self._data = np.empty(max(16, start.size), dtype=dtype)
-        self._data[: start.size] = start
-        self._size = int(start.size)
-
-    def __len__(self) -> int:
-        return self._size
-
-    @property
-    def values(self) -> npt.NDArray[Any]:
-        """The used part (a writable view; invalid after the next :meth:`extend`)."""
-        return self._data[: self._size]
-
-    def extend(self, values: npt.ArrayLike) -> None:
-        """Append ``values``."""
-        extra = np.asarray(values, dtype=self._data.dtype).ravel()
-        needed = self._size + extra.size
-        if needed > self._data.size:
-            grown = np.empty(max(needed, 2 * self._data.size), dtype=self._data.dtype)
-            grown[: self._size] = self._data[: self._size]
-            self._data = grown
-        self._data[self._size : needed] = extra
-        self._size = needed
-
-
-class _Vocabulary:
-    """Casefolded strings <-> dense int codes."""
-
-    def __init__(self, names: Iterable[str] = ()) -> None:
-        self.names: list[str] = list(names)
-        self._codes = {name: code for code, name in enumerate(self.names)}
-
-    def code(self, name: str) -> int:
-        """The code of ``name``, added if new."""
-        code = self._codes.get(name)
-        if code is None:
-            code = len(self.names)
-            self._codes[name] = code
-            self.names.append(name)
-        return code
-
-    def known(self, names: Iterable[str]) -> list[int]:
-        """Codes of the names already present."""
-        return [self._codes[name] for name in names if name in self._codes]
-
-
-class _FilterColumns:
-    """Filter metadata per slot: brand code, price (NaN for none) and category codes."""
-
-    def __init__(
-        self,
-        *,
-        brands: _Vocabulary | None = None,
-        categories: _Vocabulary | None = None,
-        arrays: dict[str, npt.NDArray[Any]] | None = None,
-    ) -> None:
-        arrays = arrays or {}
-        self.brands = brands or _Vocabulary()
-        self.categories = categories or _Vocabulary()
-        self.brand_codes = _Growable(np.int32, arrays.get("brand_codes"))
-        self.prices = _Growable(np.float64, arrays.get("prices"))
-        self.category_codes = _Growable(np.int32, arrays.get("category_codes"))
-        self.category_owners = _Growable(np.int64, arrays.get("category_owners"))
-
-    def append(self, first_slot: int, products: Sequence[Product]) -> None:
-        """Add the metadata of ``products``, which take slots from ``first_slot`` on."""
-        self.brand_codes.extend([self.brands.code(p.brand.casefold()) for p in products])
-        self.prices.extend([math.nan if p.price is None else p.price for p in products])
-        codes: list[int] = []
-        owners: list[int] = []
-        for offset, product in enumerate(products):
-            for name in sorted({c.casefold() for c in product.category}):
-                codes.append(self.categories.code(name))
-                owners.append(first_slot + offset)
-        self.category_codes.extend(codes)
-        self.category_owners.extend(owners)
-
-    def mask(self, search_filter: SearchFilter) -> BoolArray:
-        """Slots whose metadata passes ``search_filter`` (dead slots included)."""
-        slots = len(self.brand_codes)
-        mask = np.ones(slots, dtype=np.bool_)
-        if search_filter.brands:
-            wanted = self.brands.known({b.casefold() for b in search_filter.brands})
-            mask &= np.isin(self.brand_codes.values, wanted)
-        if search_filter.categories:
-            wanted = self.categories.known({c.casefold() for c in search_filter.categories})
-            hit = np.isin(self.category_codes.values, wanted)
-            in_category = np.zeros(slots, dtype=np.bool_)
-            in_category[self.category_owners.values[hit]] = True
-            mask &= in_category
-        if search_filter.price_min is not None or search_filter.price_max is not None:
-            prices = self.prices.values
-            priced = ~np.isnan(prices)
-            if search_filter.price_min is not None:
-                priced &= prices >= search_filter.price_min
-            if search_filter.price_max is not None:
-                priced &= prices <= search_filter.price_max
-            mask &= priced
-        return mask
-
-    def keep(self, live: BoolArray) -> _FilterColumns:
-        """The columns of the ``live`` slots only, renumbered from 0."""
-        new_slot = np.cumsum(live, dtype=np.int64) - 1
-        owners = self.category_owners.values
-        kept = live[owners]
-        return _FilterColumns(
-            brands=self.brands,
-            categories=self.categories,
-            arrays={
-                "brand_codes": self.brand_codes.values[live],
-                "prices": self.prices.values[live],
-                "category_codes": self.category_codes.values[kept],
-                "category_owners": new_slot[owners[kept]],
-            },
-        )
-
-    def arrays(self) -> dict[str, npt.NDArray[Any]]:
-        """The numeric columns, for saving."""
-        return {
-            "brand_codes": self.brand_codes.values,
-            "prices": self.prices.values,
-            "category_codes": self.category_codes.values,
-            "category_owners": self.category_owners.values,
-        }
 
 
 def _short(sha256: str) -> str:
@@ -279,8 +147,8 @@ class FaissStore:
         self._index: Any = self._new_index(IndexKind.FLAT)
         self._slot_ids: list[str | None] = []
         self._slot_of: dict[str, int] = {}
-        self._live = _Growable(np.bool_)
-        self._filters = _FilterColumns()
+        self._live = GrowableArray(np.bool_)
+        self._filters = FilterColumns()
 
     # ----------------------------------------------------------------- properties
 
@@ -500,7 +368,7 @@ class FaissStore:
             self._slot_of = {
                 pid: slot for slot, pid in enumerate(self._slot_ids) if pid is not None
             }
-            self._live = _Growable(np.bool_, np.ones(len(slots), dtype=np.bool_))
+            self._live = GrowableArray(np.bool_, np.ones(len(slots), dtype=np.bool_))
             self._index = index
             self._kind = kind
 
@@ -643,21 +511,7 @@ class FaissStore:
                 "categories": self._filters.categories.names,
             }
             try:
-                with atomic_directory(path) as temp:
-                    faiss.write_index(self._index, str(temp / INDEX_NAME))
-                    (temp / ID_MAP_NAME).write_text(json.dumps(id_map), encoding="utf-8")
-                    with (temp / FILTERS_NAME).open("wb") as handle:
-                        columns = self._filters.arrays()
-                        np.savez(
-                            handle,
-                            brand_codes=columns["brand_codes"],
-                            prices=columns["prices"],
-                            category_codes=columns["category_codes"],
-                            category_owners=columns["category_owners"],
-                        )
-                    (temp / MANIFEST_NAME).write_text(
-                        json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-                    )
+                write_files(path, self._index, manifest, id_map, self._filters.arrays())
             except (OSError, RuntimeError) as exc:
                 if isinstance(exc, StoreError):
                     raise
@@ -667,23 +521,7 @@ class FaissStore:
     @staticmethod
     def read_manifest(path: Path) -> dict[str, Any]:
         """The manifest of the index saved at ``path``."""
-        manifest_path = Path(path) / MANIFEST_NAME
-        if not Path(path).is_dir():
-            raise StoreError(f"no FAISS index at {path}: not a directory")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise StoreError(f"no FAISS index at {path}: {MANIFEST_NAME} is missing") from exc
-        except (OSError, ValueError) as exc:
-            raise StoreError(f"cannot read {manifest_path}: {exc}") from exc
-        if not isinstance(manifest, dict):
-            raise StoreError(f"{manifest_path} is not a JSON object")
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise StoreError(
-                f"{manifest_path} has format version {manifest.get('format_version')!r}; "
-                f"this version reads {FORMAT_VERSION}; {REBUILD_HINT}"
-            )
-        return manifest
+        return read_manifest(path)
 
     @staticmethod
     def _check_identity(path: Path, built: ModelIdentity, expected: ModelIdentity) -> None:
@@ -748,28 +586,8 @@ class FaissStore:
         return store
 
     def _restore(self, path: Path, *, kind: IndexKind, files: dict[str, str], count: int) -> None:
-        index_path = path / files["index"]
-        try:
-            index = faiss.read_index(str(index_path))
-        except RuntimeError as exc:
-            raise StoreError(f"cannot read FAISS index {index_path}: {exc}") from exc
-        id_path = path / files["id_map"]
-        try:
-            id_map = json.loads(id_path.read_text(encoding="utf-8"))
-            slot_ids: list[str | None] = list(id_map["slots"])
-            if not all(pid is None or isinstance(pid, str) for pid in slot_ids):
-                raise ValueError("slots must be product ids or null")
-            brands = _Vocabulary(str(name) for name in id_map["brands"])
-            categories = _Vocabulary(str(name) for name in id_map["categories"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"cannot read id map {id_path}: {exc!r}") from exc
-        filters_path = path / files["filters"]
-        try:
-            with np.load(filters_path, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in _FilterColumns().arrays()}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            raise StoreError(f"cannot read filter metadata {filters_path}: {exc!r}") from exc
-
+        saved = read_files(path, files)
+        index, slot_ids, arrays = saved.index, saved.slot_ids, saved.arrays
         live = np.array([pid is not None for pid in slot_ids], dtype=np.bool_)
         live_count = int(live.sum())
         expected_ntotal = live_count if kind is IndexKind.FLAT else len(slot_ids)
@@ -791,5 +609,7 @@ class FaissStore:
         self._kind = kind
         self._slot_ids = slot_ids
         self._slot_of = {pid: slot for slot, pid in enumerate(slot_ids) if pid is not None}
-        self._live = _Growable(np.bool_, live)
-        self._filters = _FilterColumns(brands=brands, categories=categories, arrays=arrays)
+        self._live = GrowableArray(np.bool_, live)
+        self._filters = FilterColumns(
+            brands=saved.brands, categories=saved.categories, arrays=arrays
+        )
