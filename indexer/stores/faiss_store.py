@@ -76,6 +76,7 @@ from indexer.stores.faiss_files import (
     write_files,
 )
 from indexer.stores.faiss_filters import BoolArray, FilterColumns, GrowableArray, IdArray
+from indexer.stores.faiss_vectors import exact_search, index_search, stored_vectors, unit_rows
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +92,6 @@ DEFAULT_EXACT_FILTER_MAX_IDS = 20_000
 DEFAULT_EXACT_FILTER_FRACTION = 0.05
 COMPACT_DEAD_FRACTION = 0.2
 MAX_EF_SCALE = 20
-RECONSTRUCT_CHUNK = 16_384
-NORMALIZE_CHUNK = 8_192
 
 
 class IndexKind(StrEnum):
@@ -233,40 +232,7 @@ class FaissStore:
     # ----------------------------------------------------------------- validation
 
     def _as_unit_rows(self, vectors: Any, rows: int, name: Callable[[int], str]) -> FloatMatrix:
-        """Check shape and values, then L2-normalize into a new float32 matrix.
-
-        Works in chunks of rows, so a large build needs little memory beyond its output.
-        """
-        dim = self.identity.dimension
-        try:
-            matrix = np.asarray(vectors)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"vectors are not a numeric array: {exc}") from exc
-        if matrix.dtype.kind not in "fiu":
-            raise StoreError(f"vectors must be real numbers, got dtype {matrix.dtype}")
-        if matrix.ndim != 2 or matrix.shape[0] != rows:
-            raise StoreError(f"expected vectors of shape ({rows}, {dim}), got {matrix.shape}")
-        if matrix.shape[1] != dim:
-            raise StoreError(
-                f"vectors have dimension {matrix.shape[1]}, but this index "
-                f"(model {self.identity.model_id!r}) expects dimension {dim}"
-            )
-        out = np.empty((rows, dim), dtype=np.float32)
-        for start in range(0, rows, NORMALIZE_CHUNK):
-            part = matrix[start : start + NORMALIZE_CHUNK].astype(np.float64)
-            finite = np.isfinite(part).all(axis=1)
-            if not finite.all():
-                bad = start + int(np.argmin(finite))
-                raise StoreError(f"vector for {name(bad)} has non-finite values (NaN or inf)")
-            norms = np.linalg.norm(part, axis=1)
-            usable = (norms > 0) & np.isfinite(norms)
-            if not usable.all():
-                bad = start + int(np.argmin(usable))
-                raise StoreError(
-                    f"vector for {name(bad)} has norm {norms[bad - start]} and cannot be normalized"
-                )
-            out[start : start + len(part)] = part / norms[:, None]
-        return out
+        return unit_rows(vectors, rows, self.identity, name)
 
     def _prepare(
         self, products: Sequence[Product], vectors: FloatMatrix
@@ -346,12 +312,7 @@ class FaissStore:
         return self._live_vectors(slots)
 
     def _live_vectors(self, slots: IdArray) -> FloatMatrix:
-        dim = self.identity.dimension
-        out = np.empty((len(slots), dim), dtype=np.float32)
-        for start in range(0, len(slots), RECONSTRUCT_CHUNK):
-            part = slots[start : start + RECONSTRUCT_CHUNK]
-            out[start : start + len(part)] = self._index.reconstruct_batch(part)
-        return out
+        return stored_vectors(self._index, slots, self.identity.dimension)
 
     def compact(self) -> None:
         """Rebuild the index from the live products: drops dead slots, renumbers, re-picks kind."""
@@ -438,33 +399,14 @@ class FaissStore:
     def _faiss_search(
         self, query: FloatMatrix, wanted: int, mask: BoolArray | None, *, ef: int
     ) -> list[Hit]:
-        bitmap = None if mask is None else np.packbits(mask, bitorder="little")
-        selector = None if bitmap is None else faiss.IDSelectorBitmap(bitmap)
-        params: Any
-        if self._kind is IndexKind.HNSW:
-            params = faiss.SearchParametersHNSW()
-            params.efSearch = ef
-            if selector is not None:
-                params.sel = selector
-        else:
-            params = None if selector is None else faiss.SearchParameters(sel=selector)
-        scores, slots = self._index.search(query, wanted, params=params)
-        return self._hits(slots[0], scores[0])
+        hnsw_ef = ef if self._kind is IndexKind.HNSW else None
+        slots, scores = index_search(self._index, query, wanted, mask, hnsw_ef=hnsw_ef)
+        return self._hits(slots, scores)
 
     def _exact_search(self, query: FloatMatrix, wanted: int, mask: BoolArray | None) -> list[Hit]:
         allowed = np.flatnonzero(self._live.values if mask is None else mask).astype(np.int64)
-        best_slots = np.empty(0, dtype=np.int64)
-        best_scores = np.empty(0, dtype=np.float32)
-        for start in range(0, len(allowed), RECONSTRUCT_CHUNK):
-            part = allowed[start : start + RECONSTRUCT_CHUNK]
-            scores = self._index.reconstruct_batch(part) @ query[0]
-            best_slots = np.concatenate([best_slots, part])
-            best_scores = np.concatenate([best_scores, scores.astype(np.float32)])
-            if len(best_slots) > wanted:
-                top = np.argpartition(-best_scores, wanted - 1)[:wanted]
-                best_slots, best_scores = best_slots[top], best_scores[top]
-        order = np.lexsort((best_slots, -best_scores))
-        return self._hits(best_slots[order], best_scores[order])
+        slots, scores = exact_search(self._index, allowed, query, wanted)
+        return self._hits(slots, scores)
 
     def _hits(self, slots: Iterable[Any], scores: Iterable[Any]) -> list[Hit]:
         hits = []
