@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ranker.cli_common import fail
 from ranker.errors import ShoprankError
 from ranker.registry import ROLES, ModelVersion, Registry
 from ranker.settings import get_settings
@@ -24,11 +25,6 @@ def _registry() -> Registry:
     from ranker.serving_models import open_registry
 
     return open_registry(get_settings())
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=2)
 
 
 def _summary(version: ModelVersion) -> dict[str, Any]:
@@ -59,7 +55,7 @@ def list_versions(
         roles = [role] if role is not None else list(ROLES)
         rows = [_summary(v) for r in roles for v in registry.versions(r)]
     except ShoprankError as exc:
-        raise _fail(exc.message) from exc
+        raise fail(exc.message) from exc
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -78,7 +74,7 @@ def show(role: RoleArgument, version: VersionArgument) -> None:
     try:
         found = _registry().get(role, version)
     except ShoprankError as exc:
-        raise _fail(exc.message) from exc
+        raise fail(exc.message) from exc
     typer.echo(json.dumps({"path": str(found.path), **found.manifest}, indent=2))
 
 
@@ -102,7 +98,7 @@ def promote(
             typer.echo(f"  - {reason}", err=True)
         raise typer.Exit(code=1) from exc
     except ShoprankError as exc:
-        raise _fail(exc.message) from exc
+        raise fail(exc.message) from exc
     typer.echo(f"promoted {decision.candidate} (was {decision.production or 'none'})")
     for reason in decision.reasons:
         typer.echo(f"  - {reason}")
@@ -121,7 +117,7 @@ def rollback(
         previous = registry.production_version(role)
         restored = registry.rollback(role, to=to, actor="cli")
     except ShoprankError as exc:
-        raise _fail(exc.message) from exc
+        raise fail(exc.message) from exc
     typer.echo(f"production {role}: {restored.version} (was {previous})")
 
 
@@ -139,7 +135,7 @@ def verify(
             else [v for r in ([role] if role else list(ROLES)) for v in registry.versions(r)]
         )
     except ShoprankError as exc:
-        raise _fail(exc.message) from exc
+        raise fail(exc.message) from exc
     bad = 0
     for target in targets:
         try:
