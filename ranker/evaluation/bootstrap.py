@@ -8,7 +8,7 @@ not how far the system is from any other.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,15 +90,34 @@ def paired_difference(
     Raises:
         ValueError: no query has the metric in both results.
     """
-    shared = [
-        qid
-        for qid, row in system.per_query.items()
-        if metric in row and metric in baseline.per_query.get(qid, {})
-    ]
-    differences = [
-        system.per_query[qid][metric] - baseline.per_query[qid][metric] for qid in shared
-    ]
+
+    def values(result: EvalResult) -> dict[str, float]:
+        return {qid: row[metric] for qid, row in result.per_query.items() if metric in row}
+
+    try:
+        return paired_values_difference(
+            values(system), values(baseline), draws=draws, confidence=confidence, seed=seed
+        )
+    except ValueError:
+        raise ValueError(f"no query has {metric} in both results") from None
+
+
+def paired_values_difference(
+    system: Mapping[str, float],
+    baseline: Mapping[str, float],
+    *,
+    draws: int = DRAWS,
+    confidence: float = CONFIDENCE,
+    seed: int = 13,
+) -> PairedDifference:
+    """``system`` minus ``baseline`` per query id, over the ids both have, with the
+    percentile interval of its mean.
+
+    Raises:
+        ValueError: no query id is in both.
+    """
+    differences = [system[qid] - baseline[qid] for qid in system if qid in baseline]
     if not differences:
-        raise ValueError(f"no query has {metric} in both results")
+        raise ValueError("no query is in both")
     interval = bootstrap_interval(differences, draws=draws, confidence=confidence, seed=seed)
     return PairedDifference(float(np.mean(differences)), interval, len(differences))

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from ranker.evaluation.bootstrap import PairedDifference
 from ranker.evaluation.judgments import Judgments
 from ranker.evaluation.metrics import ndcg_at_k, ranked_ids
 from ranker.tokenization import PairTokenizer
@@ -55,6 +56,9 @@ class TrainingResult:
     prior: dict[str, Any] | None = None
     """The learned prior, if one was used: ``{"weight": w, "bias": b}``, plus
     ``"lexical_weights": {feature: v}`` when it weighs lexical features."""
+    over_prior: PairedDifference | None = None
+    """Validation NDCG@10 of the kept model minus its prior alone's, paired by query (a
+    cross-encoder with a prior only)."""
 
 
 class BestCheckpoint:
@@ -128,19 +132,32 @@ def rerank_ndcg(
     *,
     extra: Mapping[str, Sequence[str]] | None = None,
 ) -> float:
-    """Mean NDCG@10 of the rerank task (order each query's judged products) over ``qids``.
+    """Mean NDCG@10 of the rerank task over ``qids`` (see :func:`rerank_ndcg_by_query`)."""
+    values = rerank_ndcg_by_query(score, judgments, qids, product_texts, extra=extra)
+    return float(np.mean(list(values.values()))) if values else 0.0
+
+
+def rerank_ndcg_by_query(
+    score: Callable[[str, Sequence[str]], np.ndarray],
+    judgments: Judgments,
+    qids: Sequence[str],
+    product_texts: Mapping[str, str],
+    *,
+    extra: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, float]:
+    """NDCG@10 of the rerank task (order each query's judged products), per query id.
 
     ``score(qid, product_ids)`` returns one score per product. ``extra``: unjudged products
     ranked with a query's judged ones (gain 0).
     """
-    values = []
+    values = {}
     for qid in qids:
         candidates = dict.fromkeys([*judgments.qrels[qid], *(extra or {}).get(qid, ())])
         products = [pid for pid in candidates if pid in product_texts]
         scores = score(qid, products)
         ranking = ranked_ids(dict(zip(products, scores.tolist(), strict=True)))
-        values.append(ndcg_at_k(ranking, judgments.qrels[qid], k=10))
-    return float(np.mean(values)) if values else 0.0
+        values[qid] = ndcg_at_k(ranking, judgments.qrels[qid], k=10)
+    return values
 
 
 def linear_schedule(

@@ -24,6 +24,11 @@ products its retrieval top ``unjudged_depth`` returned but nobody judged
 Validation then ranks each held-out query's judged products together with its own sampled
 unjudged ones (counted as gain 0), so early stopping sees a model that promotes unjudged
 products.
+
+**Against its prior.** At the end, the kept model and its prior alone (the same learned
+``w``, ``v``, ``b``, the cross-encoder's term dropped) are scored on the validation queries,
+and ``TrainingResult.over_prior`` is their paired difference with a bootstrap interval: what
+the transformer adds, measured where it was not trained.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import torch
 from pydantic import Field
 
 from indexer.progress import progress_bar
+from ranker.evaluation.bootstrap import PairedDifference, paired_values_difference
 from ranker.evaluation.judgments import Judgments
 from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
 from ranker.model_files import read_manifest, resolve_model_dir
@@ -53,6 +59,7 @@ from ranker.training.common import (
     TrainingResult,
     linear_schedule,
     rerank_ndcg,
+    rerank_ndcg_by_query,
     set_seed,
     split_validation,
 )
@@ -234,14 +241,19 @@ def train_cross_encoder(
         optimizer, total_steps=total_steps, warmup_ratio=config.warmup_ratio
     )
 
-    def validation_score(qid: str, product_ids: Sequence[str]) -> np.ndarray:
-        scores = score_pairs(
-            model,
-            tokenizer,
-            judgments.queries[qid],
-            [product_texts[pid] for pid in product_ids],
-            max_query_tokens=config.max_query_tokens,
-        )
+    def validation_score(
+        qid: str, product_ids: Sequence[str], *, cross_encoder: bool = True
+    ) -> np.ndarray:
+        if cross_encoder:
+            scores = score_pairs(
+                model,
+                tokenizer,
+                judgments.queries[qid],
+                [product_texts[pid] for pid in product_ids],
+                max_query_tokens=config.max_query_tokens,
+            )
+        else:
+            scores = np.zeros(len(product_ids), dtype=np.float32)
         if priors is not None:
             prior = np.array([priors[(qid, pid)] for pid in product_ids], dtype=np.float32)
             scores = scores + prior_weight.item() * prior + prior_bias.item()
@@ -364,6 +376,10 @@ def train_cross_encoder(
     best.restore(model)
     if priors is not None:
         result.prior = best_prior
+        _load_prior_state(best_prior, *prior_parameters)
+        result.over_prior = _over_prior(
+            validation_score, judgments, validation_qids, product_texts, unjudged
+        )
     result.best_validation_ndcg = best.ndcg
     result.seconds = time.perf_counter() - started
     return result
@@ -380,6 +396,42 @@ def _prior_state(
             zip(LEXICAL_FEATURES, lexical_weights.tolist(), strict=True)
         )
     return state
+
+
+def _load_prior_state(
+    state: Mapping[str, Any],
+    weight: torch.Tensor,
+    lexical_weights: torch.Tensor,
+    bias: torch.Tensor,
+) -> None:
+    """Set the prior's parameters to a state :func:`_prior_state` recorded."""
+    with torch.no_grad():
+        weight.fill_(float(state["weight"]))
+        bias.fill_(float(state["bias"]))
+        if lexical_weights.numel():
+            named = state["lexical_weights"]
+            lexical_weights.copy_(torch.tensor([named[name] for name in LEXICAL_FEATURES]))
+
+
+def _over_prior(
+    score: Any,
+    judgments: Judgments,
+    qids: Sequence[str],
+    product_texts: Mapping[str, str],
+    unjudged: Unjudged | None,
+) -> PairedDifference | None:
+    """The model's validation NDCG@10 minus its prior alone's, paired by query; None
+    without validation queries."""
+    if not qids:
+        return None
+
+    def prior_alone(qid: str, product_ids: Sequence[str]) -> np.ndarray:
+        scores: np.ndarray = score(qid, product_ids, cross_encoder=False)
+        return scores
+
+    served = rerank_ndcg_by_query(score, judgments, qids, product_texts, extra=unjudged)
+    prior = rerank_ndcg_by_query(prior_alone, judgments, qids, product_texts, extra=unjudged)
+    return paired_values_difference(served, prior)
 
 
 def _batches(

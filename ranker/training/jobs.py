@@ -21,6 +21,7 @@ from indexer.catalog import (
     sample_judgments_path,
 )
 from ranker.errors import InputError
+from ranker.evaluation.bootstrap import PairedDifference
 from ranker.evaluation.judgment_files import JudgmentsInput
 from ranker.evaluation.judgments import Judgments, load_judgments
 from ranker.loading import uncompressed
@@ -226,6 +227,9 @@ def train_reranker_job(
     )
     path = out or _work_dir(settings, "reranker", task_id)
     metrics["validation_ndcg@10"] = result.best_validation_ndcg
+    over_prior = over_prior_summary(result.over_prior)
+    if over_prior is not None:
+        metrics["validation_over_prior"] = over_prior
     save_cross_encoder(
         result,
         path,
@@ -240,6 +244,7 @@ def train_reranker_job(
         "train_queries": len(result.train_queries),
         "validation_queries": len(result.validation_queries),
         "prior": result.prior,
+        "cross_encoder_over_prior": over_prior,
         "unjudged_negatives": sum(len(pids) for pids in (unjudged or {}).values()),
         "cross_validation": cross_validation,
         "seconds": round(result.seconds, 1),
@@ -264,6 +269,18 @@ def train_reranker_job(
         summary["version"] = version.version
         path = version.path
     return path, summary
+
+
+def over_prior_summary(difference: PairedDifference | None) -> dict[str, Any] | None:
+    """What the summary and manifest say of a cross-encoder against its prior alone on the
+    validation queries: the mean NDCG@10 difference, its 95 % interval and the queries."""
+    if difference is None:
+        return None
+    return {
+        "ndcg@10": round(difference.mean, 4),
+        "interval": [round(bound, 4) for bound in difference.interval],
+        "queries": difference.queries,
+    }
 
 
 def _work_dir(settings: Settings, role: str, task_id: str | None) -> Path:

@@ -18,6 +18,7 @@ import pytest
 from indexer.catalog import Product, TextTemplate
 from ranker.embedder import Embedder
 from ranker.evaluation.judgments import Judgments
+from ranker.evaluation.metrics import ndcg_at_k, ranked_ids
 from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
 from ranker.model_files import MANIFEST_NAME, weights_sha256
 from ranker.reranker import Reranker, RerankerError
@@ -302,3 +303,40 @@ def test_dense_prior_model_refuses_another_embedder(
     assert other.identity.model_id in message
     assert tiny_embedder.identity.weights_sha256[:12] in message
     assert other.identity.weights_sha256[:12] in message
+
+
+def test_the_kept_model_is_measured_against_its_prior_alone(
+    dense_model: TrainedModel,
+    plain_model: TrainedModel,
+    training_data: TrainingData,
+    tiny_embedder: Embedder,
+) -> None:
+    reranker = Reranker.load(
+        dense_model.saved["float32"],
+        backend="torch",
+        max_length=dense_model.config.max_length,
+        max_query_tokens=dense_model.config.max_query_tokens,
+        embedder=tiny_embedder,
+    )
+    judgments = training_data.judgments
+
+    def ndcg(model: Reranker, qid: str) -> float:
+        products = list(judgments.qrels[qid])
+        scores = model.score(
+            judgments.queries[qid], [training_data.product_texts[p] for p in products]
+        )
+        ranking = ranked_ids(dict(zip(products, scores.tolist(), strict=True)))
+        return ndcg_at_k(ranking, judgments.qrels[qid], k=10)
+
+    validation = dense_model.result.validation_queries
+    expected = np.mean(
+        [ndcg(reranker, qid) - ndcg(reranker.prior_alone(), qid) for qid in validation]
+    )
+    over_prior = dense_model.result.over_prior
+
+    assert validation
+    assert plain_model.result.over_prior is None
+    assert over_prior is not None
+    assert over_prior.queries == len(validation)
+    assert over_prior.mean == pytest.approx(expected, abs=1e-6)
+    assert over_prior.interval[0] <= over_prior.mean <= over_prior.interval[1]

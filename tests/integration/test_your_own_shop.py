@@ -305,6 +305,11 @@ def test_a_shop_trains_with_unjudged_negatives_tunes_fusion_and_reports_three_wa
     )
     summary = json.loads(trained[trained.index("{") :])
     assert summary["unjudged_negatives"] == 3 * len(QUERIES)
+    # What the cross-encoder adds over its prior alone, on the held-out validation queries.
+    over_prior = summary["cross_encoder_over_prior"]
+    assert over_prior["queries"] == summary["validation_queries"] >= 1
+    low, high = over_prior["interval"]
+    assert low <= over_prior["ndcg@10"] <= high
 
     # Fusion by 2-fold CV on the shop's queries, written where serving reads it.
     output = shoprank(
