@@ -75,6 +75,13 @@ def train_command(
     checkpoint_every: Annotated[
         int | None, typer.Option(min=1, help="Steps between checkpoints (200).")
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="Where training computes: 'auto' (a CUDA GPU when torch sees one, in "
+            "bfloat16 autocast; else the CPU), 'cpu' or 'cuda'."
+        ),
+    ] = None,
     checkpoint_dir: Annotated[
         Path | None,
         typer.Option(help="Where checkpoints go (default: <home>/checkpoints/<model>)."),
@@ -98,6 +105,7 @@ def train_command(
         "unjudged_depth": unjudged_depth,
         "positive_gain": positive_gain,
         "checkpoint_every": checkpoint_every,
+        "device": device,
     }
     overrides = {name: value for name, value in given.items() if value is not None}
     if loss is not None:

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token vectors the attention mask keeps (sentence-transformers' pooling)."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
@@ -87,7 +88,7 @@ class TorchBackend:
         output = self._model(**inputs)
         result: torch.Tensor
         if self.task is ModelTask.EMBED:
-            result = _mean_pool(output.last_hidden_state, inputs["attention_mask"])
+            result = mean_pool(output.last_hidden_state, inputs["attention_mask"])
         else:
             result = output.logits.reshape(-1)
         return result

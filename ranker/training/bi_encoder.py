@@ -36,6 +36,7 @@ import torch
 from pydantic import Field
 
 from indexer.progress import progress_bar
+from ranker.backends.torch_backend import mean_pool
 from ranker.evaluation.judgments import Judgments
 from ranker.model_files import resolve_model_dir
 from ranker.tokenization import PairTokenizer, pad_batch
@@ -50,6 +51,7 @@ from ranker.training.common import (
     set_seed,
     split_validation,
 )
+from ranker.training.device import forward_inputs, forward_precision, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -106,14 +108,10 @@ def _mean_pool(
     model: torch.nn.Module, tokenizer: PairTokenizer, texts: Sequence[str]
 ) -> torch.Tensor:
     batch = pad_batch(tokenizer.encode_texts(texts), pad_id=tokenizer.pad_id)
-    mask = torch.from_numpy(batch.attention_mask)
-    hidden = model(
-        input_ids=torch.from_numpy(batch.input_ids),
-        attention_mask=mask,
-        token_type_ids=torch.from_numpy(batch.token_type_ids),
-    ).last_hidden_state
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    inputs = forward_inputs(model, batch)
+    with forward_precision(model):
+        hidden = model(**inputs).last_hidden_state.float()
+    pooled = mean_pool(hidden, inputs["attention_mask"])
     return torch.nn.functional.normalize(pooled, dim=-1)
 
 
@@ -122,7 +120,7 @@ def _encode(model: torch.nn.Module, tokenizer: PairTokenizer, texts: Sequence[st
     chunks = []
     with torch.inference_mode():
         for start in range(0, len(texts), 64):
-            chunks.append(_mean_pool(model, tokenizer, texts[start : start + 64]).numpy())
+            chunks.append(_mean_pool(model, tokenizer, texts[start : start + 64]).cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, 1), dtype=np.float32)
 
 
@@ -210,10 +208,12 @@ def _batch_loss(
         margins = config.margin_scale * (
             (queries * positives).sum(-1) - (queries * negatives).sum(-1)
         )
-        target = torch.tensor([t.teacher_margin for t in batch], dtype=margins.dtype)
+        target = torch.tensor(
+            [t.teacher_margin for t in batch], dtype=margins.dtype, device=margins.device
+        )
         return torch.nn.functional.mse_loss(margins, target)
     logits = config.scale * queries @ documents.T
-    return torch.nn.functional.cross_entropy(logits, torch.arange(len(batch)))
+    return torch.nn.functional.cross_entropy(logits, torch.arange(len(batch), device=logits.device))
 
 
 def _batches_without_repeated_queries(
@@ -270,6 +270,7 @@ def train_bi_encoder(
     model_dir = resolve_model_dir(config.base_model)
     tokenizer = PairTokenizer.from_model_dir(model_dir, max_length=config.max_length)
     model = AutoModel.from_pretrained(str(model_dir), dtype=torch.float32)
+    model.to(resolve_device(config.device))
     qids = list(train_qids) if train_qids is not None else list(judgments.queries)
     fit_qids, validation_qids = split_validation(qids, config.validation_fraction, config.seed)
     triples = mine_triples(
@@ -385,6 +386,7 @@ def train_bi_encoder(
     if checkpointer is not None:
         checkpointer.clear()
     best.restore(model)
+    model.to("cpu")
     result.best_validation_ndcg = best.ndcg
     result.seconds = time.perf_counter() - started
     return result

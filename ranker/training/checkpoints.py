@@ -110,7 +110,7 @@ class TrainingCheckpoints:
         """
         if not self.path.is_file():
             return None
-        state: dict[str, Any] = torch.load(self.path, weights_only=False)
+        state: dict[str, Any] = torch.load(self.path, map_location="cpu", weights_only=False)
         if state.get("fingerprint") != self.fingerprint:
             raise InputError(
                 f"{self.path} is the checkpoint of another training run (recipe, queries or "

@@ -17,6 +17,7 @@ from ranker.evaluation.bootstrap import PairedDifference
 from ranker.evaluation.judgments import Judgments
 from ranker.evaluation.metrics import ndcg_at_k, ranked_ids
 from ranker.tokenization import PairTokenizer
+from ranker.training.device import TrainingDevice
 
 
 class TrainingConfig(BaseModel):
@@ -34,6 +35,10 @@ class TrainingConfig(BaseModel):
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 13
     save_dtype: str = Field(default="float16", pattern="^(float16|float32)$")
+    device: TrainingDevice = Field(
+        default="auto",
+        description="'auto': a CUDA GPU when torch sees one (bfloat16 autocast), else the CPU.",
+    )
     checkpoint_every: int = Field(
         default=200,
         ge=1,

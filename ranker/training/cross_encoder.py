@@ -63,6 +63,7 @@ from ranker.training.common import (
     set_seed,
     split_validation,
 )
+from ranker.training.device import forward_inputs, forward_precision, resolve_device
 from ranker.training.reranker_pairs import (
     LabelledPair,
     PriorScores,
@@ -135,12 +136,9 @@ def score_pairs(
     with torch.inference_mode():
         for start in range(0, len(encodings), batch_size):
             batch = pad_batch(encodings[start : start + batch_size], pad_id=tokenizer.pad_id)
-            logits = model(
-                input_ids=torch.from_numpy(batch.input_ids),
-                attention_mask=torch.from_numpy(batch.attention_mask),
-                token_type_ids=torch.from_numpy(batch.token_type_ids),
-            ).logits.reshape(-1)
-            scores[start : start + len(logits)] = logits.float().numpy()
+            with forward_precision(model):
+                logits = model(**forward_inputs(model, batch)).logits.reshape(-1)
+            scores[start : start + len(logits)] = logits.float().cpu().numpy()
     return scores
 
 
@@ -218,9 +216,15 @@ def train_cross_encoder(
         cosine_weight = config.prior_weight if priors else 0.0
         feature_weights = []
         bias = -cosine_weight * float(np.mean([pair.prior for pair in pairs]))
-    prior_weight = torch.nn.Parameter(torch.tensor(cosine_weight, dtype=torch.float32))
-    lexical_weights = torch.nn.Parameter(torch.tensor(feature_weights, dtype=torch.float32))
-    prior_bias = torch.nn.Parameter(torch.tensor(bias, dtype=torch.float32))
+    device = resolve_device(config.device)
+    model.to(device)
+
+    def floats(values: Any) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=device)
+
+    prior_weight = torch.nn.Parameter(floats(cosine_weight))
+    lexical_weights = torch.nn.Parameter(floats(feature_weights))
+    prior_bias = torch.nn.Parameter(floats(bias))
     generator = random.Random(config.seed)
     steps_per_epoch = len(_batches(pairs, config, random.Random(config.seed)))
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
@@ -261,7 +265,7 @@ def train_cross_encoder(
             features = lexical_features(
                 judgments.queries[qid], [product_texts[pid] for pid in product_ids]
             )
-            scores = scores + features @ lexical_weights.detach().numpy()
+            scores = scores + features @ lexical_weights.detach().cpu().numpy()
         return scores
 
     def validation_ndcg() -> float:
@@ -327,12 +331,12 @@ def train_cross_encoder(
                 config.max_query_tokens,
             )
             if priors is not None:
-                prior = torch.tensor([pair.prior for pair in chunk], dtype=torch.float32)
+                prior = floats([pair.prior for pair in chunk])
                 logits = logits + prior_weight * prior + prior_bias
             if lexical:
-                features = torch.tensor([pair.lexical for pair in chunk], dtype=torch.float32)
+                features = floats([pair.lexical for pair in chunk])
                 logits = logits + features @ lexical_weights
-            targets = torch.tensor([pair.target for pair in chunk], dtype=torch.float32)
+            targets = floats([pair.target for pair in chunk])
             loss = _loss(logits, targets, config.loss)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -380,6 +384,7 @@ def train_cross_encoder(
         result.over_prior = _over_prior(
             validation_score, judgments, validation_qids, product_texts, unjudged
         )
+    model.to("cpu")
     result.best_validation_ndcg = best.ndcg
     result.seconds = time.perf_counter() - started
     return result
@@ -481,12 +486,9 @@ def pair_logits(
         for query, text in pairs
     ]
     batch = pad_batch(encodings, pad_id=tokenizer.pad_id)
-    logits: torch.Tensor = model(
-        input_ids=torch.from_numpy(batch.input_ids),
-        attention_mask=torch.from_numpy(batch.attention_mask),
-        token_type_ids=torch.from_numpy(batch.token_type_ids),
-    ).logits.reshape(-1)
-    return logits
+    with forward_precision(model):
+        logits: torch.Tensor = model(**forward_inputs(model, batch)).logits.reshape(-1)
+    return logits.float()
 
 
 def save_cross_encoder(

@@ -35,6 +35,7 @@ from ranker.training.cross_encoder import (
     save_cross_encoder,
     train_cross_encoder,
 )
+from ranker.training.device import resolve_device
 from ranker.training.reranker_pairs import PriorScores, Unjudged, dense_priors
 
 logger = logging.getLogger(__name__)
@@ -187,8 +188,9 @@ def train_reranker_job(
     fitted on the source model's cosine, which its exports serve in its place.
     """
     settings = uncompressed(settings)
-    data = load_training_data(settings, judgments=judgments, catalog=catalog)
     config = reranker_config(settings, overrides or {})
+    resolve_device(config.device)  # no GPU where one was asked for: say so before the work
+    data = load_training_data(settings, judgments=judgments, catalog=catalog)
     unjudged = unjudged_negatives(
         settings, data, count=config.unjudged_negatives, depth=config.unjudged_depth
     )
@@ -330,10 +332,11 @@ def train_bi_encoder_job(
     from ranker.loading import load_embedder, load_reranker
     from ranker.training.bi_encoder import BiEncoderConfig, save_bi_encoder, train_bi_encoder
 
-    data = load_training_data(settings, judgments=judgments, catalog=catalog)
     config = BiEncoderConfig(
         max_length=settings.embedder.max_length, seed=settings.seed, **dict(overrides or {})
     )
+    resolve_device(config.device)  # no GPU where one was asked for: say so before the work
+    data = load_training_data(settings, judgments=judgments, catalog=catalog)
     teacher = None
     if config.loss == "margin-mse":
         sources = uncompressed(settings)

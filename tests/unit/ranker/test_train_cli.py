@@ -16,7 +16,7 @@ from typer.testing import CliRunner
         (["--bi-encoder", "--loss", "margin-mse"], "train_bi_encoder_job", "margin-mse"),
     ],
 )
-def test_loss_reaches_the_reranker_and_the_bi_encoder(
+def test_loss_and_device_reach_the_reranker_and_the_bi_encoder(
     flags: list[str], job: str, loss: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from ranker.cli import app
@@ -33,8 +33,8 @@ def test_loss_reaches_the_reranker_and_the_bi_encoder(
     get_settings.cache_clear()
     monkeypatch.setattr(jobs, job, record)
 
-    result = CliRunner().invoke(app, ["train", *flags, "--epochs", "0.5"])
+    result = CliRunner().invoke(app, ["train", *flags, "--epochs", "0.5", "--device", "cpu"])
 
     get_settings.cache_clear()
     assert result.exit_code == 0, result.output
-    assert seen == {"loss": loss, "epochs": 0.5}
+    assert seen == {"loss": loss, "epochs": 0.5, "device": "cpu"}
