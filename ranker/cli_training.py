@@ -11,7 +11,15 @@ import typer
 
 from ranker.cli_common import IndexDirOption, fail, settings_with_flags
 from ranker.cli_shop import shop_options
+from ranker.compress.records import CompressConfig
 from ranker.shop import ShopFiles
+
+COMPRESS_DEFAULTS = CompressConfig()
+
+
+def _comma_list(values: tuple[int, ...]) -> str:
+    """``(1, 2)`` -> ``"1,2"``: a config default as the option's text."""
+    return ",".join(str(value) for value in values)
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -155,22 +163,24 @@ def compress_command(
             help="Teacher layers the students keep, comma-separated; 0: the prior alone, "
             "with a miss embedder for texts the index does not hold."
         ),
-    ] = "1,2",
+    ] = _comma_list(COMPRESS_DEFAULTS.layers),
     max_lengths: Annotated[
         str,
         typer.Option(help="Students' maximum pair lengths in word pieces, comma-separated."),
-    ] = "40,48",
+    ] = _comma_list(COMPRESS_DEFAULTS.max_lengths),
     embedder_max_lengths: Annotated[
         str,
         typer.Option(
             help="Shorter input lengths the bi-encoder is also tried at, comma-separated "
             "(empty: the served length only)."
         ),
-    ] = "64",
-    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds, by query.")] = 3,
+    ] = _comma_list(COMPRESS_DEFAULTS.embedder_max_lengths),
+    folds: Annotated[
+        int, typer.Option(min=2, help="Cross-validation folds, by query.")
+    ] = COMPRESS_DEFAULTS.folds,
     pseudo_queries: Annotated[
         int, typer.Option(min=0, help="Pseudo-queries cut from product titles.")
-    ] = 1000,
+    ] = COMPRESS_DEFAULTS.pseudo_queries,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Work and report directory (default: var/compress)."),
@@ -195,7 +205,7 @@ def compress_command(
 
     Pseudo-queries are cut from the catalog's titles; index that catalog first: retrieval
     finds the students' training products."""
-    from ranker.compress.job import CompressConfig, compress_models
+    from ranker.compress.job import compress_models
     from ranker.errors import ShoprankError
 
     settings = settings_with_flags(index_dir)

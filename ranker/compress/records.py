@@ -25,8 +25,9 @@ class CompressConfig(BaseModel):
     """What `shoprank compress` tries and how it judges."""
 
     layers: tuple[int, ...] = Field(
-        default=(1, 2),
-        description="Teacher layers students keep; 0: the prior alone (no transformer).",
+        default=(0, 1, 2),
+        description="Teacher layers students keep; 0: the prior alone (no transformer), "
+        "which the gate picks wherever the cross-encoder adds nothing over its prior.",
     )
     max_lengths: tuple[int, ...] = Field(
         default=(40, 48), description="Students' maximum pair lengths (word pieces)."

@@ -407,3 +407,26 @@ def test_the_cli_hands_the_shops_files_to_the_job(
     assert seen["config"].layers == (1,)
     assert "reranker: reranker/v2 registered, not promoted: why" in result.output
     assert "bi-encoder: nothing registered" in result.output
+
+
+def test_compress_offers_the_prior_alone_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --layers the 0-layer student (the prior alone) is tried beside the
+    transformer students, so the gate can serve it where the cross-encoder adds nothing."""
+    from ranker.cli import app
+
+    seen: dict[str, Any] = {}
+
+    def compress_models(settings: Settings, config: CompressConfig, **kwargs: Any) -> Any:
+        seen["config"] = config
+        (kwargs["work_dir"]).mkdir(parents=True)
+        (kwargs["work_dir"] / "report.md").write_text("# report\n")
+        return EmbedderReport("minilm", 1, 1), CompressionReport("t", 0.7, 2)
+
+    monkeypatch.setattr(job, "compress_models", compress_models)
+    result = CliRunner().invoke(app, ["compress", "--out", str(tmp_path / "work")])
+
+    assert result.exit_code == 0, result.output
+    assert seen["config"] == CompressConfig()
+    assert seen["config"].layers == (0, 1, 2)
