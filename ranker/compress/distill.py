@@ -43,7 +43,7 @@ from ranker.training.common import (
     set_seed,
     split_validation,
 )
-from ranker.training.cross_encoder import pair_logits, score_pairs
+from ranker.training.pair_scoring import pair_logits, score_pairs
 
 logger = logging.getLogger(__name__)
 

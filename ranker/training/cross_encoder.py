@@ -48,9 +48,8 @@ from pydantic import Field
 from indexer.progress import progress_bar
 from ranker.evaluation.bootstrap import PairedDifference, paired_values_difference
 from ranker.evaluation.judgments import Judgments
-from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
 from ranker.model_files import read_manifest, resolve_model_dir
-from ranker.tokenization import PairTokenizer, pad_batch
+from ranker.tokenization import PairTokenizer
 from ranker.training.artifacts import save_model_dir
 from ranker.training.checkpoints import TrainingCheckpoints, run_fingerprint
 from ranker.training.common import (
@@ -63,15 +62,16 @@ from ranker.training.common import (
     set_seed,
     split_validation,
 )
-from ranker.training.device import forward_inputs, forward_precision, resolve_device
+from ranker.training.device import resolve_device
+from ranker.training.pair_scoring import pair_logits, score_pairs
 from ranker.training.reranker_pairs import (
     LabelledPair,
     PriorScores,
     Unjudged,
-    fit_prior,
     labelled_pairs,
     pairs_digest,
 )
+from ranker.training.trainable_prior import TrainablePrior
 
 logger = logging.getLogger(__name__)
 
@@ -117,29 +117,6 @@ class CrossEncoderConfig(TrainingConfig):
     unjudged_depth: int = Field(
         default=50, ge=1, description="Retrieval depth the unjudged negatives are drawn from."
     )
-
-
-def score_pairs(
-    model: Any,
-    tokenizer: PairTokenizer,
-    query: str,
-    texts: Sequence[str],
-    *,
-    max_query_tokens: int,
-    batch_size: int = 64,
-) -> np.ndarray:
-    """Scores of one query against texts with the model in training (not a Backend)."""
-    query = tokenizer.truncate_text(query, max_query_tokens)
-    encodings = tokenizer.encode_pairs(query, texts)
-    scores = np.zeros(len(texts), dtype=np.float32)
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, len(encodings), batch_size):
-            batch = pad_batch(encodings[start : start + batch_size], pad_id=tokenizer.pad_id)
-            with forward_precision(model):
-                logits = model(**forward_inputs(model, batch)).logits.reshape(-1)
-            scores[start : start + len(logits)] = logits.float().cpu().numpy()
-    return scores
 
 
 def train_cross_encoder(
@@ -201,30 +178,17 @@ def train_cross_encoder(
     )
     if not pairs:
         raise ValueError("no training pairs: no judged product has a text")
-    if lexical:
-        cosine_weight, feature_weights, bias = fit_prior(pairs, config.prior_l2)
-        logger.info(
-            "fitted prior: cosine %.3f, %s, bias %.3f",
-            cosine_weight,
-            ", ".join(
-                f"{name} {value:.3f}"
-                for name, value in zip(LEXICAL_FEATURES, feature_weights, strict=True)
-            ),
-            bias,
-        )
-    else:
-        cosine_weight = config.prior_weight if priors else 0.0
-        feature_weights = []
-        bias = -cosine_weight * float(np.mean([pair.prior for pair in pairs]))
     device = resolve_device(config.device)
     model.to(device)
-
-    def floats(values: Any) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.float32, device=device)
-
-    prior_weight = torch.nn.Parameter(floats(cosine_weight))
-    lexical_weights = torch.nn.Parameter(floats(feature_weights))
-    prior_bias = torch.nn.Parameter(floats(bias))
+    prior = None
+    if priors is not None:
+        prior = TrainablePrior.starting(
+            pairs,
+            lexical=lexical,
+            cosine_weight=config.prior_weight,
+            l2=config.prior_l2,
+            device=device,
+        )
     generator = random.Random(config.seed)
     steps_per_epoch = len(_batches(pairs, config, random.Random(config.seed)))
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
@@ -232,10 +196,10 @@ def train_cross_encoder(
         total_steps = min(total_steps, max_steps)
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
     groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
-    if priors is not None:
+    if prior is not None:
         groups.append(
             {
-                "params": [prior_weight, lexical_weights, prior_bias],
+                "params": prior.parameters(),
                 "lr": config.prior_learning_rate,
                 "weight_decay": 0.0,
             }
@@ -258,14 +222,10 @@ def train_cross_encoder(
             )
         else:
             scores = np.zeros(len(product_ids), dtype=np.float32)
-        if priors is not None:
-            prior = np.array([priors[(qid, pid)] for pid in product_ids], dtype=np.float32)
-            scores = scores + prior_weight.item() * prior + prior_bias.item()
-        if lexical:
-            features = lexical_features(
-                judgments.queries[qid], [product_texts[pid] for pid in product_ids]
-            )
-            scores = scores + features @ lexical_weights.detach().cpu().numpy()
+        if prior is not None and priors is not None:
+            cosines = np.array([priors[(qid, pid)] for pid in product_ids], dtype=np.float32)
+            texts = [product_texts[pid] for pid in product_ids]
+            scores = prior.add_to_scores(scores, cosines, judgments.queries[qid], texts)
         return scores
 
     def validation_ndcg() -> float:
@@ -289,21 +249,19 @@ def train_cross_encoder(
             ),
         )
     saved = checkpointer.load() if checkpointer is not None and resume else None
-    prior_parameters = (prior_weight, lexical_weights, prior_bias)
     skip = 0
     if saved is None:
         # The starting point counts as a candidate: if no step beats it, it comes back.
         best = BestCheckpoint(model, validation_ndcg())
-        best_prior = _prior_state(*prior_parameters)
+        best_prior = prior.state() if prior is not None else None
         result.history.append({"step": 0, "validation_ndcg@10": best.ndcg})
         logger.info("validation NDCG@10 before training: %.4f", best.ndcg)
         step = 0
         running_loss = 0.0
     else:
         best = TrainingCheckpoints.restore_training(saved, model, optimizer, scheduler)
-        with torch.no_grad():
-            for parameter, value in zip(prior_parameters, saved["prior"], strict=True):
-                parameter.copy_(value)
+        if prior is not None:
+            prior.restore(saved["prior"])
         best_prior = saved["best_prior"]
         result.history = list(saved["history"])
         step, running_loss = int(saved["step"]), float(saved["running_loss"])
@@ -330,13 +288,11 @@ def train_cross_encoder(
                 [(pair.query, pair.text) for pair in chunk],
                 config.max_query_tokens,
             )
-            if priors is not None:
-                prior = floats([pair.prior for pair in chunk])
-                logits = logits + prior_weight * prior + prior_bias
-            if lexical:
-                features = floats([pair.lexical for pair in chunk])
-                logits = logits + features @ lexical_weights
-            targets = floats([pair.target for pair in chunk])
+            if prior is not None:
+                logits = prior.add_to_logits(logits, chunk)
+            targets = torch.tensor(
+                [pair.target for pair in chunk], dtype=torch.float32, device=device
+            )
             loss = _loss(logits, targets, config.loss)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -357,8 +313,8 @@ def train_cross_encoder(
                     {"step": step, "train_loss": mean_loss, "validation_ndcg@10": ndcg}
                 )
                 logger.info("step %d: loss %.4f, validation NDCG@10 %.4f", step, mean_loss, ndcg)
-                if best.offer(model, ndcg):
-                    best_prior = _prior_state(prior_weight, lexical_weights, prior_bias)
+                if best.offer(model, ndcg) and prior is not None:
+                    best_prior = prior.state()
             if checkpointer is not None and checkpointer.due(step, total_steps):
                 checkpointer.save_training(
                     step=step,
@@ -367,7 +323,7 @@ def train_cross_encoder(
                     scheduler=scheduler,
                     best=best,
                     history=result.history,
-                    prior=[parameter.detach().clone() for parameter in prior_parameters],
+                    prior=prior.snapshot() if prior is not None else [],
                     best_prior=best_prior,
                     running_loss=running_loss,
                     epoch_generator=epoch_generator,
@@ -378,9 +334,9 @@ def train_cross_encoder(
     if checkpointer is not None:
         checkpointer.clear()
     best.restore(model)
-    if priors is not None:
+    if prior is not None and best_prior is not None:
         result.prior = best_prior
-        _load_prior_state(best_prior, *prior_parameters)
+        prior.load_state(best_prior)
         result.over_prior = _over_prior(
             validation_score, judgments, validation_qids, product_texts, unjudged
         )
@@ -388,34 +344,6 @@ def train_cross_encoder(
     result.best_validation_ndcg = best.ndcg
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _prior_state(
-    weight: torch.Tensor, lexical_weights: torch.Tensor, bias: torch.Tensor
-) -> dict[str, Any]:
-    """The prior's parameters now, as the manifest records them (lexical weights only when
-    it has them)."""
-    state: dict[str, Any] = {"weight": weight.item(), "bias": bias.item()}
-    if lexical_weights.numel():
-        state["lexical_weights"] = dict(
-            zip(LEXICAL_FEATURES, lexical_weights.tolist(), strict=True)
-        )
-    return state
-
-
-def _load_prior_state(
-    state: Mapping[str, Any],
-    weight: torch.Tensor,
-    lexical_weights: torch.Tensor,
-    bias: torch.Tensor,
-) -> None:
-    """Set the prior's parameters to a state :func:`_prior_state` recorded."""
-    with torch.no_grad():
-        weight.fill_(float(state["weight"]))
-        bias.fill_(float(state["bias"]))
-        if lexical_weights.numel():
-            named = state["lexical_weights"]
-            lexical_weights.copy_(torch.tensor([named[name] for name in LEXICAL_FEATURES]))
 
 
 def _over_prior(
@@ -472,23 +400,6 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tenso
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
     distribution = targets / targets.sum()
     return -(distribution * torch.log_softmax(logits, dim=0)).sum()
-
-
-def pair_logits(
-    model: Any,
-    tokenizer: PairTokenizer,
-    pairs: Sequence[tuple[str, str]],
-    max_query_tokens: int,
-) -> torch.Tensor:
-    """The model's logit for each (query, text) pair, with gradients (one padded batch)."""
-    encodings = [
-        tokenizer.encode_pairs(tokenizer.truncate_text(query, max_query_tokens), [text])[0]
-        for query, text in pairs
-    ]
-    batch = pad_batch(encodings, pad_id=tokenizer.pad_id)
-    with forward_precision(model):
-        logits: torch.Tensor = model(**forward_inputs(model, batch)).logits.reshape(-1)
-    return logits.float()
 
 
 def save_cross_encoder(

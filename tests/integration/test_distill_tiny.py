@@ -37,7 +37,7 @@ from ranker.reranker import Reranker
 from ranker.serving_models import serving_source
 from ranker.settings import Settings
 from ranker.training.common import TrainingResult
-from ranker.training.cross_encoder import score_pairs
+from ranker.training.pair_scoring import score_pairs
 
 pytestmark = pytest.mark.slow
 

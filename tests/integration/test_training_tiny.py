@@ -28,9 +28,9 @@ from ranker.training.common import TrainingResult
 from ranker.training.cross_encoder import (
     CrossEncoderConfig,
     save_cross_encoder,
-    score_pairs,
     train_cross_encoder,
 )
+from ranker.training.pair_scoring import score_pairs
 from ranker.training.reranker_pairs import dense_priors
 
 pytestmark = pytest.mark.slow

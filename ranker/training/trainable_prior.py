@@ -1,0 +1,122 @@
+"""The reranker's linear prior while it trains: ``w * cos + v . lexical + b`` as parameters
+learned beside the cross-encoder, their starting values, and the state the manifest records
+(see :mod:`ranker.training.cross_encoder`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
+from ranker.training.reranker_pairs import LabelledPair, fit_prior
+
+logger = logging.getLogger(__name__)
+
+
+class TrainablePrior:
+    """``w``, ``v`` and ``b`` on the training device; ``v`` is empty for a prior without
+    lexical features."""
+
+    def __init__(
+        self,
+        cosine_weight: float,
+        lexical_weights: Sequence[float],
+        bias: float,
+        *,
+        device: torch.device,
+    ) -> None:
+        self.device = device
+        self.weight = torch.nn.Parameter(self._floats(cosine_weight))
+        self.lexical_weights = torch.nn.Parameter(self._floats(list(lexical_weights)))
+        self.bias = torch.nn.Parameter(self._floats(bias))
+
+    @classmethod
+    def starting(
+        cls,
+        pairs: Sequence[LabelledPair],
+        *,
+        lexical: bool,
+        cosine_weight: float,
+        l2: float,
+        device: torch.device,
+    ) -> TrainablePrior:
+        """With ``lexical``, the prior fitted alone on the pairs' targets (:func:`fit_prior`),
+        so training starts from the best such linear ranker; else the cosine at
+        ``cosine_weight``, centred on the pairs' mean cosine."""
+        if not lexical:
+            bias = -cosine_weight * float(np.mean([pair.prior for pair in pairs]))
+            return cls(cosine_weight, [], bias, device=device)
+        weight, feature_weights, bias = fit_prior(pairs, l2)
+        logger.info(
+            "fitted prior: cosine %.3f, %s, bias %.3f",
+            weight,
+            ", ".join(
+                f"{name} {value:.3f}"
+                for name, value in zip(LEXICAL_FEATURES, feature_weights, strict=True)
+            ),
+            bias,
+        )
+        return cls(weight, feature_weights, bias, device=device)
+
+    @property
+    def lexical(self) -> bool:
+        """Whether the prior weighs lexical features."""
+        return bool(self.lexical_weights.numel())
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """What the optimizer trains, in the order checkpoints keep them."""
+        return [self.weight, self.lexical_weights, self.bias]
+
+    def add_to_logits(self, logits: torch.Tensor, pairs: Sequence[LabelledPair]) -> torch.Tensor:
+        """The cross-encoder's logits of a training batch plus the prior of its pairs, with
+        gradients."""
+        logits = logits + self.weight * self._floats([pair.prior for pair in pairs]) + self.bias
+        if self.lexical:
+            logits = logits + self._floats([pair.lexical for pair in pairs]) @ self.lexical_weights
+        return logits
+
+    def add_to_scores(
+        self, scores: np.ndarray, cosines: np.ndarray, query: str, texts: Sequence[str]
+    ) -> np.ndarray:
+        """Scores of one query's texts (the cross-encoder's, or zeros) plus their prior."""
+        scores = scores + self.weight.item() * cosines + self.bias.item()
+        if self.lexical:
+            weights = self.lexical_weights.detach().cpu().numpy()
+            scores = scores + lexical_features(query, texts) @ weights
+        return scores
+
+    def state(self) -> dict[str, Any]:
+        """The parameters now, as the manifest records them (lexical weights only when the
+        prior has them)."""
+        state: dict[str, Any] = {"weight": self.weight.item(), "bias": self.bias.item()}
+        if self.lexical:
+            state["lexical_weights"] = dict(
+                zip(LEXICAL_FEATURES, self.lexical_weights.tolist(), strict=True)
+            )
+        return state
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Set the parameters to a :meth:`state`."""
+        with torch.no_grad():
+            self.weight.fill_(float(state["weight"]))
+            self.bias.fill_(float(state["bias"]))
+            if self.lexical:
+                named = state["lexical_weights"]
+                self.lexical_weights.copy_(self._floats([named[name] for name in LEXICAL_FEATURES]))
+
+    def snapshot(self) -> list[torch.Tensor]:
+        """The parameters' values, as a checkpoint saves them."""
+        return [parameter.detach().clone() for parameter in self.parameters()]
+
+    def restore(self, values: Sequence[torch.Tensor]) -> None:
+        """Set the parameters to a :meth:`snapshot`."""
+        with torch.no_grad():
+            for parameter, value in zip(self.parameters(), values, strict=True):
+                parameter.copy_(value)
+
+    def _floats(self, values: Any) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=self.device)
