@@ -130,9 +130,14 @@ def _cross_validated(
         relevant_at_least=relevant_at_least,
     )
     note = f"{folds}-fold CV by query, trained here"
-    reranked: dict[str, EvalResult] = {task: cv[task] for task in TASKS}
+    if any(task + PRIOR_ALONE in cv.results for task in TASKS):
+        note += (
+            f"; {cv.trained_folds} of {folds} folds kept a trained cross-encoder (early "
+            "stopping kept the prior alone in the others)"
+        )
+    reranked: dict[str, EvalResult] = {task: cv.results[task] for task in TASKS}
     prior: dict[str, EvalResult] = {
-        task: cv[key] for task in TASKS if (key := task + PRIOR_ALONE) in cv
+        task: cv.results[key] for task in TASKS if (key := task + PRIOR_ALONE) in cv.results
     }
     rows = _rows(RERANKED_SYSTEM.name, reranked, note)
     if prior:

@@ -65,6 +65,16 @@ class TrainingResult:
     """Validation NDCG@10 of the kept model minus its prior alone's, paired by query (a
     cross-encoder with a prior only)."""
 
+    @property
+    def kept_step(self) -> int | None:
+        """The training step whose model early stopping kept (0: the untrained starting
+        model, which for a cross-encoder with a prior is the prior alone); None without a
+        history."""
+        for entry in self.history:
+            if entry.get("validation_ndcg@10") == self.best_validation_ndcg:
+                return int(entry["step"])
+        return None
+
 
 class BestCheckpoint:
     """The best model state so far by validation NDCG@10, for early stopping.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ranker.backends import ModelTask
@@ -26,6 +27,29 @@ from ranker.training.jobs import TrainingData
 from ranker.training.reranker_pairs import PriorScores, Unjudged
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CrossValidation:
+    """The merged folds' results, and the step each fold's early stopping kept."""
+
+    results: dict[str, EvalResult]
+    """``"rerank"``, ``"retrieval"``, and their variants (see :func:`cross_validate_reranker`)."""
+    kept_steps: list[int | None] = field(default_factory=list)
+    """Per fold: the training step kept; 0 means no step beat the untrained start (with a
+    prior, the fold serves its prior alone, and the two systems score the same)."""
+
+    @property
+    def trained_folds(self) -> int:
+        """Folds whose kept model is a trained one (a step after 0)."""
+        return sum(1 for step in self.kept_steps if step)
+
+    def summary(self) -> dict[str, object]:
+        """What a manifest records: each task's means, and the kept steps."""
+        return {
+            **{task: result.means for task, result in self.results.items()},
+            "kept_steps": self.kept_steps,
+        }
 
 
 def fold_reranker(
@@ -58,8 +82,9 @@ def cross_validate_reranker(
     other_retrieval_weights: Sequence[float] = (),
     relevant_at_least: float | None = None,
     unjudged: Unjudged | None = None,
-) -> dict[str, EvalResult]:
-    """Cross-validated hybrid + rerank results: ``{"rerank": ..., "retrieval": ...}``.
+) -> CrossValidation:
+    """Cross-validated hybrid + rerank results: ``{"rerank": ..., "retrieval": ...}``, with
+    the step each fold kept.
 
     A recipe with a dense prior is also scored by each fold's prior alone, its
     cross-encoder dropped, under ``"rerank, prior alone"`` and ``"retrieval, prior alone"``:
@@ -81,6 +106,7 @@ def cross_validate_reranker(
         if weight != settings.retrieval_weight
     }
     runs: dict[str, Run] = {f"{task}{v}": {} for v in variants for task in ("rerank", "retrieval")}
+    kept_steps: list[int | None] = []
     for number, (train_qids, test_qids) in enumerate(splits, start=1):
         logger.info(
             "fold %d/%d: %d train, %d test queries", number, folds, len(train_qids), len(test_qids)
@@ -93,6 +119,14 @@ def cross_validate_reranker(
             train_qids=train_qids,
             progress=False,
             unjudged=unjudged,
+        )
+        kept_steps.append(trained.kept_step)
+        logger.info(
+            "fold %d/%d: kept step %s (validation NDCG@10 %s)",
+            number,
+            folds,
+            trained.kept_step,
+            trained.best_validation_ndcg,
         )
         reranker = fold_reranker(trained, config, pipeline.embedder)
         queries = {qid: judgments.queries[qid] for qid in test_qids}
@@ -122,7 +156,8 @@ def cross_validate_reranker(
         for name, run in runs.items():
             stem = name.replace(", ", "-").replace(" ", "-")
             write_trec_run(run, runs_out / f"cv-{stem}.trec", tag=f"cv{folds}")
-    return {
+    results = {
         task: evaluate_run(run, judgments.qrels, relevant_at_least=relevant_at_least)
         for task, run in runs.items()
     }
+    return CrossValidation(results, kept_steps)

@@ -216,7 +216,7 @@ def train_reranker_job(
         cross_validation = {
             "folds": folds,
             "retrieval_weight": settings.rerank.retrieval_weight,
-            **{task: r.means for task, r in cv.items()},
+            **cv.summary(),
         }
     result = train_cross_encoder(
         data.judgments,

@@ -9,14 +9,13 @@ import pytest
 
 from indexer.catalog import Product, TextTemplate
 from ranker.embedder import Embedder
-from ranker.evaluation.judgments import Judgments
-from ranker.evaluation.metrics import EvalResult
+from ranker.evaluation.judgments import Judgments, kfold_query_splits
 from ranker.evaluation.trec import read_trec_run
 from ranker.loading import open_serving_pipeline
 from ranker.settings import Settings
 from ranker.training.artifacts import data_sha256
 from ranker.training.cross_encoder import CrossEncoderConfig
-from ranker.training.cross_validation import cross_validate_reranker
+from ranker.training.cross_validation import CrossValidation, cross_validate_reranker
 from ranker.training.jobs import TrainingData
 from ranker.training.reranker_pairs import dense_priors
 
@@ -33,7 +32,7 @@ def cross_validated(
     tiny_reranker_dir: Path,
     tiny_embedder: Embedder,
     tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[dict[str, EvalResult], Path, Judgments]:
+) -> tuple[CrossValidation, Path, Judgments]:
     judgments = sample_judgments.subset(subset_qids)
     template = TextTemplate(integration_settings.index.text_template)
     texts = {product.id: template.render(product) for product in catalog_subset}
@@ -52,7 +51,7 @@ def cross_validated(
         learning_rate=3e-3,
     )
     runs_out = tmp_path_factory.mktemp("cv-runs")
-    results = cross_validate_reranker(
+    cv = cross_validate_reranker(
         open_serving_pipeline(integration_settings, with_reranker=False),
         data,
         config,
@@ -63,13 +62,14 @@ def cross_validated(
         runs_out=runs_out,
         other_retrieval_weights=(integration_settings.rerank.retrieval_weight, 2.0),
     )
-    return results, runs_out, judgments
+    return cv, runs_out, judgments
 
 
 def test_every_query_is_scored_once_per_task_and_retrieval_weight(
-    cross_validated: tuple[dict[str, EvalResult], Path, Judgments],
+    cross_validated: tuple[CrossValidation, Path, Judgments],
 ) -> None:
-    results, _, judgments = cross_validated
+    cv, _, judgments = cross_validated
+    results = cv.results
 
     # The served weight is not repeated; the other one gets its own keys, and so does each
     # fold's prior alone.
@@ -87,7 +87,7 @@ def test_every_query_is_scored_once_per_task_and_retrieval_weight(
 
 
 def test_runs_are_written_as_trec_files_that_read_back(
-    cross_validated: tuple[dict[str, EvalResult], Path, Judgments],
+    cross_validated: tuple[CrossValidation, Path, Judgments],
 ) -> None:
     _, runs_out, judgments = cross_validated
 
@@ -104,3 +104,20 @@ def test_runs_are_written_as_trec_files_that_read_back(
     for qid in judgments.queries:
         # The rerank task orders exactly each query's judged products.
         assert set(rerank[qid]) == set(judgments.qrels[qid])
+
+
+def test_each_fold_says_which_step_it_kept_and_a_kept_start_is_its_prior_alone(
+    cross_validated: tuple[CrossValidation, Path, Judgments],
+) -> None:
+    cv, _, judgments = cross_validated
+    assert len(cv.kept_steps) == FOLDS
+    assert all(isinstance(step, int) and step >= 0 for step in cv.kept_steps)
+    assert cv.trained_folds == sum(1 for step in cv.kept_steps if step > 0)
+    assert cv.summary()["kept_steps"] == cv.kept_steps
+    splits = kfold_query_splits(list(judgments.queries), folds=FOLDS, seed=0)
+    for step, (_, test_qids) in zip(cv.kept_steps, splits, strict=True):
+        if step == 0:  # no step beat the start: the fold serves its prior alone
+            for qid in test_qids:
+                assert cv.results["rerank"].per_query[qid]["ndcg@10"] == pytest.approx(
+                    cv.results["rerank, prior alone"].per_query[qid]["ndcg@10"]
+                )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -310,6 +311,15 @@ def test_a_shop_trains_with_unjudged_negatives_tunes_fusion_and_reports_three_wa
     assert over_prior["queries"] == summary["validation_queries"] >= 1
     low, high = over_prior["interval"]
     assert low <= over_prior["ndcg@10"] <= high
+
+    # Cross-validated: each fold's model beside its prior alone, and how many folds kept a
+    # trained cross-encoder rather than their starting point (the prior alone).
+    shoprank("eval", *HOME_DEPOT_JUDGMENTS, "--folds", "2", "--out", "cv-report")
+    report = (shop_home / "cv-report" / "report.md").read_text(encoding="utf-8")
+    assert re.search(
+        r"2-fold CV by query, trained here; [012] of 2 folds kept a trained cross-encoder", report
+    )
+    assert "| hybrid + rerank | hybrid + prior alone | rerank | ndcg@10 |" in report
 
     # Fusion by 2-fold CV on the shop's queries, written where serving reads it.
     output = shoprank(
