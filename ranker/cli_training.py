@@ -54,7 +54,9 @@ def train_command(
     ] = None,
     folds: Annotated[
         int,
-        typer.Option(help="Cross-validate the recipe first (needs `shoprank index`); 0: skip."),
+        typer.Option(
+            help="Reranker: cross-validate the recipe first (needs `shoprank index`); 0: skip."
+        ),
     ] = 0,
     unjudged_negatives: Annotated[
         int | None,
@@ -122,6 +124,11 @@ def train_command(
         raise fail("--unjudged-target is the reranker's; the bi-encoder has no targets")
     if not bi_encoder and positive_gain is not None:
         raise fail("--positive-gain chooses the bi-encoder's positives; add --bi-encoder")
+    if bi_encoder and folds:
+        raise fail(
+            "--folds cross-validates the reranker's recipe; the bi-encoder reports its own "
+            "validation queries (validation_ndcg@10)"
+        )
     checkpoints = checkpoint_dir or default_checkpoint_dir(
         settings, "embedder" if bi_encoder else "reranker"
     )
