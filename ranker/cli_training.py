@@ -55,7 +55,9 @@ def train_command(
     folds: Annotated[
         int,
         typer.Option(
-            help="Reranker: cross-validate the recipe first (needs `shoprank index`); 0: skip."
+            help="Cross-validate the recipe first, by query: the reranker's in both tasks "
+            "(needs `shoprank index`); the bi-encoder's in the rerank task, under the "
+            "reranker's prior, against the base model. 0: skip."
         ),
     ] = 0,
     unjudged_negatives: Annotated[
@@ -124,11 +126,6 @@ def train_command(
         raise fail("--unjudged-target is the reranker's; the bi-encoder has no targets")
     if not bi_encoder and positive_gain is not None:
         raise fail("--positive-gain chooses the bi-encoder's positives; add --bi-encoder")
-    if bi_encoder and folds:
-        raise fail(
-            "--folds cross-validates the reranker's recipe; the bi-encoder reports its own "
-            "validation queries (validation_ndcg@10)"
-        )
     checkpoints = checkpoint_dir or default_checkpoint_dir(
         settings, "embedder" if bi_encoder else "reranker"
     )
@@ -143,6 +140,7 @@ def train_command(
                 overrides=overrides,
                 checkpoints=checkpoints,
                 resume=resume,
+                folds=folds,
             )
         else:
             path, summary = train_reranker_job(

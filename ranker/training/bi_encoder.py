@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -290,6 +290,11 @@ def train_bi_encoder(
         triples = with_teacher_margins(triples, teacher)
     generator = random.Random(config.seed)
     steps_per_epoch = len(_batches_without_repeated_queries(triples, config.batch_size, generator))
+    if not steps_per_epoch:
+        raise ValueError(
+            "the training triples all come from one query: a batch needs two queries or more "
+            "(each is the others' in-batch negative)"
+        )
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
@@ -393,9 +398,15 @@ def train_bi_encoder(
 
 
 def save_bi_encoder(
-    result: TrainingResult, output_dir: Path, *, config: BiEncoderConfig, data_sha256: str
+    result: TrainingResult,
+    output_dir: Path,
+    *,
+    config: BiEncoderConfig,
+    data_sha256: str,
+    cross_validation: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the bi-encoder directory with its ``shoprank.json`` manifest, atomically."""
+    """Write the bi-encoder directory with its ``shoprank.json`` manifest, atomically
+    (with the recipe's ``cross_validation``, when it was cross-validated)."""
     model_dir = resolve_model_dir(config.base_model)
     save_model_dir(
         result.model,
@@ -410,6 +421,7 @@ def save_bi_encoder(
             "history": result.history,
             "metrics": {"validation_ndcg@10": result.best_validation_ndcg},
             "training_seconds": round(result.seconds, 1),
+            **({"cross_validation": cross_validation} if cross_validation else {}),
         },
         dtype=config.save_dtype,
     )

@@ -30,6 +30,7 @@ from ranker.registry import ModelVersion
 from ranker.serving_models import trained_metrics
 from ranker.settings import Settings
 from ranker.training.artifacts import data_sha256
+from ranker.training.bi_encoder import BiEncoderConfig
 from ranker.training.cross_encoder import (
     CrossEncoderConfig,
     save_cross_encoder,
@@ -104,6 +105,14 @@ def reranker_config(settings: Settings, overrides: Mapping[str, Any]) -> CrossEn
         max_query_tokens=settings.api.max_query_tokens,
         seed=settings.seed,
         **dict(overrides),
+    )
+
+
+def bi_encoder_config(settings: Settings, overrides: Mapping[str, Any]) -> BiEncoderConfig:
+    """The bi-encoder's training hyperparameters: defaults aligned with serving, then
+    overrides."""
+    return BiEncoderConfig(
+        max_length=settings.embedder.max_length, seed=settings.seed, **dict(overrides)
     )
 
 
@@ -323,18 +332,20 @@ def train_bi_encoder_job(
     task_id: str | None = None,
     checkpoints: Path | None = None,
     resume: bool = False,
+    folds: int = 0,
 ) -> tuple[Path, dict[str, Any]]:
     """Fine-tune the bi-encoder on the judgments and register it as a candidate embedder;
     with the ``margin-mse`` loss the served teacher reranker (uncompressed, its dense prior
     included) scores the pairs. A new bi-encoder changes the vectors: it serves after a
     reindex with it. ``unjudged_negatives`` in the overrides adds retrieved, unjudged hard
-    negatives (needs the shop's index); ``checkpoints`` and ``resume`` as for the reranker."""
+    negatives (needs the shop's index); ``checkpoints`` and ``resume`` as for the reranker.
+    With ``folds >= 2`` it first cross-validates the recipe by query in the rerank task,
+    under the reranker's prior, against the base model (see
+    :mod:`ranker.training.bi_encoder_cv`), and records the figures in the manifest."""
     from ranker.loading import load_embedder, load_reranker
-    from ranker.training.bi_encoder import BiEncoderConfig, save_bi_encoder, train_bi_encoder
+    from ranker.training.bi_encoder import save_bi_encoder, train_bi_encoder
 
-    config = BiEncoderConfig(
-        max_length=settings.embedder.max_length, seed=settings.seed, **dict(overrides or {})
-    )
+    config = bi_encoder_config(settings, overrides or {})
     resolve_device(config.device)  # no GPU where one was asked for: say so before the work
     data = load_training_data(settings, judgments=judgments, catalog=catalog)
     teacher = None
@@ -344,6 +355,21 @@ def train_bi_encoder_job(
     unjudged = unjudged_negatives(
         settings, data, count=config.unjudged_negatives, depth=config.unjudged_depth
     )
+    cross_validation: dict[str, Any] | None = None
+    if folds >= 2:
+        from ranker.training.bi_encoder_cv import cross_validate_bi_encoder
+
+        cv = cross_validate_bi_encoder(
+            data.judgments,
+            data.product_texts,
+            config,
+            reranker_config(settings, {}),
+            folds=folds,
+            seed=settings.seed,
+            teacher=teacher,
+            unjudged=unjudged,
+        )
+        cross_validation = {"folds": folds, **cv.summary()}
     result = train_bi_encoder(
         data.judgments,
         data.product_texts,
@@ -354,9 +380,12 @@ def train_bi_encoder_job(
         resume=resume,
     )
     path = out or _work_dir(settings, "embedder", task_id)
-    save_bi_encoder(result, path, config=config, data_sha256=data.sha256)
+    save_bi_encoder(
+        result, path, config=config, data_sha256=data.sha256, cross_validation=cross_validation
+    )
     summary: dict[str, Any] = {
         "validation_ndcg@10": result.best_validation_ndcg,
+        "cross_validation": cross_validation,
         "seconds": round(result.seconds, 1),
     }
     if register:

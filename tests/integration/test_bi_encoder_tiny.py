@@ -109,6 +109,21 @@ def test_positive_gain_makes_every_product_at_or_above_it_a_positive(
     assert len(graded) == expected_graded > len(top_only)
 
 
+def test_triples_from_one_query_fail_clearly_instead_of_spinning(
+    tiny_embedder_dir: Path, judgments: Judgments, texts: dict[str, str]
+) -> None:
+    """In-batch negatives need two queries in a batch: with one training query there is no
+    batch, and training used to loop for ever waiting for one."""
+    config = BiEncoderConfig(base_model=str(tiny_embedder_dir), max_length=64)
+    # Two queries with both a positive (E) and a hard negative (I): one trains, one validates.
+    qids = [q for q, labels in judgments.labels.items() if {"E", "I"} <= set(labels.values())]
+    assert len(qids) >= 2
+    qids = qids[:2]
+
+    with pytest.raises(ValueError, match="all come from one query"):
+        train_bi_encoder(judgments, texts, config, train_qids=qids, progress=False)
+
+
 def test_training_lowers_the_loss_and_the_saved_model_embeds_the_same(
     tiny_embedder_dir: Path, judgments: Judgments, texts: dict[str, str], tmp_path: Path
 ) -> None:

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from indexer.catalog import CatalogFile
 from ranker.evaluation.judgment_files import JudgmentsFile, derived_query_id
+from ranker.model_files import MANIFEST_NAME
 from ranker.settings import get_settings
 
 pytestmark = pytest.mark.slow
@@ -156,7 +157,8 @@ def shop_home(
     tiny_reranker_dir: Path,
 ) -> Iterator[Path]:
     """A working folder holding the shop's files, with SHOPRANK_* set to the tiny models;
-    training starts from the tiny reranker, with the dense prior over the tiny bi-encoder."""
+    training starts from the tiny reranker, with the dense prior over the tiny bi-encoder,
+    and bi-encoder training from the tiny bi-encoder."""
     from ranker.training import jobs
 
     monkeypatch.chdir(tmp_path)
@@ -172,6 +174,13 @@ def shop_home(
     config = jobs.reranker_config
     monkeypatch.setattr(
         jobs, "reranker_config", lambda settings, overrides: config(settings, {**overrides, **tiny})
+    )
+    tiny_bi = {"base_model": str(tiny_embedder_dir), "evals_per_epoch": 1, "batch_size": 4}
+    bi_config = jobs.bi_encoder_config
+    monkeypatch.setattr(
+        jobs,
+        "bi_encoder_config",
+        lambda settings, overrides: bi_config(settings, {**overrides, **tiny_bi}),
     )
     get_settings.cache_clear()
     yield tmp_path
@@ -292,6 +301,37 @@ def test_judgments_without_a_catalog_or_an_index_fail_clearly(shop_home: Path) -
     assert result.exit_code == 2
     assert "judgments given without a catalog, and no index to take it from" in result.output
     assert "pass the shop's catalog with --catalog" in result.output
+
+
+def test_a_shop_cross_validates_fine_tuning_its_bi_encoder(shop_home: Path) -> None:
+    write_home_depot(shop_home)
+    shoprank("index", *HOME_DEPOT_CATALOG)
+
+    # Hard negatives from retrieval: a pooled shop's judgments hold few irrelevant products.
+    trained = shoprank(
+        "train",
+        "--bi-encoder",
+        *HOME_DEPOT_JUDGMENTS,
+        "--unjudged-negatives",
+        "2",
+        "--epochs",
+        "0.5",
+        "--folds",
+        str(len(QUERIES)),  # each fold trains on 3 queries and validates on 1
+    )
+
+    summary = json.loads(trained[trained.index("{") :])
+    cv = summary["cross_validation"]
+    assert cv["folds"] == len(QUERIES)
+    assert cv["task"] == "rerank"
+    assert len(cv["kept_steps"]) == len(QUERIES)
+    assert cv["fine_tuned_over_zero_shot"]["queries"] == len(QUERIES)
+    for arm in ("zero_shot", "fine_tuned"):
+        low, high = cv[arm]["interval"]
+        assert low <= cv[arm]["ndcg@10"] <= high
+    model = shop_home / "var" / "registry" / "embedder" / summary["version"] / "model"
+    manifest = json.loads((model / MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert manifest["cross_validation"] == cv
 
 
 def test_a_shop_trains_with_unjudged_negatives_tunes_fusion_and_reports_three_ways(

@@ -13,7 +13,6 @@ from typer.testing import CliRunner
     [
         (["--bi-encoder", "--unjudged-target", "0.1"], "--unjudged-target is the reranker's"),
         (["--positive-gain", "1"], "--positive-gain chooses the bi-encoder's positives"),
-        (["--bi-encoder", "--folds", "3"], "--folds cross-validates the reranker's recipe"),
     ],
 )
 def test_train_refuses_the_other_models_flags(
