@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,9 @@ from ranker.backends.torch_backend import TorchBackend
 from ranker.embedder import Embedder
 from ranker.evaluation.bootstrap import bootstrap_interval, paired_values_difference
 from ranker.evaluation.judgments import Judgments, kfold_query_splits
+from ranker.model_files import weights_sha256
+from ranker.promotion import BASIS, JUDGMENTS, NDCG, ON_JUDGMENTS, production_figure
+from ranker.registry import Registry
 from ranker.training.bi_encoder import BiEncoderConfig, TeacherScores, train_bi_encoder
 from ranker.training.common import TrainingResult, rerank_ndcg_by_query
 from ranker.training.cross_encoder import CrossEncoderConfig
@@ -60,6 +64,50 @@ class BiEncoderCrossValidation:
             },
             "kept_steps": self.kept_steps,
         }
+
+
+def gate_metrics(cross_validation: Mapping[str, Any], judgments_sha256: str) -> dict[str, Any]:
+    """The fine-tuned arm's cross-validated figure as the promotion gate reads a candidate's
+    (``ndcg@10`` with its basis and judgments)."""
+    return {
+        NDCG: cross_validation["fine_tuned"]["ndcg@10"],
+        BASIS: _basis(cross_validation),
+        JUDGMENTS: judgments_sha256,
+    }
+
+
+def record_base_figure(
+    registry: Registry,
+    base_model_dir: Path,
+    cross_validation: Mapping[str, Any],
+    judgments_sha256: str,
+) -> str | None:
+    """Give the production bi-encoder the zero-shot arm's figure on these judgments, when it
+    is the base model the folds started from (the same weights) and has no figure on them
+    yet, so the gate compares the two arms of one cross-validation. Returns its ref, or None
+    when nothing was recorded."""
+    production = registry.production("embedder")
+    if production is None or production_figure(production, judgments_sha256) is not None:
+        return None
+    if weights_sha256(production.path) != weights_sha256(base_model_dir):
+        return None
+    metrics = dict(production.metrics)
+    metrics[ON_JUDGMENTS] = {
+        **(metrics.get(ON_JUDGMENTS) or {}),
+        judgments_sha256: {
+            NDCG: cross_validation["zero_shot"]["ndcg@10"],
+            BASIS: _basis(cross_validation),
+        },
+    }
+    registry.update("embedder", production.version, metrics=metrics)
+    return production.ref
+
+
+def _basis(cross_validation: Mapping[str, Any]) -> str:
+    return (
+        f"{cross_validation['folds']}-fold cross-validation by query, rerank task under the "
+        "reranker's prior"
+    )
 
 
 def cross_validate_bi_encoder(

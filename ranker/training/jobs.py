@@ -344,6 +344,11 @@ def train_bi_encoder_job(
     :mod:`ranker.training.bi_encoder_cv`), and records the figures in the manifest."""
     from ranker.loading import load_embedder, load_reranker
     from ranker.training.bi_encoder import save_bi_encoder, train_bi_encoder
+    from ranker.training.bi_encoder_cv import (
+        cross_validate_bi_encoder,
+        gate_metrics,
+        record_base_figure,
+    )
 
     config = bi_encoder_config(settings, overrides or {})
     resolve_device(config.device)  # no GPU where one was asked for: say so before the work
@@ -357,8 +362,6 @@ def train_bi_encoder_job(
     )
     cross_validation: dict[str, Any] | None = None
     if folds >= 2:
-        from ranker.training.bi_encoder_cv import cross_validate_bi_encoder
-
         cv = cross_validate_bi_encoder(
             data.judgments,
             data.product_texts,
@@ -399,10 +402,25 @@ def train_bi_encoder_job(
                 "data_sha256": data.sha256,
                 "recipe": config.model_dump(mode="json"),
             },
-            metrics={"validation_ndcg@10": result.best_validation_ndcg},
+            metrics={
+                "validation_ndcg@10": result.best_validation_ndcg,
+                **(gate_metrics(cross_validation, data.sha256) if cross_validation else {}),
+            },
             job=job,
             task_id=task_id,
         )
         summary["version"] = version.version
         path = version.path
+        if cross_validation:
+            from ranker.model_files import resolve_model_dir
+            from ranker.serving_models import open_registry
+
+            recorded = record_base_figure(
+                open_registry(settings),
+                resolve_model_dir(config.base_model),
+                cross_validation,
+                data.sha256,
+            )
+            if recorded is not None:
+                summary["production_figure_recorded"] = recorded
     return path, summary

@@ -333,6 +333,19 @@ def test_a_shop_cross_validates_fine_tuning_its_bi_encoder(shop_home: Path) -> N
     manifest = json.loads((model / MANIFEST_NAME).read_text(encoding="utf-8"))
     assert manifest["cross_validation"] == cv
 
+    # The gate reads the candidate's cross-validated figure. Production here is the packaged
+    # MiniLM, not the tiny model the folds started from, so it gets no zero-shot figure
+    # (tests/unit/ranker/test_bi_encoder_cv_gate.py has the case where it is the base).
+    from ranker.promotion import gate_decision
+    from ranker.serving_models import open_registry
+
+    registry = open_registry(get_settings())
+    candidate = registry.get("embedder", summary["version"])
+    decision = gate_decision(candidate, registry.production("embedder"), get_settings().registry)
+    assert decision.figures["candidate_ndcg@10"] == cv["fine_tuned"]["ndcg@10"]
+    assert "production_figure_recorded" not in summary
+    assert not decision.passed
+
 
 def test_a_shop_trains_with_unjudged_negatives_tunes_fusion_and_reports_three_ways(
     shop_home: Path,
