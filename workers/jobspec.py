@@ -110,16 +110,12 @@ class IndexParams(_Params):
 
 
 class FinetuneParams(JobParams):
-    """``finetune_embedder``: training overrides."""
+    """``finetune_reranker`` and ``finetune_embedder``: training overrides, cross-validation
+    folds."""
 
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="Training hyperparameters (e.g. epochs)."
     )
-
-
-class RerankerFinetuneParams(FinetuneParams):
-    """``finetune_reranker``: training overrides, cross-validation folds."""
-
     folds: int = Field(default=0, ge=0, description="Cross-validate first; 0: skip.")
 
 
@@ -154,7 +150,7 @@ class PromoteParams(_Params):
     actor: str = "worker"
 
 
-class RetrainParams(RerankerFinetuneParams):
+class RetrainParams(FinetuneParams):
     """``retrain``: fine-tune the reranker, compress it, evaluate, promote when gated."""
 
     compress: dict[str, Any] = Field(
@@ -169,7 +165,7 @@ class MaybeCompressParams(JobParams):
 
 PARAMS: dict[str, type[BaseModel]] = {
     "index": IndexParams,
-    "finetune_reranker": RerankerFinetuneParams,
+    "finetune_reranker": FinetuneParams,
     "finetune_embedder": FinetuneParams,
     "compress": CompressParams,
     "evaluate": EvaluateParams,

@@ -31,7 +31,6 @@ from workers.jobspec import (
     JobParams,
     MaybeCompressParams,
     PromoteParams,
-    RerankerFinetuneParams,
 )
 from workers.locks import exclusive, redis_client
 from workers.records import JobRecord, Step, save_record
@@ -161,7 +160,8 @@ def _data_params(spec: JobParams) -> dict[str, Any]:
 def _finetune(
     task: JobTask, role: str, spec: FinetuneParams, train: Callable[..., Any]
 ) -> dict[str, Any]:
-    """Train once per task id, in the task's work dir; the job registers the candidate."""
+    """Train once per task id, in the task's work dir (cross-validating first when the spec
+    asks); the job registers the candidate."""
     from workers.inputs import data_files
 
     settings = get_settings()
@@ -191,6 +191,7 @@ def _finetune(
             # A task delivered again (its worker died) resumes from the last checkpoint.
             checkpoints=settings.home / "checkpoints" / f"{role}-{task_id}",
             resume=True,
+            folds=spec.folds,
         )
         shutil.rmtree(work / "model", ignore_errors=True)  # the registry holds a copy
         task.progress("trained", role=role, version=summary["version"])
@@ -202,12 +203,7 @@ def finetune_reranker(self: JobTask, upstream: Upstream = None, **params: Any) -
     """Fine-tune the cross-encoder on judgments and register it as a candidate."""
     from ranker.training.jobs import train_reranker_job
 
-    spec = RerankerFinetuneParams.model_validate(params)
-
-    def train(settings: Settings, **kwargs: Any) -> Any:
-        return train_reranker_job(settings, folds=spec.folds, **kwargs)
-
-    return _finetune(self, "reranker", spec, train)
+    return _finetune(self, "reranker", FinetuneParams.model_validate(params), train_reranker_job)
 
 
 @job_task("finetune_embedder")

@@ -29,7 +29,7 @@ def test_an_unknown_kind_is_refused_with_the_choices() -> None:
         ("promote", {"verison": "v3"}, "verison: Extra inputs are not permitted"),
         ("evaluate", {"role": "ranker"}, "role: Input should be 'embedder' or 'reranker'"),
         ("finetune_reranker", {"folds": -1}, "folds: Input should be greater than or equal"),
-        ("finetune_embedder", {"folds": 3}, "folds: Extra inputs are not permitted"),
+        ("finetune_embedder", {"folds": -1}, "folds: Input should be greater than or equal"),
     ],
 )
 def test_bad_parameters_are_refused_naming_the_parameter(
