@@ -93,9 +93,15 @@ def promote(
     try:
         decision = promote_version(get_settings(), role, version, actor="cli", force=force)
     except PromotionRefusedError as exc:
-        typer.secho(f"refused {exc.decision.candidate}:", fg=typer.colors.RED, err=True)
-        for reason in exc.decision.reasons:
+        refused = exc.decision
+        typer.secho(f"refused {refused.candidate}:", fg=typer.colors.RED, err=True)
+        for reason in refused.failures:
             typer.echo(f"  - {reason}", err=True)
+        passed = [reason for reason in refused.reasons if reason not in refused.failures]
+        if passed:
+            typer.echo("checks that passed:", err=True)
+            for reason in passed:
+                typer.echo(f"  - {reason}", err=True)
         raise typer.Exit(code=1) from exc
     except ShoprankError as exc:
         raise fail(exc.message) from exc

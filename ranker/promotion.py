@@ -53,7 +53,8 @@ class PromotionRefusedError(ShoprankError):
 
 @dataclass(frozen=True)
 class GateDecision:
-    """Whether a candidate may replace production, with every reason and figure."""
+    """Whether a candidate may replace production, with every check's reason and figure;
+    ``failures`` are the reasons that refused it (a subset of ``reasons``)."""
 
     candidate: str
     production: str | None
@@ -61,11 +62,13 @@ class GateDecision:
     reasons: tuple[str, ...]
     figures: Mapping[str, float | None] = field(default_factory=dict)
     checked_at: str = ""
+    failures: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for the manifest and task results."""
         data = asdict(self)
         data["reasons"] = list(self.reasons)
+        data["failures"] = list(self.failures)
         data["figures"] = dict(self.figures)
         return data
 
@@ -115,55 +118,61 @@ def gate_decision(
     """Judge ``candidate`` against ``production`` (None: nothing serves yet); each of
     ``blockers`` is a reason it cannot serve, whatever its figures."""
     reasons: list[str] = list(blockers)
-    passed = not blockers
+    failures: list[str] = list(blockers)
+
+    def check(ok: bool, reason: str) -> None:
+        reasons.append(reason)
+        if not ok:
+            failures.append(reason)
+
     ndcg = _number(candidate.metrics.get(NDCG))
     judgments = candidate.metrics.get(JUDGMENTS)
     figures: dict[str, float | None] = {"candidate_ndcg@10": ndcg}
     if ndcg is None:
-        passed = False
-        reasons.append("the candidate has no cross-validated NDCG@10 (metrics.ndcg@10)")
+        check(False, "the candidate has no cross-validated NDCG@10 (metrics.ndcg@10)")
     if production is not None and production.version != candidate.version:
         reference = production_figure(production, str(judgments) if judgments else None)
         figures["production_ndcg@10"] = reference
         if reference is None:
-            passed = False
-            reasons.append(
+            check(
+                False,
                 f"production {production.ref} has no NDCG@10 on the candidate's judgments; "
-                "run the evaluate job first"
+                "run the evaluate job first",
             )
         elif ndcg is not None:
             floor = reference - budgets.max_ndcg_drop
             figures["floor_ndcg@10"] = floor
             verdict = "≥" if ndcg >= floor else "<"
-            reasons.append(
+            check(
+                ndcg >= floor,
                 f"NDCG@10 {ndcg:.4f} {verdict} production {reference:.4f} − "
-                f"{budgets.max_ndcg_drop} = {floor:.4f}"
+                f"{budgets.max_ndcg_drop} = {floor:.4f}",
             )
-            passed = passed and ndcg >= floor
     elif ndcg is not None:
         reasons.append(f"NDCG@10 {ndcg:.4f}; no production version to compare with")
     if candidate.role == "reranker":
         latency = _number(candidate.metrics.get(LATENCY))
         figures["rerank50_p50_ms"] = latency
         if latency is None:
-            passed = False
-            reasons.append(
-                "the candidate's rerank-50 latency was not measured (metrics.rerank50_p50_ms)"
+            check(
+                False,
+                "the candidate's rerank-50 latency was not measured (metrics.rerank50_p50_ms)",
             )
         else:
-            verdict = "≤" if latency <= budgets.max_rerank_p50_ms else ">"
-            reasons.append(
-                f"rerank-50 p50 {latency:.1f} ms {verdict} budget "
-                f"{budgets.max_rerank_p50_ms:.1f} ms"
+            fast = latency <= budgets.max_rerank_p50_ms
+            check(
+                fast,
+                f"rerank-50 p50 {latency:.1f} ms {'≤' if fast else '>'} budget "
+                f"{budgets.max_rerank_p50_ms:.1f} ms",
             )
-            passed = passed and latency <= budgets.max_rerank_p50_ms
     return GateDecision(
         candidate=candidate.ref,
         production=production.ref if production is not None else None,
-        passed=passed,
+        passed=not failures,
         reasons=tuple(reasons),
         figures=figures,
         checked_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        failures=tuple(failures),
     )
 
 
@@ -191,9 +200,9 @@ def promote_gated(
         role, version, gate={**decision.as_dict(), "forced": force and not decision.passed}
     )
     if not decision.passed and not force:
-        logger.warning("refused %s: %s", candidate.ref, "; ".join(decision.reasons))
+        logger.warning("refused %s: %s", candidate.ref, "; ".join(decision.failures))
         raise PromotionRefusedError(
-            f"{candidate.ref} not promoted: " + "; ".join(decision.reasons), decision
+            f"{candidate.ref} not promoted: " + "; ".join(decision.failures), decision
         )
     reason = "forced past the gate" if not decision.passed else "gate passed"
     with switch() if switch is not None else contextlib.nullcontext():

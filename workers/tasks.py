@@ -312,6 +312,7 @@ def promote(self: JobTask, upstream: Upstream = None, **params: Any) -> dict[str
             "candidate": ref,
             "promoted": False,
             "reasons": list(refused.decision.reasons),
+            "failures": list(refused.decision.failures),
             "gate": _plain(refused.decision.as_dict()),
         }
     return {

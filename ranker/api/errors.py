@@ -276,7 +276,11 @@ def api_error_for(exc: ShoprankError) -> ApiError:
         decision = exc.decision
         return GateRefusedError(
             exc.message,
-            details={"reasons": list(decision.reasons), "gate": decision.as_dict()},
+            details={
+                "reasons": list(decision.reasons),
+                "failures": list(decision.failures),
+                "gate": decision.as_dict(),
+            },
         )
     if isinstance(exc, registry.VersionNotFoundError):
         return NotFoundError(exc.message)

@@ -233,7 +233,7 @@ def apply_registration(
     else:
         decision = promote_candidate(settings, role, version)
         report.promoted = decision.passed
-        report.promotion_note = "" if decision.passed else "; ".join(decision.reasons)
+        report.promotion_note = "" if decision.passed else "; ".join(decision.failures)
 
 
 def _register(

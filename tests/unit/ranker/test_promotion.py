@@ -63,6 +63,45 @@ def test_a_worse_candidate_is_refused_with_reasons(registry: Registry, tmp_path:
     gate = registry.get("reranker", version).manifest["gate"]
     assert gate["passed"] is False
     assert gate["reasons"] == list(reasons)
+    assert gate["failures"] == list(reasons)  # both checks failed
+
+
+def test_only_the_failing_checks_refuse(registry: Registry, tmp_path: Path) -> None:
+    version = _version(
+        registry, tmp_path, **{"ndcg@10": 0.71, "judgments_sha256": "j1", "rerank50_p50_ms": 80.0}
+    )
+    with pytest.raises(PromotionRefusedError) as refused:
+        promote_gated(registry, "reranker", version, BUDGETS)
+    decision = refused.value.decision
+    assert len(decision.reasons) == 2
+    assert decision.failures == ("rerank-50 p50 80.0 ms > budget 50.0 ms",)
+    assert "NDCG@10" not in refused.value.message
+    assert "80.0 ms > budget" in refused.value.message
+
+
+def test_the_cli_prints_the_failing_check_apart_from_the_passing_one(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from ranker.cli import app
+    from ranker.settings import get_settings
+
+    version = _version(
+        registry, tmp_path, **{"ndcg@10": 0.71, "judgments_sha256": "j1", "rerank50_p50_ms": 150.0}
+    )
+    monkeypatch.setenv("SHOPRANK_REGISTRY_DIR", str(tmp_path / "registry"))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["models", "promote", "reranker", version])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    refused, _, passed = result.output.partition("checks that passed:")
+    assert f"refused reranker/{version}:" in refused
+    assert "150.0 ms > budget 100.0 ms" in refused  # the default budget
+    assert "NDCG@10" not in refused
+    assert "NDCG@10 0.7100 ≥ production 0.7000" in passed
 
 
 def test_figures_on_other_judgments_are_not_compared(registry: Registry, tmp_path: Path) -> None:
