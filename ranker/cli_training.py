@@ -204,13 +204,21 @@ def compress_command(
             "stays a candidate)."
         ),
     ] = True,
+    embedder: Annotated[
+        bool,
+        typer.Option(
+            "--embedder/--no-embedder",
+            help="Also compress the bi-encoder (--no-embedder: the reranker only).",
+        ),
+    ] = True,
 ) -> None:
     """Compress the bi-encoder and the reranker: export, quantize, distil, gate, register
     the winners as candidates and promote them through the registry's gate.
 
     Pseudo-queries are cut from the catalog's titles; index that catalog first: retrieval
     finds the students' training products."""
-    from ranker.compress.job import compress_models
+    from ranker.compress.embedder import EmbedderReport
+    from ranker.compress.job import compress_models, compress_reranker
     from ranker.errors import ShoprankError
 
     settings = settings_with_flags(index_dir)
@@ -223,19 +231,34 @@ def compress_command(
             pseudo_queries=pseudo_queries,
         )
         work = out or settings.home / "compress"
-        embedder_report, report = compress_models(
-            settings,
-            config,
-            work_dir=work,
-            judgments=shop.judgments,
-            catalog=shop.catalog_for(settings),
-            teacher=teacher,
-            promote=promote,
-        )
+        judgments, catalog = shop.judgments, shop.catalog_for(settings)
+        embedder_report: EmbedderReport | None = None
+        if embedder:
+            embedder_report, report = compress_models(
+                settings,
+                config,
+                work_dir=work,
+                judgments=judgments,
+                catalog=catalog,
+                teacher=teacher,
+                promote=promote,
+            )
+        else:
+            report = compress_reranker(
+                settings,
+                config,
+                work_dir=work,
+                judgments=judgments,
+                catalog=catalog,
+                teacher=teacher,
+                promote=promote,
+            )
     except (OSError, ValueError, RuntimeError, ShoprankError) as exc:
         raise fail(str(exc)) from exc
     typer.echo((work / "report.md").read_text(encoding="utf-8"))
     for what, outcome in (("reranker", report), ("bi-encoder", embedder_report)):
+        if outcome is None:
+            continue
         if outcome.registered is None:
             typer.echo(f"{what}: nothing registered (no variant passed its gate)")
         elif outcome.promoted:

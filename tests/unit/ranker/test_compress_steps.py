@@ -409,6 +409,34 @@ def test_the_cli_hands_the_shops_files_to_the_job(
     assert "bi-encoder: nothing registered" in result.output
 
 
+def test_the_cli_compresses_the_reranker_alone_with_no_embedder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ranker.cli import app
+
+    seen: dict[str, Any] = {}
+
+    def must_not_run(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the bi-encoder was compressed")
+
+    def compress_reranker(settings: Settings, config: CompressConfig, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        (kwargs["work_dir"]).mkdir(parents=True)
+        (kwargs["work_dir"] / "report.md").write_text("# report\n")
+        return CompressionReport("t", 0.7, 2, registered="reranker/v2", promoted=True)
+
+    monkeypatch.setattr(job, "compress_models", must_not_run)
+    monkeypatch.setattr(job, "compress_reranker", compress_reranker)
+    result = CliRunner().invoke(
+        app, ["compress", "--no-embedder", "--teacher", "v3", "--out", str(tmp_path / "work")]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen["teacher"] == "v3"
+    assert "embedder_report" not in seen
+    assert "reranker: reranker/v2 registered and serving" in result.output
+    assert "bi-encoder" not in result.output
+
+
 def test_compress_offers_the_prior_alone_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
