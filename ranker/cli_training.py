@@ -44,6 +44,14 @@ def train_command(
     bi_encoder: Annotated[
         bool, typer.Option("--bi-encoder", help="Fine-tune the bi-encoder instead.")
     ] = False,
+    prior_only: Annotated[
+        bool,
+        typer.Option(
+            "--prior-only",
+            help="Reranker: fit its linear prior alone (cosine and word coverage; seconds, "
+            "no transformer to train or serve) and register it as a prior-only reranker.",
+        ),
+    ] = False,
     loss: Annotated[
         str | None,
         typer.Option(
@@ -126,6 +134,13 @@ def train_command(
         raise fail("--unjudged-target is the reranker's; the bi-encoder has no targets")
     if not bi_encoder and positive_gain is not None:
         raise fail("--positive-gain chooses the bi-encoder's positives; add --bi-encoder")
+    if prior_only:
+        if bi_encoder:
+            raise fail("--prior-only is the reranker's; drop --bi-encoder")
+        unused = [flag for flag, value in (("--epochs", epochs), ("--loss", loss)) if value]
+        if unused:
+            raise fail(f"{', '.join(unused)}: the prior alone is fitted, not trained by steps")
+        overrides["cross_encoder"] = False
     checkpoints = checkpoint_dir or default_checkpoint_dir(
         settings, "embedder" if bi_encoder else "reranker"
     )

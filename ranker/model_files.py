@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -22,6 +24,14 @@ BASE_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MANIFEST_NAME = "shoprank.json"
 ONNX_MODEL_NAME = "model.onnx"
 """The ONNX graph in an exported model directory (one variant per directory)."""
+INPUT_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+)
+"""The config and tokenizer files a model directory keeps beside its weights or graph."""
 SHIPPED_RERANKER = "esci-minilm-ce"
 """The cross-encoder shoprank trained on the ESCI sample and ships in ``ranker/shipped``."""
 SHIPPED_STUDENT = "esci-minilm-ce-student"
@@ -99,3 +109,15 @@ def lineage(model_dir: Path) -> tuple[str, ...]:
     """The model's weights hash, then those of the models it was exported or quantized from."""
     derived_from = (read_manifest(model_dir) or {}).get("derived_from", [])
     return (weights_sha256(model_dir), *(str(digest) for digest in derived_from))
+
+
+def copy_model_files(source: Path, target: Path) -> None:
+    """Copy ``source``'s config and tokenizer files (:data:`INPUT_FILES`) into ``target``."""
+    for name in INPUT_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, target / name)
+
+
+def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
+    """Write ``shoprank.json`` into a (staging) model directory."""
+    (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
-import json
 import logging
 import shutil
 import tempfile
@@ -38,7 +37,14 @@ from ranker.compress.parity import (
     embedding_agreement,
     score_agreement,
 )
-from ranker.model_files import MANIFEST_NAME, ONNX_MODEL_NAME, lineage, model_id, read_manifest
+from ranker.model_files import (
+    ONNX_MODEL_NAME,
+    copy_model_files,
+    lineage,
+    model_id,
+    read_manifest,
+    write_manifest,
+)
 from ranker.settings import ApiSettings, BackendSettings, EmbedderSettings, RerankSettings
 
 logger = logging.getLogger(__name__)
@@ -46,13 +52,6 @@ logger = logging.getLogger(__name__)
 OPSET = 17
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAMES = {ModelTask.EMBED: "embedding", ModelTask.SCORE: "logits"}
-COPIED_FILES = (
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.txt",
-    "special_tokens_map.json",
-)
 EXPORT_THRESHOLDS = Thresholds(max_abs_diff=1e-3, min_kendall=0.99, max_ndcg10_drop=1e-3)
 """fp32 ONNX against fp32 torch: the same function, so only rounding may differ."""
 
@@ -255,13 +254,6 @@ def export_model(
     return ExportResult(path=out_dir, agreement=agreement, fused_operators=fused, seconds=seconds)
 
 
-def copy_model_files(source: Path, target: Path) -> None:
-    """The config and tokenizer files an encoder needs beside the graph."""
-    for name in COPIED_FILES:
-        if (source / name).is_file():
-            shutil.copy2(source / name, target / name)
-
-
 def compare_to_reference(
     reference_dir: Path,
     candidate_dir: Path,
@@ -376,11 +368,6 @@ def variant_manifest(
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "versions": _versions(),
     }
-
-
-def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
-    """Write ``shoprank.json`` into a staging directory."""
-    (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
 def install_gated(

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -34,10 +33,8 @@ import numpy as np
 
 from indexer.caching import TextCache
 from indexer.catalog import CatalogInput
-from indexer.stores.atomic import atomic_directory
 from ranker.backends.no_cross_encoder import NoCrossEncoder
 from ranker.catalog_vectors import CatalogVectors
-from ranker.compress.export import copy_model_files, write_manifest
 from ranker.compress.measure import mean, per_query_ndcg, rerank_cases, time_variant
 from ranker.compress.miss_embedder import MissEmbedderConfig, distill_miss_embedder
 from ranker.compress.parity import (
@@ -51,7 +48,8 @@ from ranker.compress.students import student_inputs
 from ranker.embedder import Embedder
 from ranker.evaluation.judgments import kfold_query_splits
 from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
-from ranker.prior import MISS_EMBEDDER_DIR, DensePrior, prior_only_sha256
+from ranker.prior import MISS_EMBEDDER_DIR, DensePrior
+from ranker.prior_files import prior_manifest, write_prior_only
 from ranker.reranker import Reranker
 from ranker.settings import Settings
 from ranker.tokenization import PairTokenizer
@@ -347,43 +345,22 @@ def write_prior_reranker(
     miss_config: MissEmbedderConfig,
     extra: Mapping[str, Any],
 ) -> Path:
-    """A prior-only reranker directory: the teacher's config and tokenizer (what the API
-    checks inputs with), the manifest (``cross_encoder: false``, the prior's parameters,
-    its miss embedder) and the miss embedder's directory (``MISS_EMBEDDER_DIR``)."""
+    """A prior-only reranker directory (:func:`~ranker.prior_files.write_prior_only`) with
+    the teacher's config and tokenizer and the miss embedder inside."""
     weight, lexical, bias = fitted
-    prior: dict[str, Any] = {
-        "kind": "dense-cosine",
+    state = {
         "weight": weight,
         "bias": bias,
         "lexical_weights": dict(zip(LEXICAL_FEATURES, lexical, strict=True)),
-        "embedder": {
-            "model_id": embedder.identity.model_id,
-            "weights_sha256": embedder.identity.weights_sha256,
-            "dimension": embedder.dimension,
-        },
     }
+    identity = {
+        "model_id": embedder.identity.model_id,
+        "weights_sha256": embedder.identity.weights_sha256,
+        "dimension": embedder.dimension,
+    }
+    prior = prior_manifest(state, identity)
     if miss_dir is not None:
         prior["miss_embedder"] = {"path": MISS_EMBEDDER_DIR, "max_length": miss_config.max_length}
-    with atomic_directory(out_dir) as staging:
-        copy_model_files(teacher_dir, staging)
-        if miss_dir is not None:
-            shutil.copytree(miss_dir, staging / MISS_EMBEDDER_DIR)
-        manifest = {
-            "kind": "reranker-prior-only",
-            "cross_encoder": False,
-            "task": "score",
-            "layers": 0,
-            **extra,
-            "prior": prior,
-        }
-        write_manifest(staging, manifest)
-        digest = prior_only_sha256(staging)
-        write_manifest(
-            staging,
-            {
-                "model_id": f"shoprank-prior-only-{digest[:12]}",
-                **manifest,
-                "weights_sha256": digest,
-            },
-        )
-    return out_dir
+    return write_prior_only(
+        out_dir, prior, files_from=teacher_dir, manifest=extra, miss_dir=miss_dir
+    )

@@ -24,11 +24,9 @@ from indexer.stores.atomic import atomic_directory
 from ranker.backends.base import ModelTask
 from ranker.compress.export import (
     compare_to_reference,
-    copy_model_files,
     export_model,
     optimize_graph,
     variant_manifest,
-    write_manifest,
 )
 from ranker.compress.parity import (
     SERVED_SCORE_PARITY,
@@ -40,7 +38,7 @@ from ranker.compress.parity import (
     check,
 )
 from ranker.hardware import has_int8_dot_product, int8_preset
-from ranker.model_files import ONNX_MODEL_NAME, read_manifest
+from ranker.model_files import ONNX_MODEL_NAME, copy_model_files, read_manifest, write_manifest
 
 logger = logging.getLogger(__name__)
 

@@ -51,6 +51,7 @@ class TrainingResult:
     """What a run produced: the model, its history and where it went."""
 
     model: Any
+    """The trained transformer; None for a reranker that is its prior alone."""
     tokenizer: PairTokenizer
     history: list[dict[str, float]] = field(default_factory=list)
     best_validation_ndcg: float | None = None

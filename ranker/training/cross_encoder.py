@@ -25,6 +25,11 @@ Validation then ranks each held-out query's judged products together with its ow
 unjudged ones (counted as gain 0), so early stopping sees a model that promotes unjudged
 products.
 
+**The prior alone.** With ``cross_encoder`` false no transformer trains or serves: the
+prior is fitted as above on the training queries, scored on the validation ones, and saved
+as a prior-only reranker (:mod:`ranker.prior_files`). That is the model to keep wherever
+the cross-encoder adds nothing over its prior: it costs no transformer at serving time.
+
 **Against its prior.** At the end, the kept model and its prior alone (the same learned
 ``w``, ``v``, ``b``, the cross-encoder's term dropped) are scored on the validation queries,
 and ``TrainingResult.over_prior`` is their paired difference with a bootstrap interval: what
@@ -49,6 +54,7 @@ from indexer.progress import progress_bar
 from ranker.evaluation.bootstrap import PairedDifference, paired_values_difference
 from ranker.evaluation.judgments import Judgments
 from ranker.model_files import read_manifest, resolve_model_dir
+from ranker.prior_files import prior_manifest, write_prior_only
 from ranker.tokenization import PairTokenizer
 from ranker.training.artifacts import save_model_dir
 from ranker.training.checkpoints import TrainingCheckpoints, run_fingerprint
@@ -93,6 +99,11 @@ class CrossEncoderConfig(TrainingConfig):
         "cross-entropy within one query's products, targets proportional to their gains.",
     )
     prior: Literal["none", "dense"] = "dense"
+    cross_encoder: bool = Field(
+        default=True,
+        description="False: fit the prior alone and save a prior-only reranker (no "
+        "transformer); needs prior='dense'.",
+    )
     prior_weight: float = Field(
         default=10.0,
         gt=0,
@@ -148,6 +159,8 @@ def train_cross_encoder(
     if config.prior == "dense" and priors is None:
         raise ValueError("prior='dense' needs the bi-encoder priors (see dense_priors)")
     if config.prior == "none":
+        if not config.cross_encoder:
+            raise ValueError("a reranker without its cross-encoder needs prior='dense'")
         priors = None
     from transformers import AutoModelForSequenceClassification
 
@@ -155,6 +168,20 @@ def train_cross_encoder(
     set_seed(config.seed)
     model_dir = resolve_model_dir(config.base_model)
     tokenizer = PairTokenizer.from_model_dir(model_dir, max_length=config.max_length)
+    qids = list(train_qids) if train_qids is not None else list(judgments.queries)
+    fit_qids, validation_qids = split_validation(qids, config.validation_fraction, config.seed)
+    if not config.cross_encoder and priors is not None:
+        return _prior_alone(
+            judgments,
+            product_texts,
+            config,
+            priors=priors,
+            tokenizer=tokenizer,
+            fit_qids=fit_qids,
+            validation_qids=validation_qids,
+            unjudged=unjudged,
+            started=started,
+        )
     model = AutoModelForSequenceClassification.from_pretrained(
         str(model_dir), num_labels=1, dtype=torch.float32
     )
@@ -163,8 +190,6 @@ def train_cross_encoder(
         # head logits would otherwise perturb the bi-encoder's ranking before any training.
         torch.nn.init.zeros_(model.classifier.weight)
         torch.nn.init.zeros_(model.classifier.bias)
-    qids = list(train_qids) if train_qids is not None else list(judgments.queries)
-    fit_qids, validation_qids = split_validation(qids, config.validation_fraction, config.seed)
     lexical = priors is not None and config.lexical_prior
     pairs = labelled_pairs(
         judgments,
@@ -346,6 +371,59 @@ def train_cross_encoder(
     return result
 
 
+def _prior_alone(
+    judgments: Judgments,
+    product_texts: Mapping[str, str],
+    config: CrossEncoderConfig,
+    *,
+    priors: PriorScores,
+    tokenizer: PairTokenizer,
+    fit_qids: list[str],
+    validation_qids: list[str],
+    unjudged: Unjudged | None,
+    started: float,
+) -> TrainingResult:
+    """The prior fitted alone on ``fit_qids`` and scored on ``validation_qids``; the
+    result has no model (see the module docstring)."""
+    pairs = labelled_pairs(
+        judgments,
+        fit_qids,
+        product_texts,
+        config.targets,
+        priors,
+        lexical=config.lexical_prior,
+        unjudged=unjudged,
+        unjudged_target=config.unjudged_target,
+    )
+    if not pairs:
+        raise ValueError("no training pairs: no judged product has a text")
+    prior = TrainablePrior.starting(
+        pairs,
+        lexical=config.lexical_prior,
+        cosine_weight=config.prior_weight,
+        l2=config.prior_l2,
+        device=torch.device("cpu"),
+    )
+
+    def score(qid: str, product_ids: Sequence[str]) -> np.ndarray:
+        cosines = np.array([priors[(qid, pid)] for pid in product_ids], dtype=np.float32)
+        texts = [product_texts[pid] for pid in product_ids]
+        return prior.add_to_scores(np.zeros(len(texts)), cosines, judgments.queries[qid], texts)
+
+    ndcg = rerank_ndcg(score, judgments, validation_qids, product_texts, extra=unjudged)
+    logger.info("the prior alone: validation NDCG@10 %.4f", ndcg)
+    return TrainingResult(
+        model=None,
+        tokenizer=tokenizer,
+        history=[{"step": 0, "validation_ndcg@10": ndcg}],
+        best_validation_ndcg=ndcg,
+        train_queries=fit_qids,
+        validation_queries=validation_qids,
+        seconds=time.perf_counter() - started,
+        prior=prior.state(),
+    )
+
+
 def _over_prior(
     score: Any,
     judgments: Judgments,
@@ -421,7 +499,6 @@ def save_cross_encoder(
         raise ValueError("a model trained with a dense prior needs prior_embedder to be saved")
     model_dir = resolve_model_dir(config.base_model)
     manifest = {
-        "kind": "cross-encoder",
         "base_model": config.base_model,
         "data_sha256": data_sha256,
         "hyperparameters": config.model_dump(),
@@ -431,19 +508,24 @@ def save_cross_encoder(
         "history": result.history,
         "metrics": dict(metrics),
         "cross_validation": dict(cross_validation) if cross_validation else None,
-        "prior": (
-            {"kind": "dense-cosine", **result.prior, "embedder": dict(prior_embedder)}
-            if result.prior is not None and prior_embedder is not None
-            else None
-        ),
         "training_seconds": round(result.seconds, 1),
     }
-    save_model_dir(
-        result.model,
-        output_dir,
-        tokenizer_source=model_dir,
-        manifest=manifest,
-        dtype=config.save_dtype,
+    prior = (
+        prior_manifest(result.prior, prior_embedder)
+        if result.prior is not None and prior_embedder is not None
+        else None
     )
+    if result.model is None:
+        if prior is None:
+            raise ValueError("a reranker without a cross-encoder needs its prior to be saved")
+        write_prior_only(output_dir, prior, files_from=model_dir, manifest=manifest)
+    else:
+        save_model_dir(
+            result.model,
+            output_dir,
+            tokenizer_source=model_dir,
+            manifest={"kind": "cross-encoder", **manifest, "prior": prior},
+            dtype=config.save_dtype,
+        )
     result.output_dir = output_dir
     return output_dir

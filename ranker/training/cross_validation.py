@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ranker.backends import ModelTask
+from ranker.backends.no_cross_encoder import NoCrossEncoder
 from ranker.backends.torch_backend import TorchBackend
 from ranker.embedder import Embedder
 from ranker.evaluation.judgments import kfold_query_splits
@@ -61,7 +62,11 @@ def fold_reranker(
         prior = DensePrior.from_parameters(trained.prior, embedder)
     return Reranker(
         tokenizer=trained.tokenizer,
-        backend=TorchBackend.from_model(trained.model, task=ModelTask.SCORE),
+        backend=(
+            NoCrossEncoder()
+            if trained.model is None
+            else TorchBackend.from_model(trained.model, task=ModelTask.SCORE)
+        ),
         model_id="cv-fold",
         weights_sha256="",
         max_query_tokens=config.max_query_tokens,
