@@ -224,6 +224,11 @@ def test_the_walkthrough_runs_on_a_shop_s_own_files(
     summary = json.loads(trained[trained.index("{") :])
     assert summary["version"] == "v2"
     assert summary["train_queries"] + summary["validation_queries"] == len(QUERIES)
+    # ... or the reranker's prior alone, registered as a prior-only reranker.
+    fitted = shoprank("train", *judgments, "--prior-only")
+    assert json.loads(fitted[fitted.index("{") :])["version"] == "v3"
+    prior_only = shop_home / "var" / "registry" / "reranker" / "v3" / "model"
+    assert json.loads((prior_only / "shoprank.json").read_text())["cross_encoder"] is False
 
     # ... and compress: the command hands the job both files with their mappings.
     from ranker.compress import job
