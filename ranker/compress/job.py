@@ -44,8 +44,9 @@ from ranker.compress.register import (
 )
 from ranker.compress.report import write_report
 from ranker.compress.students import train_students
-from ranker.compress.teacher import score_with_teacher
+from ranker.compress.teacher import score_with_teacher, teacher_model
 from ranker.evaluation.judgment_files import JudgmentsInput
+from ranker.loading import uncompressed
 from ranker.registry import ModelVersion
 from ranker.settings import Settings
 
@@ -89,6 +90,7 @@ def compress_models(
     if built is not None:
         logger.info("compression inputs %s… already built %s; skipped", str(key)[:12], built.ref)
         return _reused(settings, config, built, key=key, promote=promote)
+    teacher_model(uncompressed(settings), teacher)  # a prior-only one is refused before any work
     embedder_report = compress_bi_encoder(
         settings,
         config,

@@ -31,10 +31,12 @@ from ranker.compress.inputs import job_data
 from ranker.compress.measure import mean, model_layers, per_query_ndcg, rerank_cases, time_variant
 from ranker.compress.parity import ParityError, ParityGroup, judged_groups
 from ranker.compress.records import TEACHER, CompressConfig, Variant, write_json
+from ranker.errors import InputError
 from ranker.evaluation.judgment_files import JudgmentsInput, judgments_file
 from ranker.evaluation.judgments import Judgments
 from ranker.model_files import read_manifest
 from ranker.pipeline import SearchPipeline
+from ranker.prior import has_cross_encoder
 from ranker.reranker import Reranker
 from ranker.serving_models import ModelSource
 from ranker.settings import Settings
@@ -133,14 +135,22 @@ def score_with_teacher(
 
 def teacher_model(settings: Settings, version: str | None = None) -> ModelSource:
     """The reranker to distil: registry version ``version`` (verified), else the production
-    reranker's source (or the reranker the settings name outright)."""
+    reranker's source (or the reranker the settings name outright). A prior-only reranker
+    is refused (InputError): it has no transformer to distil, export or quantize."""
     from ranker.loading import uncompressed
     from ranker.serving_models import open_registry, teacher_source
 
     if version is None:
-        return teacher_source(uncompressed(settings))
-    found = open_registry(settings).verify("reranker", version)
-    return ModelSource(found.path, found)
+        source = teacher_source(uncompressed(settings))
+    else:
+        found = open_registry(settings).verify("reranker", version)
+        source = ModelSource(found.path, found)
+    if not has_cross_encoder(source.path):
+        raise InputError(
+            f"{source.label} is the reranker's prior alone: it has no transformer to distil "
+            "or quantize, and serves as it is (`shoprank models promote`)"
+        )
+    return source
 
 
 def cached_teacher_pairs(

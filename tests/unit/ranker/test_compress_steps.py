@@ -458,3 +458,27 @@ def test_compress_offers_the_prior_alone_by_default(
     assert result.exit_code == 0, result.output
     assert seen["config"] == CompressConfig()
     assert seen["config"].layers == (0, 1, 2)
+
+
+def test_a_prior_only_teacher_is_refused_before_any_work(
+    tmp_path: Path, tiny_reranker_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ranker.errors import InputError
+    from ranker.prior_files import prior_manifest, write_prior_only
+
+    settings = Settings(home=tmp_path / "home")
+    identity = {"model_id": "e", "weights_sha256": "0" * 64, "dimension": 32}
+    prior_only = write_prior_only(
+        tmp_path / "prior-only",
+        prior_manifest({"weight": 1.0, "bias": 0.0}, identity),
+        files_from=tiny_reranker_dir,
+        manifest={"data_sha256": "d"},
+    )
+    version = open_registry(settings).register("reranker", prior_only).version
+
+    def must_not_run(*_: Any, **__: Any) -> Any:
+        raise AssertionError("compression started")
+
+    monkeypatch.setattr(job, "measure_embedder", must_not_run)
+    with pytest.raises(InputError, match="prior alone: it has no transformer"):
+        job.compress_models(settings, CONFIG, work_dir=tmp_path / "work", teacher=version)
