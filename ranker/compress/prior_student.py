@@ -3,7 +3,7 @@
 The served reranker scores ``w * cos(q, d) + v . lexical(q, d) + b`` plus a cross-encoder's
 residual. The distilled students' residual barely varies, so the prior carries the ranking;
 this student keeps the prior and drops the transformer. Its ``(w, v, b)`` are fitted
-(``ranker.training.cross_encoder.fit_prior``: binary cross-entropy, L2) to the teacher's
+(``ranker.training.reranker_pairs.fit_prior``: binary cross-entropy, L2) to the teacher's
 served scores as probabilities, on the teacher step's pairs (judged queries against their
 judged and retrieved products, and pseudo-queries), with the cosines of the serving
 bi-encoder as the index stores them.

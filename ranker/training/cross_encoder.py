@@ -54,9 +54,7 @@ from indexer.progress import progress_bar
 from ranker.evaluation.bootstrap import PairedDifference, paired_values_difference
 from ranker.evaluation.judgments import Judgments
 from ranker.model_files import read_manifest, resolve_model_dir
-from ranker.prior_files import prior_manifest, write_prior_only
 from ranker.tokenization import PairTokenizer
-from ranker.training.artifacts import save_model_dir
 from ranker.training.checkpoints import TrainingCheckpoints, run_fingerprint
 from ranker.training.common import (
     BestCheckpoint,
@@ -77,7 +75,7 @@ from ranker.training.reranker_pairs import (
     labelled_pairs,
     pairs_digest,
 )
-from ranker.training.trainable_prior import TrainablePrior
+from ranker.training.trainable_prior import TrainablePrior, fit_prior_alone
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +169,7 @@ def train_cross_encoder(
     qids = list(train_qids) if train_qids is not None else list(judgments.queries)
     fit_qids, validation_qids = split_validation(qids, config.validation_fraction, config.seed)
     if not config.cross_encoder and priors is not None:
-        return _prior_alone(
+        return fit_prior_alone(
             judgments,
             product_texts,
             config,
@@ -371,59 +369,6 @@ def train_cross_encoder(
     return result
 
 
-def _prior_alone(
-    judgments: Judgments,
-    product_texts: Mapping[str, str],
-    config: CrossEncoderConfig,
-    *,
-    priors: PriorScores,
-    tokenizer: PairTokenizer,
-    fit_qids: list[str],
-    validation_qids: list[str],
-    unjudged: Unjudged | None,
-    started: float,
-) -> TrainingResult:
-    """The prior fitted alone on ``fit_qids`` and scored on ``validation_qids``; the
-    result has no model (see the module docstring)."""
-    pairs = labelled_pairs(
-        judgments,
-        fit_qids,
-        product_texts,
-        config.targets,
-        priors,
-        lexical=config.lexical_prior,
-        unjudged=unjudged,
-        unjudged_target=config.unjudged_target,
-    )
-    if not pairs:
-        raise ValueError("no training pairs: no judged product has a text")
-    prior = TrainablePrior.starting(
-        pairs,
-        lexical=config.lexical_prior,
-        cosine_weight=config.prior_weight,
-        l2=config.prior_l2,
-        device=torch.device("cpu"),
-    )
-
-    def score(qid: str, product_ids: Sequence[str]) -> np.ndarray:
-        cosines = np.array([priors[(qid, pid)] for pid in product_ids], dtype=np.float32)
-        texts = [product_texts[pid] for pid in product_ids]
-        return prior.add_to_scores(np.zeros(len(texts)), cosines, judgments.queries[qid], texts)
-
-    ndcg = rerank_ndcg(score, judgments, validation_qids, product_texts, extra=unjudged)
-    logger.info("the prior alone: validation NDCG@10 %.4f", ndcg)
-    return TrainingResult(
-        model=None,
-        tokenizer=tokenizer,
-        history=[{"step": 0, "validation_ndcg@10": ndcg}],
-        best_validation_ndcg=ndcg,
-        train_queries=fit_qids,
-        validation_queries=validation_qids,
-        seconds=time.perf_counter() - started,
-        prior=prior.state(),
-    )
-
-
 def _over_prior(
     score: Any,
     judgments: Judgments,
@@ -478,54 +423,3 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tenso
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
     distribution = targets / targets.sum()
     return -(distribution * torch.log_softmax(logits, dim=0)).sum()
-
-
-def save_cross_encoder(
-    result: TrainingResult,
-    output_dir: Path,
-    *,
-    config: CrossEncoderConfig,
-    data_sha256: str,
-    metrics: Mapping[str, Any],
-    prior_embedder: Mapping[str, Any] | None = None,
-    cross_validation: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write the model directory with its ``shoprank.json`` manifest, atomically.
-
-    ``prior_embedder`` identifies the bi-encoder whose cosine the model adds (model id,
-    weights hash, dimension); serving refuses another one.
-    """
-    if result.prior is not None and prior_embedder is None:
-        raise ValueError("a model trained with a dense prior needs prior_embedder to be saved")
-    model_dir = resolve_model_dir(config.base_model)
-    manifest = {
-        "base_model": config.base_model,
-        "data_sha256": data_sha256,
-        "hyperparameters": config.model_dump(),
-        "train_queries": len(result.train_queries),
-        "validation_queries": len(result.validation_queries),
-        "train_query_ids": sorted(result.train_queries + result.validation_queries),
-        "history": result.history,
-        "metrics": dict(metrics),
-        "cross_validation": dict(cross_validation) if cross_validation else None,
-        "training_seconds": round(result.seconds, 1),
-    }
-    prior = (
-        prior_manifest(result.prior, prior_embedder)
-        if result.prior is not None and prior_embedder is not None
-        else None
-    )
-    if result.model is None:
-        if prior is None:
-            raise ValueError("a reranker without a cross-encoder needs its prior to be saved")
-        write_prior_only(output_dir, prior, files_from=model_dir, manifest=manifest)
-    else:
-        save_model_dir(
-            result.model,
-            output_dir,
-            tokenizer_source=model_dir,
-            manifest={"kind": "cross-encoder", **manifest, "prior": prior},
-            dtype=config.save_dtype,
-        )
-    result.output_dir = output_dir
-    return output_dir

@@ -29,13 +29,9 @@ from ranker.model_files import read_manifest
 from ranker.registry import ModelVersion
 from ranker.serving_models import trained_metrics
 from ranker.settings import Settings
-from ranker.training.artifacts import data_sha256
+from ranker.training.artifacts import data_sha256, save_cross_encoder
 from ranker.training.bi_encoder import BiEncoderConfig
-from ranker.training.cross_encoder import (
-    CrossEncoderConfig,
-    save_cross_encoder,
-    train_cross_encoder,
-)
+from ranker.training.cross_encoder import CrossEncoderConfig, train_cross_encoder
 from ranker.training.device import resolve_device
 from ranker.training.reranker_pairs import PriorScores, Unjudged, dense_priors
 

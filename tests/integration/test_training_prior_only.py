@@ -17,12 +17,9 @@ from ranker.model_files import read_manifest
 from ranker.reranker import Reranker
 from ranker.serving_models import open_registry
 from ranker.settings import RerankSettings, Settings
+from ranker.training.artifacts import save_cross_encoder
 from ranker.training.common import split_validation
-from ranker.training.cross_encoder import (
-    CrossEncoderConfig,
-    save_cross_encoder,
-    train_cross_encoder,
-)
+from ranker.training.cross_encoder import CrossEncoderConfig, train_cross_encoder
 from ranker.training.cross_validation import fold_reranker
 from ranker.training.jobs import train_reranker_job
 from ranker.training.reranker_pairs import dense_priors, fit_prior, labelled_pairs

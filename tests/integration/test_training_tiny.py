@@ -23,13 +23,9 @@ from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
 from ranker.model_files import MANIFEST_NAME, weights_sha256
 from ranker.reranker import Reranker, RerankerError
 from ranker.settings import Settings
-from ranker.training.artifacts import data_sha256
+from ranker.training.artifacts import data_sha256, save_cross_encoder
 from ranker.training.common import TrainingResult
-from ranker.training.cross_encoder import (
-    CrossEncoderConfig,
-    save_cross_encoder,
-    train_cross_encoder,
-)
+from ranker.training.cross_encoder import CrossEncoderConfig, train_cross_encoder
 from ranker.training.pair_scoring import score_pairs
 from ranker.training.reranker_pairs import dense_priors
 
