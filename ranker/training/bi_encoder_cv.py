@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from indexer.stores.base import ModelIdentity
 from ranker.backends import ModelTask
@@ -32,8 +31,8 @@ from ranker.registry import Registry
 from ranker.training.bi_encoder import BiEncoderConfig, TeacherScores, train_bi_encoder
 from ranker.training.common import TrainingResult, rerank_ndcg_by_query
 from ranker.training.cross_encoder import CrossEncoderConfig
-from ranker.training.reranker_pairs import PriorScores, Unjudged, dense_priors, labelled_pairs
-from ranker.training.trainable_prior import TrainablePrior
+from ranker.training.reranker_pairs import PriorScores, Unjudged, dense_priors
+from ranker.training.trainable_prior import fit_prior_alone, prior_alone_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -183,30 +182,10 @@ def _prior_ndcg(
     unjudged: Unjudged | None,
 ) -> dict[str, float]:
     """NDCG@10 of ``test_qids`` ordered by the prior fitted on ``train_qids``."""
-    pairs = labelled_pairs(
-        judgments,
-        train_qids,
-        product_texts,
-        config.targets,
-        priors,
-        lexical=config.lexical_prior,
-        unjudged=unjudged if config.unjudged_negatives else None,
-        unjudged_target=config.unjudged_target,
+    fitted = fit_prior_alone(
+        judgments, train_qids, product_texts, config, priors, unjudged=unjudged
     )
-    fitted = TrainablePrior.starting(
-        pairs,
-        lexical=config.lexical_prior,
-        cosine_weight=config.prior_weight,
-        l2=config.prior_l2,
-        device=torch.device("cpu"),
-    )
-
-    def score(qid: str, product_ids: Sequence[str]) -> np.ndarray:
-        cosines = np.array([priors[(qid, pid)] for pid in product_ids], dtype=np.float32)
-        texts = [product_texts[pid] for pid in product_ids]
-        zeros = np.zeros(len(product_ids), dtype=np.float32)
-        return fitted.add_to_scores(zeros, cosines, judgments.queries[qid], texts)
-
+    score = prior_alone_scorer(fitted, judgments, product_texts, priors)
     return rerank_ndcg_by_query(score, judgments, test_qids, product_texts)
 
 

@@ -75,7 +75,7 @@ from ranker.training.reranker_pairs import (
     labelled_pairs,
     pairs_digest,
 )
-from ranker.training.trainable_prior import TrainablePrior, fit_prior_alone
+from ranker.training.trainable_prior import TrainablePrior, fit_prior_alone, prior_alone_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def train_cross_encoder(
     qids = list(train_qids) if train_qids is not None else list(judgments.queries)
     fit_qids, validation_qids = split_validation(qids, config.validation_fraction, config.seed)
     if not config.cross_encoder and priors is not None:
-        return fit_prior_alone(
+        return _prior_alone(
             judgments,
             product_texts,
             config,
@@ -367,6 +367,36 @@ def train_cross_encoder(
     result.best_validation_ndcg = best.ndcg
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _prior_alone(
+    judgments: Judgments,
+    product_texts: Mapping[str, str],
+    config: CrossEncoderConfig,
+    *,
+    priors: PriorScores,
+    tokenizer: PairTokenizer,
+    fit_qids: list[str],
+    validation_qids: list[str],
+    unjudged: Unjudged | None,
+    started: float,
+) -> TrainingResult:
+    """The prior fitted alone on ``fit_qids`` and scored on ``validation_qids``; the
+    result has no model (see the module docstring)."""
+    prior = fit_prior_alone(judgments, fit_qids, product_texts, config, priors, unjudged=unjudged)
+    score = prior_alone_scorer(prior, judgments, product_texts, priors)
+    ndcg = rerank_ndcg(score, judgments, validation_qids, product_texts, extra=unjudged)
+    logger.info("the prior alone: validation NDCG@10 %.4f", ndcg)
+    return TrainingResult(
+        model=None,
+        tokenizer=tokenizer,
+        history=[{"step": 0, "validation_ndcg@10": ndcg}],
+        best_validation_ndcg=ndcg,
+        train_queries=fit_qids,
+        validation_queries=validation_qids,
+        seconds=time.perf_counter() - started,
+        prior=prior.state(),
+    )
 
 
 def _over_prior(

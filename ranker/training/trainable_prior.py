@@ -5,8 +5,7 @@ learned beside the cross-encoder, their starting values, and the state the manif
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,8 +13,6 @@ import torch
 
 from ranker.evaluation.judgments import Judgments
 from ranker.lexical_features import LEXICAL_FEATURES, lexical_features
-from ranker.tokenization import PairTokenizer
-from ranker.training.common import TrainingResult, rerank_ndcg
 from ranker.training.reranker_pairs import (
     LabelledPair,
     PriorScores,
@@ -137,32 +134,29 @@ class TrainablePrior:
 
 def fit_prior_alone(
     judgments: Judgments,
+    qids: Sequence[str],
     product_texts: Mapping[str, str],
     config: CrossEncoderConfig,
-    *,
     priors: PriorScores,
-    tokenizer: PairTokenizer,
-    fit_qids: list[str],
-    validation_qids: list[str],
-    unjudged: Unjudged | None,
-    started: float,
-) -> TrainingResult:
-    """The reranker without its cross-encoder: the prior fitted alone on ``fit_qids`` (as
-    :meth:`TrainablePrior.starting` fits it) and scored on ``validation_qids``; the result
-    has no model."""
+    *,
+    unjudged: Unjudged | None = None,
+) -> TrainablePrior:
+    """The prior fitted alone on ``qids``' pairs (and their ``unjudged`` negatives when the
+    config draws them), as :meth:`TrainablePrior.starting` fits it before a cross-encoder
+    trains beside it."""
     pairs = labelled_pairs(
         judgments,
-        fit_qids,
+        qids,
         product_texts,
         config.targets,
         priors,
         lexical=config.lexical_prior,
-        unjudged=unjudged,
+        unjudged=unjudged if config.unjudged_negatives else None,
         unjudged_target=config.unjudged_target,
     )
     if not pairs:
         raise ValueError("no training pairs: no judged product has a text")
-    prior = TrainablePrior.starting(
+    return TrainablePrior.starting(
         pairs,
         lexical=config.lexical_prior,
         cosine_weight=config.prior_weight,
@@ -170,20 +164,19 @@ def fit_prior_alone(
         device=torch.device("cpu"),
     )
 
+
+def prior_alone_scorer(
+    prior: TrainablePrior,
+    judgments: Judgments,
+    product_texts: Mapping[str, str],
+    priors: PriorScores,
+) -> Callable[[str, Sequence[str]], np.ndarray]:
+    """Scores of a query's products by ``prior`` alone, from the precomputed cosines."""
+
     def score(qid: str, product_ids: Sequence[str]) -> np.ndarray:
         cosines = np.array([priors[(qid, pid)] for pid in product_ids], dtype=np.float32)
         texts = [product_texts[pid] for pid in product_ids]
-        return prior.add_to_scores(np.zeros(len(texts)), cosines, judgments.queries[qid], texts)
+        zeros = np.zeros(len(product_ids), dtype=np.float32)
+        return prior.add_to_scores(zeros, cosines, judgments.queries[qid], texts)
 
-    ndcg = rerank_ndcg(score, judgments, validation_qids, product_texts, extra=unjudged)
-    logger.info("the prior alone: validation NDCG@10 %.4f", ndcg)
-    return TrainingResult(
-        model=None,
-        tokenizer=tokenizer,
-        history=[{"step": 0, "validation_ndcg@10": ndcg}],
-        best_validation_ndcg=ndcg,
-        train_queries=fit_qids,
-        validation_queries=validation_qids,
-        seconds=time.perf_counter() - started,
-        prior=prior.state(),
-    )
+    return score
