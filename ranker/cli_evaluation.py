@@ -76,6 +76,7 @@ def _evaluate_via_api(
     import httpx
 
     from ranker.evaluation.api_rerank import evaluate_api_rerank, report_api_rerank
+    from ranker.evaluation.judgment_files import judgments_file
     from ranker.evaluation.report import text_table
 
     try:
@@ -86,7 +87,11 @@ def _evaluate_via_api(
             relevant_at_least=relevant_gain,
             api_key=os.environ.get("SHOPRANK_EVAL_API_KEY") or None,
         )
-        source = str(shop.judgments or "the sample judgments")
+        source = (
+            judgments_file(shop.judgments).describe()
+            if shop.judgments is not None
+            else "the sample judgments"
+        )
         paths = report_api_rerank(row, out, source=source)
     except httpx.HTTPStatusError as exc:
         raise fail(f"{url}: {exc.response.status_code} {exc.response.text[:300]}") from exc
