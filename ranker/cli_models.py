@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,6 +11,9 @@ from ranker.cli_common import fail
 from ranker.errors import ShoprankError
 from ranker.registry import ROLES, ModelVersion, Registry
 from ranker.settings import get_settings
+
+if TYPE_CHECKING:
+    from ranker.promotion import GateDecision
 
 app = typer.Typer(
     help="The model registry: versions per role, the production pointer, its history.",
@@ -93,21 +96,31 @@ def promote(
     try:
         decision = promote_version(get_settings(), role, version, actor="cli", force=force)
     except PromotionRefusedError as exc:
-        refused = exc.decision
-        typer.secho(f"refused {refused.candidate}:", fg=typer.colors.RED, err=True)
-        for reason in refused.failures:
-            typer.echo(f"  - {reason}", err=True)
-        passed = [reason for reason in refused.reasons if reason not in refused.failures]
-        if passed:
-            typer.echo("checks that passed:", err=True)
-            for reason in passed:
-                typer.echo(f"  - {reason}", err=True)
+        typer.secho(f"refused {exc.decision.candidate}:", fg=typer.colors.RED, err=True)
+        _print_checks(exc.decision, err=True)
         raise typer.Exit(code=1) from exc
     except ShoprankError as exc:
         raise fail(exc.message) from exc
-    typer.echo(f"promoted {decision.candidate} (was {decision.production or 'none'})")
-    for reason in decision.reasons:
-        typer.echo(f"  - {reason}")
+    was = decision.production or "none"
+    if decision.passed:
+        typer.echo(f"promoted {decision.candidate} (was {was})")
+    else:
+        typer.secho(
+            f"promoted {decision.candidate} (was {was}), forced past the gate:",
+            fg=typer.colors.YELLOW,
+        )
+    _print_checks(decision, err=False)
+
+
+def _print_checks(decision: GateDecision, *, err: bool) -> None:
+    """The failing checks, then the passing ones under their own heading."""
+    for reason in decision.failures:
+        typer.echo(f"  - {reason}", err=err)
+    passed = [reason for reason in decision.reasons if reason not in decision.failures]
+    if passed and decision.failures:
+        typer.echo("checks that passed:", err=err)
+    for reason in passed:
+        typer.echo(f"  - {reason}", err=err)
 
 
 @app.command()

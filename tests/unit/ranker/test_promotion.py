@@ -193,3 +193,27 @@ def test_productions_cross_validated_figure_skips_in_sample_ones(
     assert production_figure(production, "j2", cross_validated=True) is None
     assert production_figure(production, "j3", cross_validated=True) == pytest.approx(0.71)
     assert production_figure(production, None, cross_validated=True) is None
+
+
+def test_the_cli_says_when_a_promotion_was_forced_past_the_gate(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from ranker.cli import app
+    from ranker.settings import get_settings
+
+    version = _version(
+        registry, tmp_path, **{"ndcg@10": 0.5, "judgments_sha256": "j1", "rerank50_p50_ms": 20.0}
+    )
+    monkeypatch.setenv("SHOPRANK_REGISTRY_DIR", str(tmp_path / "registry"))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["models", "promote", "reranker", version, "--force"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    forced, _, passed = result.output.partition("checks that passed:")
+    assert f"promoted reranker/{version} (was reranker/v1), forced past the gate:" in forced
+    assert "NDCG@10 0.5000 < production 0.7000" in forced
+    assert "rerank-50 p50 20.0 ms ≤ budget 100.0 ms" in passed
