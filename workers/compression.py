@@ -78,16 +78,25 @@ def compress_once(
     wait: bool,
 ) -> dict[str, Any]:
     """Compress ``teacher`` (a reranker version; None: production's source) unless its inputs
-    were compressed already; returns what was built, or why nothing was (``skipped``).
+    were compressed already, or it is a prior-only reranker (nothing to compress: the chain
+    goes on with it as the candidate); returns what was built, or why nothing was
+    (``skipped``).
 
     ``wait``: when another worker holds the key's lock, wait for it, then raise
     TransientJobError so the task retries; else skip (``skipped: in_progress``).
     ``promote``: the job promotes its winner when the registry's gate passes.
     ``work_dir`` makes the job's fresh work directory.
     """
+    from ranker.compress.teacher import teacher_candidate
+    from ranker.prior import has_cross_encoder
     from ranker.serving_models import open_registry
 
     progress("inputs", teacher=teacher)
+    source = teacher_candidate(settings, teacher)
+    if not has_cross_encoder(source.path):
+        logger.info("%s is the reranker's prior alone: nothing to compress; skipped", source.label)
+        version = source.version.version if source.version is not None else None
+        return {"teacher": source.label, "candidate": _ref(version), "skipped": "prior_only"}
     inputs = compression_inputs(
         settings,
         teacher=teacher,

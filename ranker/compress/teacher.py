@@ -137,20 +137,24 @@ def teacher_model(settings: Settings, version: str | None = None) -> ModelSource
     """The reranker to distil: registry version ``version`` (verified), else the production
     reranker's source (or the reranker the settings name outright). A prior-only reranker
     is refused (InputError): it has no transformer to distil, export or quantize."""
-    from ranker.loading import uncompressed
-    from ranker.serving_models import open_registry, teacher_source
-
-    if version is None:
-        source = teacher_source(uncompressed(settings))
-    else:
-        found = open_registry(settings).verify("reranker", version)
-        source = ModelSource(found.path, found)
+    source = teacher_candidate(settings, version)
     if not has_cross_encoder(source.path):
         raise InputError(
             f"{source.label} is the reranker's prior alone: it has no transformer to distil "
             "or quantize, and serves as it is (`shoprank models promote`)"
         )
     return source
+
+
+def teacher_candidate(settings: Settings, version: str | None = None) -> ModelSource:
+    """:func:`teacher_model`'s reranker, prior-only ones included."""
+    from ranker.loading import uncompressed
+    from ranker.serving_models import open_registry, teacher_source
+
+    if version is None:
+        return teacher_source(uncompressed(settings))
+    found = open_registry(settings).verify("reranker", version)
+    return ModelSource(found.path, found)
 
 
 def cached_teacher_pairs(
