@@ -463,18 +463,12 @@ def test_compress_offers_the_prior_alone_by_default(
 def test_a_prior_only_teacher_is_refused_before_any_work(
     tmp_path: Path, tiny_reranker_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from prior_only_models import register_prior_only
+
     from ranker.errors import InputError
-    from ranker.prior_files import prior_manifest, write_prior_only
 
     settings = Settings(home=tmp_path / "home")
-    identity = {"model_id": "e", "weights_sha256": "0" * 64, "dimension": 32}
-    prior_only = write_prior_only(
-        tmp_path / "prior-only",
-        prior_manifest({"weight": 1.0, "bias": 0.0}, identity),
-        files_from=tiny_reranker_dir,
-        manifest={"data_sha256": "d"},
-    )
-    version = open_registry(settings).register("reranker", prior_only).version
+    version = register_prior_only(settings.home, tiny_reranker_dir)
 
     def must_not_run(*_: Any, **__: Any) -> Any:
         raise AssertionError("compression started")

@@ -82,20 +82,10 @@ def test_only_the_failing_checks_refuse(registry: Registry, tmp_path: Path) -> N
 def test_the_cli_prints_the_failing_check_apart_from_the_passing_one(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from typer.testing import CliRunner
-
-    from ranker.cli import app
-    from ranker.settings import get_settings
-
     version = _version(
         registry, tmp_path, **{"ndcg@10": 0.71, "judgments_sha256": "j1", "rerank50_p50_ms": 150.0}
     )
-    monkeypatch.setenv("SHOPRANK_REGISTRY_DIR", str(tmp_path / "registry"))
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, ["models", "promote", "reranker", version])
-    finally:
-        get_settings.cache_clear()
+    result = _promote_cli(tmp_path, monkeypatch, version)
     assert result.exit_code == 1, result.output
     refused, _, passed = result.output.partition("checks that passed:")
     assert f"refused reranker/{version}:" in refused
@@ -198,22 +188,27 @@ def test_productions_cross_validated_figure_skips_in_sample_ones(
 def test_the_cli_says_when_a_promotion_was_forced_past_the_gate(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from typer.testing import CliRunner
-
-    from ranker.cli import app
-    from ranker.settings import get_settings
-
     version = _version(
         registry, tmp_path, **{"ndcg@10": 0.5, "judgments_sha256": "j1", "rerank50_p50_ms": 20.0}
     )
-    monkeypatch.setenv("SHOPRANK_REGISTRY_DIR", str(tmp_path / "registry"))
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, ["models", "promote", "reranker", version, "--force"])
-    finally:
-        get_settings.cache_clear()
+    result = _promote_cli(tmp_path, monkeypatch, version, "--force")
     assert result.exit_code == 0, result.output
     forced, _, passed = result.output.partition("checks that passed:")
     assert f"promoted reranker/{version} (was reranker/v1), forced past the gate:" in forced
     assert "NDCG@10 0.5000 < production 0.7000" in forced
     assert "rerank-50 p50 20.0 ms ≤ budget 100.0 ms" in passed
+
+
+def _promote_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
+    """`shoprank models promote reranker ARGS` on the registry under ``tmp_path``."""
+    from typer.testing import CliRunner
+
+    from ranker.cli import app
+    from ranker.settings import get_settings
+
+    monkeypatch.setenv("SHOPRANK_REGISTRY_DIR", str(tmp_path / "registry"))
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(app, ["models", "promote", "reranker", *args])
+    finally:
+        get_settings.cache_clear()
