@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,9 @@ import numpy.typing as npt
 from indexer.catalog import Product, TextTemplate
 from indexer.stores.base import StoredVectors, StoreError
 from ranker.backends.base import FloatArray
+
+if TYPE_CHECKING:
+    from ranker.embedder import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -87,3 +91,25 @@ class CatalogVectors:
         for i, vector in zip(known, stored, strict=True):
             result[i] = vector
         return result
+
+
+class ProductVectors:
+    """A bi-encoder's vectors of product texts: the index's where it holds the text
+    (``stored``, built for that bi-encoder), else embedded; each text once."""
+
+    def __init__(self, embedder: Embedder, stored: CatalogVectors | None) -> None:
+        self.embedder = embedder
+        self.stored = stored
+        self.cache: dict[str, FloatArray] = {}
+
+    def of(self, texts: Sequence[str], *, progress: bool = False) -> npt.NDArray[np.float32]:
+        """``(len(texts), dim)`` unit vectors."""
+        wanted = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        found = self.stored.vectors(wanted) if self.stored is not None else [None] * len(wanted)
+        missing = [t for t, v in zip(wanted, found, strict=True) if v is None]
+        embedded = iter(self.embedder.embed(missing, progress=progress)) if missing else iter(())
+        for text, vector in zip(wanted, found, strict=True):
+            self.cache[text] = vector if vector is not None else next(embedded)
+        if not texts:
+            return np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        return np.stack([self.cache[t] for t in texts]).astype(np.float32, copy=False)

@@ -9,6 +9,8 @@ from typing import Any
 
 from indexer.catalog import CatalogInput, TextTemplate, catalog_file, load_products
 from indexer.jobs import ProductEmbedder, build_index, open_index
+from indexer.stores.base import StoreError
+from ranker.catalog_vectors import CatalogVectors
 from ranker.embedder import Embedder
 from ranker.fusion_settings import with_tuned_fusion
 from ranker.model_files import read_manifest
@@ -175,6 +177,20 @@ def open_opensearch_pipeline(
         rerank=settings.rerank,
         reranker=reranker,
     )
+
+
+def indexed_vectors(settings: Settings, embedder: Embedder) -> CatalogVectors | None:
+    """The embedded index's product vectors, found by text, when it was built with
+    ``embedder`` (or what it was exported from); None when there is no such index (or the
+    index is OpenSearch's, which cannot list its products): the caller embeds."""
+    if settings.index.backend != "embedded":
+        return None
+    try:
+        pipeline = open_embedded_pipeline(settings, embedder=embedder, reranker=None)
+    except StoreError as exc:
+        logger.info("no index vectors to read (%s); embedding the products", exc)
+        return None
+    return pipeline.catalog_vectors(embedder)
 
 
 def open_serving_pipeline(settings: Settings, *, with_reranker: bool = True) -> SearchPipeline:

@@ -276,22 +276,28 @@ class SearchPipeline:
         ]
 
     def _prior_store(self) -> StoredVectors | None:
-        """The vector store when the reranker's dense prior can use its vectors: the index
-        was built with the prior's bi-encoder (or what it was exported from), over the same
-        texts the reranker reads. Else None: the prior embeds."""
+        """The vector store when the reranker's dense prior can use its vectors (see
+        :meth:`_store_for`); else None: the prior embeds."""
         prior = self.reranker.prior if self.reranker is not None else None
+        return self._store_for(prior.embedder) if prior is not None else None
+
+    def _store_for(self, embedder: Embedder) -> StoredVectors | None:
+        """The vector store when its vectors are ``embedder``'s: the index was built with
+        that bi-encoder (or what it was exported from), over the texts the pipeline
+        renders. Else None."""
         store = self.vector_store
-        if prior is None or not isinstance(store, StoredVectors):
+        if not isinstance(store, StoredVectors):
             return None
-        if store.identity.weights_sha256 not in prior.embedder.lineage:
+        if store.identity.weights_sha256 not in embedder.lineage:
             return None
         return store
 
-    def catalog_vectors(self) -> CatalogVectors | None:
-        """Every indexed product's text digested, for the prior to find its stored vector by
-        text (see :mod:`ranker.catalog_vectors`); None when the prior cannot use the store
-        or the product store cannot list its products."""
-        store = self._prior_store()
+    def catalog_vectors(self, embedder: Embedder | None = None) -> CatalogVectors | None:
+        """Every indexed product's text digested, to find its stored vector by text (see
+        :mod:`ranker.catalog_vectors`), for ``embedder`` (default: the reranker's dense
+        prior's). None when the store does not hold that bi-encoder's vectors, or the
+        product store cannot list its products."""
+        store = self._prior_store() if embedder is None else self._store_for(embedder)
         iter_products = getattr(self.product_store, "iter_products", None)
         if store is None or iter_products is None:
             return None

@@ -34,7 +34,7 @@ import numpy as np
 from indexer.caching import TextCache
 from indexer.catalog import CatalogInput
 from ranker.backends.no_cross_encoder import NoCrossEncoder
-from ranker.catalog_vectors import CatalogVectors
+from ranker.catalog_vectors import CatalogVectors, ProductVectors
 from ranker.compress.measure import mean, per_query_ndcg, rerank_cases, time_variant
 from ranker.compress.miss_embedder import MissEmbedderConfig, distill_miss_embedder
 from ranker.compress.parity import (
@@ -80,7 +80,7 @@ def train_prior_student(
     inputs = student_inputs(settings, teacher, judgments=judgments, catalog=catalog)
     summary, pairs, data = inputs.summary, inputs.pairs, inputs.data
     teacher_dir, embedder, stored = inputs.teacher_dir, inputs.embedder, inputs.catalog_vectors
-    vectors = _ProductVectors(embedder, stored)
+    vectors = ProductVectors(embedder, stored)
     labelled = _labelled_pairs(pairs, data.product_texts, embedder, vectors)
     groups = judged_groups(data.judgments, data.product_texts)
     miss_config = MissEmbedderConfig(seed=settings.seed, **config.miss_embedder)
@@ -168,31 +168,11 @@ def train_prior_student(
     )
 
 
-class _ProductVectors:
-    """The serving bi-encoder's product vectors: the index's where it holds the text, else
-    embedded (once)."""
-
-    def __init__(self, embedder: Embedder, stored: CatalogVectors | None) -> None:
-        self.embedder = embedder
-        self.stored = stored
-        self.cache: dict[str, np.ndarray[Any, Any]] = {}
-
-    def of(self, texts: Sequence[str]) -> np.ndarray[Any, Any]:
-        """``(len(texts), dim)`` unit vectors."""
-        wanted = [t for t in dict.fromkeys(texts) if t not in self.cache]
-        found = self.stored.vectors(wanted) if self.stored is not None else [None] * len(wanted)
-        missing = [t for t, v in zip(wanted, found, strict=True) if v is None]
-        embedded = iter(self.embedder.embed(missing)) if missing else iter(())
-        for text, vector in zip(wanted, found, strict=True):
-            self.cache[text] = vector if vector is not None else next(embedded)
-        return np.stack([self.cache[t] for t in texts])
-
-
 def _labelled_pairs(
     pairs: Sequence[Any],
     texts: Mapping[str, str],
     embedder: Embedder,
-    vectors: _ProductVectors,
+    vectors: ProductVectors,
 ) -> list[LabelledPair]:
     """The teacher's pairs as ``fit_prior`` reads them: the teacher's served score as a
     probability (the target), the bi-encoder's cosine and the lexical features."""
@@ -218,7 +198,7 @@ def _labelled_pairs(
 def _miss_embedders(
     settings: Settings,
     data: TrainingData,
-    vectors: _ProductVectors,
+    vectors: ProductVectors,
     config: MissEmbedderConfig,
     out_dir: Path,
     *,

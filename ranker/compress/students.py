@@ -20,7 +20,6 @@ from typing import Any
 
 from indexer.caching import TextCache
 from indexer.catalog import CatalogInput
-from indexer.stores.base import StoredVectors
 from ranker.backends import ModelTask
 from ranker.backends.base import FloatArray
 from ranker.catalog_vectors import CatalogVectors
@@ -34,7 +33,6 @@ from ranker.compress.teacher import read_teacher_pairs
 from ranker.embedder import Embedder
 from ranker.evaluation.judgment_files import JudgmentsInput
 from ranker.evaluation.judgments import kfold_query_splits
-from ranker.pipeline import SearchPipeline
 from ranker.reranker import Reranker
 from ranker.settings import Settings
 from ranker.training.jobs import TrainingData
@@ -136,21 +134,9 @@ def student_inputs(
     if data.sha256 != summary["data_sha256"]:
         raise ValueError(f"{teacher} was scored on other judgments than those given")
     embedder = load_embedder(settings)
-    catalog_vectors = index_vectors(open_pipeline(settings, embedder=embedder, reranker=None))
+    pipeline = open_pipeline(settings, embedder=embedder, reranker=None)
+    catalog_vectors = pipeline.catalog_vectors(embedder)
     return StudentInputs(summary, Path(summary["path"]), pairs, data, embedder, catalog_vectors)
-
-
-def index_vectors(pipeline: SearchPipeline) -> CatalogVectors | None:
-    """The index's product vectors, for a dense prior that embeds with the pipeline's
-    bi-encoder; None when the index was built with another model (see
-    ``SearchPipeline.catalog_vectors``) or cannot list its products."""
-    store = pipeline.vector_store
-    iter_products = getattr(pipeline.product_store, "iter_products", None)
-    if not isinstance(store, StoredVectors) or iter_products is None:
-        return None
-    if store.identity.weights_sha256 not in pipeline.embedder.lineage:
-        return None
-    return CatalogVectors.build(iter_products(), pipeline.template, store)
 
 
 @dataclasses.dataclass

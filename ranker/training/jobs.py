@@ -119,10 +119,11 @@ def prior_scores(
     unjudged: Unjudged | None = None,
 ) -> tuple[PriorScores | None, dict[str, Any] | None]:
     """The serving bi-encoder's cosine for every judged pair (and every ``unjudged``
-    negative), and that bi-encoder's identity."""
+    negative), and that bi-encoder's identity. Products the shop's index holds have their
+    vectors read from it, as serving reads them."""
     if config.prior == "none":
         return None, None
-    from ranker.loading import load_embedder
+    from ranker.loading import indexed_vectors, load_embedder
 
     embedder = load_embedder(settings)
     identity = {
@@ -130,7 +131,9 @@ def prior_scores(
         "weights_sha256": embedder.identity.weights_sha256,
         "dimension": embedder.identity.dimension,
     }
-    return dense_priors(embedder, data.judgments, data.product_texts, unjudged), identity
+    stored = indexed_vectors(settings, embedder)
+    priors = dense_priors(embedder, data.judgments, data.product_texts, unjudged, stored=stored)
+    return priors, identity
 
 
 def unjudged_negatives(

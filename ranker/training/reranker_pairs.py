@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ranker.catalog_vectors import CatalogVectors, ProductVectors
 from ranker.evaluation.judgments import Judgments
 from ranker.lexical_features import lexical_features
 
@@ -114,15 +115,20 @@ def dense_priors(
     judgments: Judgments,
     product_texts: Mapping[str, str],
     unjudged: Unjudged | None = None,
+    *,
+    stored: CatalogVectors | None = None,
 ) -> dict[tuple[str, str], float]:
     """Bi-encoder cosine of every judged (query, product) pair, and of every unjudged
-    negative drawn for a query."""
+    negative drawn for a query. A product whose text the index holds (``stored``, built for
+    ``embedder``) has its vector read there, as serving reads it; the rest are embedded."""
     extra = unjudged or {}
     paired = {qid: [*judged, *extra.get(qid, ())] for qid, judged in judgments.qrels.items()}
     product_ids = sorted({pid for pids in paired.values() for pid in pids})
     product_ids = [pid for pid in product_ids if pid in product_texts]
     row_of = {pid: row for row, pid in enumerate(product_ids)}
-    products = embedder.embed([product_texts[pid] for pid in product_ids], progress=True)
+    products = ProductVectors(embedder, stored).of(
+        [product_texts[pid] for pid in product_ids], progress=True
+    )
     qids = list(judgments.queries)
     queries = embedder.embed([judgments.queries[qid] for qid in qids])
     return {
