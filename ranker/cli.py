@@ -146,6 +146,9 @@ def search(
     price_min: Annotated[float | None, typer.Option()] = None,
     price_max: Annotated[float | None, typer.Option()] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_typed: Annotated[
+        bool, typer.Option("--as-typed", help="Search the query as typed: no spelling correction.")
+    ] = False,
     index_dir: IndexDirOption = None,
     reranker: RerankerOption = None,
 ) -> None:
@@ -170,14 +173,22 @@ def search(
         mode=mode.value if mode is not None else None,
         search_filter=search_filter,
         rerank=rerank,
+        correct_spelling=not as_typed,
     )
     if as_json:
         rows = [
             {"id": r.product.id, "title": r.product.title, "score": r.score}
             for r in outcome.results
         ]
-        typer.echo(json.dumps({"results": rows, "timings_ms": outcome.timings_ms}, indent=2))
+        answer = {
+            "corrected_query": outcome.corrected_query,
+            "results": rows,
+            "timings_ms": outcome.timings_ms,
+        }
+        typer.echo(json.dumps(answer, indent=2))
         return
+    if outcome.corrected_query is not None:
+        typer.echo(f"Showing results for: {outcome.corrected_query} (--as-typed: {query})")
     for rank, result in enumerate(outcome.results, start=1):
         typer.echo(f"{rank:3d}. {result.score:8.3f}  {result.product.id}  {result.product.title}")
     timings = ", ".join(f"{stage} {ms:.1f} ms" for stage, ms in outcome.timings_ms.items())

@@ -25,6 +25,7 @@ from ranker.serving_models import (
     teacher_source,
 )
 from ranker.settings import EmbedderSettings, RerankSettings, Settings
+from ranker.spelling import QuerySpeller
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,11 @@ def open_embedded_pipeline(
         retrieval=settings.retrieval,
         rerank=settings.rerank,
         reranker=reranker,
+        speller=(
+            QuerySpeller(index.lexical_index.vocabulary())
+            if settings.retrieval.correct_spelling
+            else None
+        ),
     )
 
 

@@ -29,6 +29,7 @@ from ranker.fusion import reciprocal_rank_fusion
 from ranker.product_texts import ProductTexts
 from ranker.reranker import Reranker
 from ranker.settings import RerankSettings, RetrievalSettings
+from ranker.spelling import QuerySpeller, SpelledQuery
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class Candidates:
     None when it cannot use them)."""
 
     query: str
+    """The query as searched and reranked: its misspelled words corrected."""
     k: int
     results: list[RankedProduct]
     texts: list[str]
@@ -59,6 +61,8 @@ class Candidates:
     document_vectors: FloatMatrix | None = None
     query_vector: FloatArray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    corrected_query: str | None = None
+    """The corrected query when spelling correction changed it; else None."""
 
     def with_head(self, depth: int) -> Candidates:
         """These candidates with only the first ``depth`` of the head left to rerank (0:
@@ -78,6 +82,8 @@ class SearchOutcome:
     results: list[RankedProduct]
     timings_ms: dict[str, float] = field(default_factory=dict)
     reranked: int = 0
+    corrected_query: str | None = None
+    """What was searched instead of the query, when spelling correction changed it."""
 
 
 class _Timer:
@@ -113,6 +119,7 @@ class SearchPipeline:
         rerank: RerankSettings,
         reranker: Reranker | None = None,
         text_cache: ProductTexts | None = None,
+        speller: QuerySpeller | None = None,
     ) -> None:
         if embedder.dimension != vector_store.identity.dimension:
             raise ValueError(
@@ -127,6 +134,7 @@ class SearchPipeline:
         self.retrieval = retrieval
         self.rerank_settings = rerank
         self.reranker = reranker
+        self.speller = speller
         self.text_cache = (
             text_cache
             if text_cache is not None and text_cache.template is template
@@ -148,6 +156,7 @@ class SearchPipeline:
             rerank=rerank or self.rerank_settings,
             reranker=reranker,
             text_cache=self.text_cache,
+            speller=self.speller,
         )
 
     def with_retrieval(self, retrieval: RetrievalSettings) -> SearchPipeline:
@@ -162,6 +171,7 @@ class SearchPipeline:
             rerank=self.rerank_settings,
             reranker=self.reranker,
             text_cache=self.text_cache,
+            speller=self.speller,
         )
 
     def retrieve(
@@ -172,15 +182,31 @@ class SearchPipeline:
         mode: RetrievalMode | None = None,
         search_filter: SearchFilter | None = None,
         timer: _Timer | None = None,
+        correct_spelling: bool = True,
     ) -> list[Hit]:
-        """First-stage hits, best first: dense, lexical or their fusion.
+        """First-stage hits, best first: dense, lexical or their fusion, for the query with
+        its misspelled words corrected (see :meth:`spelled`).
 
         Hybrid fuses by reciprocal rank fusion here, unless the vector store fuses itself
         (:class:`~indexer.stores.base.HybridSearcher` with ``server_hybrid``: OpenSearch's
         hybrid query), which gets the same candidate depth and weights.
         """
-        hits, _ = self._retrieve(query, k=k, mode=mode, search_filter=search_filter, timer=timer)
+        spelled = self.spelled(query) if correct_spelling else None
+        hits, _ = self._retrieve(
+            spelled.text if spelled else query,
+            k=k,
+            mode=mode,
+            search_filter=search_filter,
+            timer=timer,
+            lexical_query=spelled.lexical if spelled else None,
+        )
         return hits
+
+    def spelled(self, query: str) -> SpelledQuery | None:
+        """``query`` with the words the catalog does not use corrected to ones it does
+        (:mod:`ranker.spelling`); None when nothing changes or the index keeps no
+        vocabulary."""
+        return self.speller.correct(query) if self.speller is not None else None
 
     def _retrieve(
         self,
@@ -191,10 +217,13 @@ class SearchPipeline:
         search_filter: SearchFilter | None = None,
         timer: _Timer | None = None,
         query_vector: FloatArray | None = None,
+        lexical_query: str | None = None,
     ) -> tuple[list[Hit], FloatArray | None]:
         """:meth:`retrieve`'s hits, and the query's vector when it has one (as given, or
-        embedded for dense retrieval)."""
+        embedded for dense retrieval). ``lexical_query``: what BM25 searches instead of
+        ``query``."""
         timer = timer or _Timer()
+        lexical_query = lexical_query or query
         mode = mode or self.retrieval.mode
         depth = max(k, self.retrieval.candidates)
         store = self.vector_store
@@ -210,7 +239,7 @@ class SearchPipeline:
         ):
             with timer.stage("hybrid"):
                 hits = store.search_hybrid(
-                    query,
+                    lexical_query,
                     vector,
                     k,
                     search_filter,
@@ -225,7 +254,7 @@ class SearchPipeline:
                 dense = self.vector_store.search(vector, depth, search_filter)
         if mode in ("lexical", "hybrid"):
             with timer.stage("lexical"):
-                lexical = self.lexical_index.search(query, depth, search_filter)
+                lexical = self.lexical_index.search(lexical_query, depth, search_filter)
         if mode == "dense":
             return dense[:k], vector
         if mode == "lexical":
@@ -329,19 +358,27 @@ class SearchPipeline:
         rerank: bool = True,
         rerank_depth: int | None = None,
         query_vector: FloatArray | None = None,
+        correct_spelling: bool = True,
+        spelled: SpelledQuery | None = None,
     ) -> Candidates:
         """Retrieve and fetch the products, and what the reranker reads of the top
-        ``rerank_depth``; ``query_vector``: the bi-encoder's, when the caller has it."""
+        ``rerank_depth``, for the query with its misspelled words corrected (unless
+        ``correct_spelling`` is false). ``spelled``: the correction when the caller made it
+        already (it embedded the corrected query); ``query_vector``: the bi-encoder's vector
+        of the query as searched, when the caller has it."""
         timer = _Timer()
         depth = rerank_depth or self.rerank_settings.depth
         do_rerank = rerank and self.reranker is not None
+        if spelled is None and correct_spelling:
+            spelled = self.spelled(query)
         hits, query_vector = self._retrieve(
-            query,
+            spelled.text if spelled else query,
             k=max(k, depth) if do_rerank else k,
             mode=mode,
             search_filter=search_filter,
             timer=timer,
             query_vector=query_vector,
+            lexical_query=spelled.lexical if spelled else None,
         )
         with timer.stage("fetch"):
             products = self.product_store.get_many([hit.product_id for hit in hits])
@@ -353,13 +390,14 @@ class SearchPipeline:
             texts = self.product_texts(head)
             vectors = self._stored_prior_vectors([p.id for p in head]) if head else None
         return Candidates(
-            query=query,
+            query=spelled.text if spelled else query,
             k=k,
             results=results,
             texts=texts,
             document_vectors=vectors,
             query_vector=self._prior_query_vector(query_vector),
             timings_ms=timer.timings_ms,
+            corrected_query=spelled.text if spelled else None,
         )
 
     def _prior_query_vector(self, query_vector: FloatArray | None) -> FloatArray | None:
@@ -398,6 +436,7 @@ class SearchPipeline:
             results=results[: candidates.k],
             timings_ms=dict(candidates.timings_ms),
             reranked=reranked,
+            corrected_query=candidates.corrected_query,
         )
 
     def rerank(self, candidates: Candidates) -> SearchOutcome:
@@ -418,8 +457,10 @@ class SearchPipeline:
         search_filter: SearchFilter | None = None,
         rerank: bool = True,
         rerank_depth: int | None = None,
+        correct_spelling: bool = True,
     ) -> SearchOutcome:
-        """Retrieve, then rerank the top ``rerank_depth`` with the cross-encoder.
+        """Retrieve, then rerank the top ``rerank_depth`` with the cross-encoder, for the
+        query with its misspelled words corrected (unless ``correct_spelling`` is false).
 
         Products below the rerank depth follow the reranked ones in retrieval order. The
         query is embedded once: retrieval's vector also feeds the reranker's dense prior.
@@ -432,5 +473,6 @@ class SearchPipeline:
                 search_filter=search_filter,
                 rerank=rerank,
                 rerank_depth=rerank_depth,
+                correct_spelling=correct_spelling,
             )
         )

@@ -108,6 +108,12 @@ class RetrievalSettings(BaseModel):
     candidates: int = Field(
         default=100, ge=1, description="Hits taken from each retriever before fusion."
     )
+    correct_spelling: bool = Field(
+        default=True,
+        description="Correct the query's words the catalog does not use to the nearest ones it "
+        "does before retrieval (ranker.spelling; the embedded index keeps the vocabulary, "
+        "OpenSearch does not). A request can still ask for the query as typed.",
+    )
     tuned_file: Path | None = Field(
         default=None,
         description="The fusion settings `shoprank tune-fusion` wrote (see "

@@ -10,6 +10,9 @@ Schema: ``products`` (rowid, product_id, casefolded brand, price), ``product_cat
 (one casefolded category per row, any level of the path) and the FTS5 table
 ``product_text`` sharing the products' rowids, tokenized with
 ``porter unicode61 remove_diacritics 2``. Column weights live in the ``meta`` table.
+``vocabulary`` counts the products using each lowercase word of their text (unstemmed,
+kept exact by every upsert and delete), for query spelling correction
+(:mod:`ranker.spelling`); an index written before it existed has it counted on first open.
 
 User text never reaches FTS5 syntax: a query is cut into word tokens, each is quoted, and
 the tokens are OR-ed.
@@ -36,7 +39,7 @@ from indexer.stores.sqlite_file import SqliteFile, building
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TEXT_COLUMNS = ("title", "brand", "color", "bullet_points", "description", "category")
 DEFAULT_COLUMN_WEIGHTS: Mapping[str, float] = {
     "title": 3.0,
@@ -48,7 +51,8 @@ DEFAULT_COLUMN_WEIGHTS: Mapping[str, float] = {
 }
 TOKENIZER = "porter unicode61 remove_diacritics 2"
 MAX_QUERY_TOKENS = 64
-_TOKEN = re.compile(r"\w+", re.UNICODE)
+WORD = re.compile(r"\w+", re.UNICODE)
+"""A word of a query or a product text (lowercased before matching)."""
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,12 +74,16 @@ CREATE INDEX IF NOT EXISTS product_categories_by_category
 CREATE VIRTUAL TABLE IF NOT EXISTS product_text USING fts5(
     {", ".join(TEXT_COLUMNS)}, tokenize='{TOKENIZER}'
 );
+CREATE TABLE IF NOT EXISTS vocabulary (
+    word TEXT PRIMARY KEY,
+    documents INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 
 def query_tokens(query: str) -> list[str]:
     """The distinct lowercase word tokens of ``query``, in order (at most 64)."""
-    tokens = list(dict.fromkeys(_TOKEN.findall(query.lower())))
+    tokens = list(dict.fromkeys(WORD.findall(query.lower())))
     if len(tokens) > MAX_QUERY_TOKENS:
         logger.debug("query has %d tokens; keeping the first %d", len(tokens), MAX_QUERY_TOKENS)
     return tokens[:MAX_QUERY_TOKENS]
@@ -87,6 +95,44 @@ def fts5_match_expression(query: str) -> str | None:
     if not tokens:
         return None
     return " OR ".join('"' + token.replace('"', '""') + '"' for token in tokens)
+
+
+def _text_columns(product: Product) -> tuple[str, ...]:
+    """The product's values of :data:`TEXT_COLUMNS`, as the FTS5 table stores them."""
+    return (
+        product.title,
+        product.brand,
+        product.color,
+        "\n".join(product.bullet_points),
+        product.description,
+        " > ".join(product.category),
+    )
+
+
+def text_words(columns: Sequence[str]) -> set[str]:
+    """The distinct lowercase words of a product's text columns."""
+    return {word for text in columns for word in WORD.findall(text.lower())}
+
+
+def _count_words(connection: sqlite3.Connection, words: set[str], delta: int) -> None:
+    """Add ``delta`` to the product count of each word; words no product uses are dropped."""
+    connection.executemany(
+        "INSERT INTO vocabulary (word, documents) VALUES (?, ?) "
+        "ON CONFLICT (word) DO UPDATE SET documents = documents + excluded.documents",
+        [(word, delta) for word in words],
+    )
+    if delta < 0:
+        connection.executemany(
+            "DELETE FROM vocabulary WHERE word = ? AND documents <= 0", [(w,) for w in words]
+        )
+
+
+def _stored_words(connection: sqlite3.Connection, rowid: int) -> set[str]:
+    """The words of the text stored for ``rowid`` (none when it has no text row)."""
+    row = connection.execute(
+        f"SELECT {', '.join(TEXT_COLUMNS)} FROM product_text WHERE rowid = ?", (rowid,)
+    ).fetchone()
+    return text_words([value or "" for value in row]) if row is not None else set()
 
 
 def _one_of(column: str, values: list[str]) -> tuple[str, str]:
@@ -134,6 +180,7 @@ class SqliteBm25Index(SqliteFile):
         super().__init__(path, schema=_SCHEMA, what="a BM25 index", foreign_keys=True)
         with self._opening():
             self.column_weights = self._settle_weights(column_weights)
+            self._count_vocabulary_once()
 
     @classmethod
     def open(cls, path: Path, *, column_weights: Mapping[str, float] | None = None) -> Self:
@@ -173,6 +220,28 @@ class SqliteBm25Index(SqliteFile):
                 if self._connection.in_transaction:
                     self._connection.execute("ROLLBACK")
                 raise
+
+    def _count_vocabulary_once(self) -> None:
+        """Count the vocabulary of an index written before it was kept (once)."""
+        with self._lock:
+            counted = self._connection.execute(
+                "SELECT 1 FROM meta WHERE key = 'vocabulary_counted'"
+            ).fetchone()
+        if counted is not None:
+            return
+        with self._write() as connection:
+            connection.execute("DELETE FROM vocabulary")
+            rows = connection.execute(f"SELECT {', '.join(TEXT_COLUMNS)} FROM product_text")
+            counts: dict[str, int] = {}
+            for row in rows:
+                for word in text_words([value or "" for value in row]):
+                    counts[word] = counts.get(word, 0) + 1
+            connection.executemany("INSERT INTO vocabulary VALUES (?, ?)", counts.items())
+            connection.execute("INSERT INTO meta (key, value) VALUES ('vocabulary_counted', '1')")
+        if counts:
+            logger.info(
+                "%s: counted the vocabulary of its products (%d words)", self.path, len(counts)
+            )
 
     def _settle_weights(self, given: Mapping[str, float] | None) -> dict[str, float]:
         with self._lock:
@@ -234,21 +303,16 @@ class SqliteBm25Index(SqliteFile):
                 "UPDATE products SET brand_cf = ?, price = ? WHERE rowid = ?",
                 (brand_cf, product.price, rowid),
             )
+            _count_words(connection, _stored_words(connection, rowid), -1)
             connection.execute("DELETE FROM product_text WHERE rowid = ?", (rowid,))
             connection.execute("DELETE FROM product_categories WHERE product_rowid = ?", (rowid,))
+        columns = _text_columns(product)
         connection.execute(
             f"INSERT INTO product_text (rowid, {', '.join(TEXT_COLUMNS)}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                rowid,
-                product.title,
-                product.brand,
-                product.color,
-                "\n".join(product.bullet_points),
-                product.description,
-                " > ".join(product.category),
-            ),
+            (rowid, *columns),
         )
+        _count_words(connection, text_words(columns), +1)
         connection.executemany(
             "INSERT OR IGNORE INTO product_categories (product_rowid, category_cf) VALUES (?, ?)",
             [(rowid, category.casefold()) for category in product.category],
@@ -265,6 +329,7 @@ class SqliteBm25Index(SqliteFile):
                     ).fetchone()
                     if row is None:
                         continue
+                    _count_words(connection, _stored_words(connection, row[0]), -1)
                     connection.execute("DELETE FROM product_text WHERE rowid = ?", row)
                     connection.execute(
                         "DELETE FROM product_categories WHERE product_rowid = ?", row
@@ -274,6 +339,14 @@ class SqliteBm25Index(SqliteFile):
         except sqlite3.Error as exc:
             raise StoreError(f"BM25 delete from {self.path} failed: {exc}") from exc
         return removed
+
+    def vocabulary(self) -> dict[str, int]:
+        """Every word of the products' text, with how many products use it."""
+        try:
+            with self._reading() as connection:
+                return dict(connection.execute("SELECT word, documents FROM vocabulary"))
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading the vocabulary of {self.path} failed: {exc}") from exc
 
     def search(self, query: str, k: int, search_filter: SearchFilter | None = None) -> list[Hit]:
         """The ``k`` best BM25 hits (higher is better), ties broken by product id."""

@@ -118,13 +118,17 @@ async def search(
         snapshot = await run_in_threadpool(versions.snapshot_with, snapshot, body.model_version)
         reranker = snapshot.reranker
         timings["model_version"] = 1e3 * (time.perf_counter() - loading)
+    spelled = None
+    if body.correct_spelling:
+        spelled = await run_in_threadpool(service.spelled, query, snapshot)
+    searched = spelled.text if spelled is not None else query
     query_vector = None
     prior = reranker.prior if reranker is not None else None
     if (body.mode or settings.retrieval.mode) != "lexical" or (
         prior is not None and prior.reads_vectors_of(embedder)
     ):
         embedded = await inference.embed_query(
-            embedder, query, schedulers=service.schedulers, deadline=deadline, metrics=metrics
+            embedder, searched, schedulers=service.schedulers, deadline=deadline, metrics=metrics
         )
         query_vector = embedded.vectors[0]
         timings["embed_query"] = sum(embedded.timings_ms.values())
@@ -139,6 +143,8 @@ async def search(
             rerank_depth=asked_depth,
             snapshot=snapshot,
             query_vector=query_vector,
+            spelled=spelled,
+            correct_spelling=body.correct_spelling,
         )
     except StoreUnavailableError as exc:
         raise IndexUnavailableError(
@@ -185,6 +191,7 @@ async def search(
         response.headers[RERANK_DEPTH_HEADER] = str(depth)
     return SearchResponse(
         query=query,
+        corrected_query=outcome.corrected_query,
         results=[
             SearchHit(
                 id=r.product.id,

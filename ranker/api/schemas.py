@@ -93,6 +93,12 @@ class SearchRequest(_Request):
         "milliseconds; default from settings (api.latency_budget_ms).",
     )
     truncate: bool = Field(default=True, description="Cut an over-long query instead of 413.")
+    correct_spelling: bool = Field(
+        default=True,
+        description="Correct the query's words the catalog does not use to the nearest ones it "
+        "does before searching (see corrected_query in the answer); false searches the query "
+        "as typed ('search instead for').",
+    )
     model_version: str | None = Field(
         default=None,
         pattern=r"^v\d+$",
@@ -129,6 +135,11 @@ class SearchResponse(BaseModel):
     """Results, best first, and the milliseconds each stage took."""
 
     query: str
+    corrected_query: str | None = Field(
+        default=None,
+        description="What was searched instead of query, its misspelled words corrected "
+        "('showing results for'); null when nothing was corrected.",
+    )
     results: list[SearchHit]
     reranked: int = Field(description="How many candidates the cross-encoder scored.")
     rerank_depth: int | None = Field(

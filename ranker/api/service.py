@@ -31,6 +31,7 @@ from ranker.batching import SchedulerConfig
 from ranker.embedder import Embedder
 from ranker.pipeline import Candidates, RetrievalMode, SearchOutcome, SearchPipeline
 from ranker.reranker import Reranker
+from ranker.spelling import SpelledQuery
 
 if TYPE_CHECKING:
     from ranker.serving_models import ModelSource
@@ -211,6 +212,13 @@ class Service:
 
     # -- searching -------------------------------------------------------------------------
 
+    def spelled(self, query: str, snapshot: Snapshot | None = None) -> SpelledQuery | None:
+        """``query`` corrected against the vocabulary of the index that will answer it (the
+        configured one, else the fallback); None when nothing changes."""
+        snapshot = snapshot or self._snapshot
+        pipeline = snapshot.pipeline or snapshot.fallback
+        return pipeline.spelled(query) if pipeline is not None else None
+
     def primary(self, snapshot: Snapshot | None = None) -> SearchPipeline | None:
         """The configured backend's pipeline in ``snapshot`` (default: the current one);
         reopened (rate-limited) when it is missing, around the snapshot's models."""
@@ -279,6 +287,8 @@ class Service:
         rerank_depth: int | None,
         snapshot: Snapshot | None = None,
         query_vector: FloatArray | None = None,
+        spelled: SpelledQuery | None = None,
+        correct_spelling: bool = True,
     ) -> tuple[Candidates, SearchPipeline, IndexBackend]:
         """Retrieve from the configured backend, or the fallback while that one is
         unreachable (see :meth:`SearchPipeline.candidates`).
@@ -299,6 +309,8 @@ class Service:
                 rerank=rerank,
                 rerank_depth=rerank_depth,
                 query_vector=query_vector,
+                spelled=spelled,
+                correct_spelling=correct_spelling,
             )
 
         fallback = snapshot.fallback
@@ -372,4 +384,5 @@ def rewire(
         retrieval=pipeline.retrieval,
         rerank=pipeline.rerank_settings,
         reranker=reranker,
+        speller=pipeline.speller,
     )

@@ -79,6 +79,7 @@ def system_run(
                 search_filter=SearchFilter(product_ids=frozenset(wanted)),
                 rerank=system.rerank,
                 rerank_depth=rerank_depth or max(len(wanted), pipeline.rerank_settings.depth),
+                correct_spelling=False,  # as /v1/rerank: the given products, the query as typed
             )
             scores = {r.product.id: r.score for r in outcome.results}
             floor = min(scores.values(), default=0.0) - 1.0
