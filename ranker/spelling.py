@@ -3,11 +3,18 @@
 Shoppers misspell: a quarter of Home Depot's judged queries have a word its catalog never
 uses ("toliet seats", "roybi drill"). A query word is corrected when the catalog does not
 use it, nor the word without a plural ending (BM25 stems those), it is alphabetic and has
-at least :data:`MIN_LENGTH` letters. Its correction is the catalog word of at least as
-many letters within :func:`max_distance` edits (Damerau's optimal string alignment: an
-insertion, deletion, substitution or swap of neighbours counts one) that the most products
-use; the nearer word wins first, then the more used, then the alphabetically first. Words
-the catalog uses, numbers, model codes and short words never change.
+at least :data:`MIN_LENGTH` letters. Its correction is the nearest of:
+
+- a word that names products (in a title, brand, color or category; descriptions are
+  free text with typos of their own), of at least :data:`MIN_LENGTH` letters, within
+  :func:`max_distance` edits (Damerau's optimal string alignment: an insertion, deletion,
+  substitution or swap of neighbours counts one);
+- the word split in two words the catalog uses, of at least :data:`MIN_PART` letters each
+  ("firestick": "fire stick"), one edit (the space).
+
+The nearer wins, then the one naming more products (a split counts its rarer part), then
+the alphabetically first. Words the catalog uses, numbers, model codes and short words
+never change.
 
 The corrected query is what retrieval embeds and the reranker reads. Lexical retrieval
 ORs the original word beside its correction, so a product indexed since the speller read
@@ -23,10 +30,12 @@ from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
 from indexer.caching import TextCache
-from indexer.stores.lexical import WORD
+from indexer.stores.lexical import WORD, WordUse
 
 MIN_LENGTH = 4
-"""Shorter words are never corrected: too many real words lie one edit apart."""
+"""Shorter words are never corrected, nor corrected to: too many lie one edit apart."""
+MIN_PART = 3
+"""The shortest part of a word split in two."""
 
 
 def max_distance(word: str) -> int:
@@ -53,13 +62,13 @@ class SpelledQuery:
 
 
 class QuerySpeller:
-    """Corrects queries against a vocabulary: word -> how many products use it."""
+    """Corrects queries against the catalog's vocabulary (word -> its :class:`WordUse`)."""
 
-    def __init__(self, vocabulary: Mapping[str, int], *, cache_size: int = 10_000) -> None:
+    def __init__(self, vocabulary: Mapping[str, WordUse], *, cache_size: int = 10_000) -> None:
         self._known = frozenset(vocabulary)
-        self._documents = dict(vocabulary)
+        self._named = {word: use.named for word, use in vocabulary.items() if use.named > 0}
         by_length: dict[int, list[str]] = {}
-        for word in vocabulary:
+        for word in self._named:
             if word.isalpha() and len(word) >= MIN_LENGTH:
                 by_length.setdefault(len(word), []).append(word)
         self._by_length = {length: sorted(words) for length, words in by_length.items()}
@@ -83,7 +92,8 @@ class QuerySpeller:
         return SpelledQuery(text, tuple(corrections.items()))
 
     def suggest(self, word: str) -> str | None:
-        """The correction of one lowercase word, or None when it stays as it is."""
+        """The correction of one lowercase word (one word, or two split by a space), or None
+        when it stays as it is."""
         if len(word) < MIN_LENGTH or not word.isalpha() or self._knows(word):
             return None
         cached = self._cache.get(word)
@@ -99,16 +109,17 @@ class QuerySpeller:
 
     def _nearest(self, word: str) -> str | None:
         limit = max_distance(word)
-        best: tuple[int, int, str] | None = None
+        candidates: list[tuple[int, int, str]] = []
         for length in range(len(word) - limit, len(word) + limit + 1):
             choices = self._by_length.get(length)
-            if not choices:
-                continue
-            found = process.extract(
-                word, choices, scorer=OSA.distance, score_cutoff=limit, limit=None
-            )
-            for candidate, distance, _ in found:
-                key = (int(distance), -self._documents[candidate], candidate)
-                if best is None or key < best:
-                    best = key
-        return best[2] if best is not None else None
+            if choices:
+                found = process.extract(
+                    word, choices, scorer=OSA.distance, score_cutoff=limit, limit=None
+                )
+                candidates += [(int(d), -self._named[c], c) for c, d, _ in found]
+        for cut in range(MIN_PART, len(word) - MIN_PART + 1):
+            left, right = word[:cut], word[cut:]
+            if self._knows(left) and self._knows(right):
+                uses = min(self._named.get(left, 0), self._named.get(right, 0))
+                candidates.append((1, -uses, f"{left} {right}"))
+        return min(candidates)[2] if candidates else None

@@ -10,9 +10,10 @@ Schema: ``products`` (rowid, product_id, casefolded brand, price), ``product_cat
 (one casefolded category per row, any level of the path) and the FTS5 table
 ``product_text`` sharing the products' rowids, tokenized with
 ``porter unicode61 remove_diacritics 2``. Column weights live in the ``meta`` table.
-``vocabulary`` counts the products using each lowercase word of their text (unstemmed,
-kept exact by every upsert and delete), for query spelling correction
-(:mod:`ranker.spelling`); an index written before it existed has it counted on first open.
+``vocabulary`` counts the products using each lowercase word of their text, and of their
+name (title, brand, color, category), unstemmed and kept exact by every upsert and delete,
+for query spelling correction (:mod:`ranker.spelling`); an index written before it existed
+has it counted on first open.
 
 User text never reaches FTS5 syntax: a query is cut into word tokens, each is quoted, and
 the tokens are OR-ed.
@@ -31,7 +32,7 @@ import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Self
+from typing import NamedTuple, Self
 
 from indexer.catalog import Product
 from indexer.stores.base import Hit, SearchFilter, StoreError
@@ -54,6 +55,12 @@ MAX_QUERY_TOKENS = 64
 WORD = re.compile(r"\w+", re.UNICODE)
 """A word of a query or a product text (lowercased before matching)."""
 
+_VOCABULARY_TABLE = """CREATE TABLE IF NOT EXISTS vocabulary (
+    word TEXT PRIMARY KEY,
+    documents INTEGER NOT NULL,
+    named INTEGER NOT NULL
+) WITHOUT ROWID"""
+
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS products (
@@ -74,11 +81,20 @@ CREATE INDEX IF NOT EXISTS product_categories_by_category
 CREATE VIRTUAL TABLE IF NOT EXISTS product_text USING fts5(
     {", ".join(TEXT_COLUMNS)}, tokenize='{TOKENIZER}'
 );
-CREATE TABLE IF NOT EXISTS vocabulary (
-    word TEXT PRIMARY KEY,
-    documents INTEGER NOT NULL
-) WITHOUT ROWID;
+{_VOCABULARY_TABLE};
 """
+VOCABULARY_VERSION = "2"
+"""Counted again on open when the index's differs (1: no ``named`` count)."""
+NAME_COLUMNS = ("title", "brand", "color", "category")
+"""The columns that name a product; free text (bullet points, description) does not."""
+_NAMED = tuple(TEXT_COLUMNS.index(column) for column in NAME_COLUMNS)
+
+
+class WordUse(NamedTuple):
+    """How many products use a word anywhere in their text, and in their name."""
+
+    documents: int
+    named: int
 
 
 def query_tokens(query: str) -> list[str]:
@@ -110,16 +126,27 @@ def _text_columns(product: Product) -> tuple[str, ...]:
 
 
 def text_words(columns: Sequence[str]) -> set[str]:
-    """The distinct lowercase words of a product's text columns."""
+    """The distinct lowercase words of some text columns."""
     return {word for text in columns for word in WORD.findall(text.lower())}
 
 
-def _count_words(connection: sqlite3.Connection, words: set[str], delta: int) -> None:
-    """Add ``delta`` to the product count of each word; words no product uses are dropped."""
+def _words_used(columns: Sequence[str]) -> tuple[set[str], set[str]]:
+    """The words of a product's text columns (in :data:`TEXT_COLUMNS` order), and of its
+    name columns."""
+    return text_words(columns), text_words([columns[i] for i in _NAMED])
+
+
+def _count_words(
+    connection: sqlite3.Connection, used: tuple[set[str], set[str]], delta: int
+) -> None:
+    """Add ``delta`` to the counts of each word a product uses (``_words_used``); words no
+    product uses are dropped."""
+    words, named = used
     connection.executemany(
-        "INSERT INTO vocabulary (word, documents) VALUES (?, ?) "
-        "ON CONFLICT (word) DO UPDATE SET documents = documents + excluded.documents",
-        [(word, delta) for word in words],
+        "INSERT INTO vocabulary (word, documents, named) VALUES (?, ?, ?) "
+        "ON CONFLICT (word) DO UPDATE SET documents = documents + excluded.documents, "
+        "named = named + excluded.named",
+        [(word, delta, delta if word in named else 0) for word in words],
     )
     if delta < 0:
         connection.executemany(
@@ -127,12 +154,12 @@ def _count_words(connection: sqlite3.Connection, words: set[str], delta: int) ->
         )
 
 
-def _stored_words(connection: sqlite3.Connection, rowid: int) -> set[str]:
+def _stored_words(connection: sqlite3.Connection, rowid: int) -> tuple[set[str], set[str]]:
     """The words of the text stored for ``rowid`` (none when it has no text row)."""
     row = connection.execute(
         f"SELECT {', '.join(TEXT_COLUMNS)} FROM product_text WHERE rowid = ?", (rowid,)
     ).fetchone()
-    return text_words([value or "" for value in row]) if row is not None else set()
+    return _words_used([value or "" for value in row]) if row is not None else (set(), set())
 
 
 def _one_of(column: str, values: list[str]) -> tuple[str, str]:
@@ -222,22 +249,32 @@ class SqliteBm25Index(SqliteFile):
                 raise
 
     def _count_vocabulary_once(self) -> None:
-        """Count the vocabulary of an index written before it was kept (once)."""
+        """Count the vocabulary of an index written before it was kept, or kept in an older
+        form (once)."""
         with self._lock:
             counted = self._connection.execute(
-                "SELECT 1 FROM meta WHERE key = 'vocabulary_counted'"
+                "SELECT value FROM meta WHERE key = 'vocabulary'"
             ).fetchone()
-        if counted is not None:
+        if counted is not None and counted[0] == VOCABULARY_VERSION:
             return
         with self._write() as connection:
-            connection.execute("DELETE FROM vocabulary")
+            connection.execute("DROP TABLE vocabulary")
+            connection.execute(_VOCABULARY_TABLE)
             rows = connection.execute(f"SELECT {', '.join(TEXT_COLUMNS)} FROM product_text")
-            counts: dict[str, int] = {}
+            counts: dict[str, list[int]] = {}
             for row in rows:
-                for word in text_words([value or "" for value in row]):
-                    counts[word] = counts.get(word, 0) + 1
-            connection.executemany("INSERT INTO vocabulary VALUES (?, ?)", counts.items())
-            connection.execute("INSERT INTO meta (key, value) VALUES ('vocabulary_counted', '1')")
+                words, named = _words_used([value or "" for value in row])
+                for word in words:
+                    count = counts.setdefault(word, [0, 0])
+                    count[0] += 1
+                    count[1] += word in named
+            connection.executemany(
+                "INSERT INTO vocabulary VALUES (?, ?, ?)", [(w, *c) for w, c in counts.items()]
+            )
+            connection.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('vocabulary', ?)",
+                (VOCABULARY_VERSION,),
+            )
         if counts:
             logger.info(
                 "%s: counted the vocabulary of its products (%d words)", self.path, len(counts)
@@ -312,7 +349,7 @@ class SqliteBm25Index(SqliteFile):
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (rowid, *columns),
         )
-        _count_words(connection, text_words(columns), +1)
+        _count_words(connection, _words_used(columns), +1)
         connection.executemany(
             "INSERT OR IGNORE INTO product_categories (product_rowid, category_cf) VALUES (?, ?)",
             [(rowid, category.casefold()) for category in product.category],
@@ -340,11 +377,12 @@ class SqliteBm25Index(SqliteFile):
             raise StoreError(f"BM25 delete from {self.path} failed: {exc}") from exc
         return removed
 
-    def vocabulary(self) -> dict[str, int]:
+    def vocabulary(self) -> dict[str, WordUse]:
         """Every word of the products' text, with how many products use it."""
         try:
             with self._reading() as connection:
-                return dict(connection.execute("SELECT word, documents FROM vocabulary"))
+                rows = connection.execute("SELECT word, documents, named FROM vocabulary")
+                return {word: WordUse(documents, named) for word, documents, named in rows}
         except sqlite3.Error as exc:
             raise StoreError(f"reading the vocabulary of {self.path} failed: {exc}") from exc
 

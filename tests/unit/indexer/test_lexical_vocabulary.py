@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from indexer.catalog import Product
-from indexer.stores.lexical import SqliteBm25Index
+from indexer.stores.lexical import SqliteBm25Index, WordUse
 
 CATALOG = [
     Product(id="seat", title="Round toilet seat", brand="Acme", category=("Bath",)),
@@ -16,16 +16,19 @@ CATALOG = [
 ]
 
 
-def _counted(products: list[Product]) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def _words(*texts: str) -> set[str]:
+    return {word for text in texts for word in text.lower().replace(".", " ").split()}
+
+
+def _counted(products: list[Product]) -> dict[str, WordUse]:
+    documents: dict[str, int] = {}
+    named: dict[str, int] = {}
     for product in products:
-        words = set()
-        for text in (product.title, product.brand, product.description, *product.bullet_points):
-            words |= set(text.lower().replace(".", " ").split())
-        words |= {c.lower() for c in product.category}
-        for word in words:
-            counts[word] = counts.get(word, 0) + 1
-    return counts
+        name = _words(product.title, product.brand, product.color, *product.category)
+        for word in name | _words(product.description, *product.bullet_points):
+            documents[word] = documents.get(word, 0) + 1
+            named[word] = named.get(word, 0) + (word in name)
+    return {word: WordUse(documents[word], named[word]) for word in documents}
 
 
 def test_counts_the_products_using_each_word(tmp_path: Path) -> None:
@@ -35,9 +38,10 @@ def test_counts_the_products_using_each_word(tmp_path: Path) -> None:
         vocabulary = index.vocabulary()
 
     assert vocabulary == _counted(CATALOG)
-    assert vocabulary["toilet"] == 2
-    assert vocabulary["bowl"] == 1  # twice in one product, one product
-    assert vocabulary["18v"] == 1
+    assert vocabulary["toilet"] == WordUse(documents=2, named=2)
+    assert vocabulary["bowl"] == WordUse(1, 1)  # twice in one product, one product
+    assert vocabulary["18v"] == WordUse(1, 0)  # a bullet point: text, not a name
+    assert vocabulary["bath"] == WordUse(1, 1)  # a category names the product
 
 
 def test_upserts_and_deletes_keep_it_exact(tmp_path: Path) -> None:
@@ -60,11 +64,12 @@ def test_an_index_from_before_the_vocabulary_has_it_counted_on_open(tmp_path: Pa
     SqliteBm25Index.build(path, CATALOG).close()
     with sqlite3.connect(path) as connection:  # as an older shoprank wrote it
         connection.execute("DROP TABLE vocabulary")
-        connection.execute("DELETE FROM meta WHERE key = 'vocabulary_counted'")
+        connection.execute("CREATE TABLE vocabulary (word TEXT PRIMARY KEY, documents INTEGER)")
+        connection.execute("DELETE FROM meta WHERE key = 'vocabulary'")
 
     with SqliteBm25Index.open(path) as reopened:
         assert reopened.vocabulary() == _counted(CATALOG)
         reopened.upsert([CATALOG[0].model_copy(update={"id": "seat-2"})])
-        assert reopened.vocabulary()["toilet"] == 3
+        assert reopened.vocabulary()["toilet"] == WordUse(3, 3)
     with SqliteBm25Index.open(path) as again:  # counted once, then kept
-        assert again.vocabulary()["toilet"] == 3
+        assert again.vocabulary()["toilet"] == WordUse(3, 3)

@@ -12,9 +12,10 @@ from indexer.catalog import Product, TextTemplate
 from indexer.stores.base import Hit, ModelIdentity, SearchFilter
 from ranker.pipeline import SearchPipeline
 from ranker.settings import RerankSettings, RetrievalSettings
+from indexer.stores.lexical import WordUse
 from ranker.spelling import QuerySpeller, max_distance
 
-VOCABULARY = {
+NAMING = {
     "toilet": 40,
     "seat": 30,
     "seats": 12,
@@ -31,7 +32,12 @@ VOCABULARY = {
     "2x4": 7,
     "battery": 4,
     "tub": 8,
+    "fire": 30,
+    "stick": 12,
 }
+VOCABULARY = {word: WordUse(uses + 1, uses) for word, uses in NAMING.items()}
+VOCABULARY["gireatick"] = WordUse(1, 0)  # a typo in one product's description
+VOCABULARY["wheelbarows"] = WordUse(1, 0)
 
 
 @pytest.fixture
@@ -74,6 +80,25 @@ def test_what_is_never_corrected(speller: QuerySpeller) -> None:
     assert speller.suggest("batteries") is None  # battery
     assert speller.suggest("tubs") is None  # tub
     assert speller.suggest("tubx") is None  # "tub" is one edit away, but too short
+
+
+def test_words_only_descriptions_use_are_known_but_never_a_correction(
+    speller: QuerySpeller,
+) -> None:
+    assert speller.suggest("wheelbarows") is None  # known: some description uses it
+    assert speller.suggest("wheelbarrov") == "wheelbarrow"  # not "wheelbarows"
+    assert speller.suggest("gireatik") is None  # one edit from a description's typo only
+
+
+def test_a_word_run_together_is_split_in_two_the_catalog_uses(speller: QuerySpeller) -> None:
+    # "firestick" is two edits from the description typo "gireatick", one (a space) from
+    # "fire stick"
+    assert speller.suggest("firestick") == "fire stick"
+    assert speller.suggest("toiletseat") == "toilet seat"
+    spelled = speller.correct("Firestick remote")
+    assert spelled is not None
+    assert spelled.text == "fire stick remote"
+    assert spelled.lexical == "fire stick remote firestick"
 
 
 def test_the_edit_budget_grows_with_the_word() -> None:

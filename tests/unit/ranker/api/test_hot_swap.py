@@ -216,6 +216,7 @@ class FakePipeline:
         self.template = TextTemplate("{title}")
         self.retrieval = RetrievalSettings()
         self.rerank_settings = RerankSettings()
+        self.speller = object()
 
     def with_reranker(self, reranker: Any) -> FakePipeline:
         copy = FakePipeline(self.embedder, reranker)
@@ -263,6 +264,7 @@ def test_an_export_of_the_same_embedder_is_swapped_with_its_pipeline(
     assert snapshot.pipeline is not None
     assert snapshot.pipeline.embedder is snapshot.embedder
     assert snapshot.pipeline.reranker is snapshot.reranker
+    assert snapshot.pipeline.speller is not None  # the index's vocabulary goes with it
     assert indexed.model_problems == {}
 
 
