@@ -226,6 +226,25 @@ def test_search_returns_k_reranked_results_with_stage_timings(server: httpx.Clie
     assert timings["total"] >= max(ms for stage, ms in timings.items() if stage != "total")
 
 
+def test_a_misspelled_query_is_searched_as_corrected(server: httpx.Client) -> None:
+    def search(query: str, **fields: Any) -> dict[str, Any]:
+        response = server.post("/search", json={"query": query, "k": 5, **fields})
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    typo = search("Adidsa gym bag")  # two letters swapped
+    right = search("adidas gym bag")
+    as_typed = search("Adidsa gym bag", correct_spelling=False)
+
+    assert typo["query"] == "Adidsa gym bag"
+    assert typo["corrected_query"] == "adidas gym bag"
+    assert [r["id"] for r in typo["results"]] == [r["id"] for r in right["results"]]
+    assert right["corrected_query"] is None
+    assert as_typed["corrected_query"] is None
+    assert [r["id"] for r in as_typed["results"]] != [r["id"] for r in right["results"]]
+
+
 @pytest.mark.parametrize(
     ("mode", "present", "absent"),
     [
