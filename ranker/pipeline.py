@@ -1,13 +1,11 @@
-"""The search pipeline: embed the query, retrieve (dense, lexical, fused), then rerank."""
+"""The search pipeline: correct the query's spelling, embed it, retrieve (dense, lexical, fused),
+then rerank."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from indexer.catalog import Product, TextTemplate
@@ -28,78 +26,13 @@ from ranker.embedder import Embedder
 from ranker.fusion import reciprocal_rank_fusion
 from ranker.product_texts import ProductTexts
 from ranker.reranker import Reranker
+from ranker.search_results import Candidates, RankedProduct, SearchOutcome, StageTimer
 from ranker.settings import RerankSettings, RetrievalSettings
 from ranker.spelling import QuerySpeller, SpelledQuery
 
 logger = logging.getLogger(__name__)
 
 RetrievalMode = Literal["dense", "lexical", "hybrid"]
-
-
-@dataclass(frozen=True, slots=True)
-class RankedProduct:
-    """One result: the product, its final score and how each stage scored it."""
-
-    product: Product
-    score: float
-    retrieval_score: float
-    rerank_score: float | None = None
-
-
-@dataclass(slots=True)
-class Candidates:
-    """Retrieved products, best first, before the rerank, and what the reranker reads of
-    the head: its texts, their stored vectors and the query's (both for the dense prior,
-    None when it cannot use them)."""
-
-    query: str
-    """The query as searched and reranked: its misspelled words corrected."""
-    k: int
-    results: list[RankedProduct]
-    texts: list[str]
-    """The head's product texts; empty when nothing is to be reranked."""
-    document_vectors: FloatMatrix | None = None
-    query_vector: FloatArray | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    corrected_query: str | None = None
-    """The corrected query when spelling correction changed it; else None."""
-
-    def with_head(self, depth: int) -> Candidates:
-        """These candidates with only the first ``depth`` of the head left to rerank (0:
-        none); the results are unchanged."""
-        vectors = self.document_vectors
-        return dataclasses.replace(
-            self,
-            texts=self.texts[:depth],
-            document_vectors=vectors[:depth] if vectors is not None else None,
-        )
-
-
-@dataclass(slots=True)
-class SearchOutcome:
-    """Results, best first, and milliseconds spent per stage."""
-
-    results: list[RankedProduct]
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    reranked: int = 0
-    corrected_query: str | None = None
-    """What was searched instead of the query, when spelling correction changed it."""
-
-
-class _Timer:
-    """Collects per-stage wall times in milliseconds."""
-
-    def __init__(self) -> None:
-        self.timings_ms: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            elapsed = 1e3 * (time.perf_counter() - start)
-            self.timings_ms[name] = self.timings_ms.get(name, 0.0) + elapsed
 
 
 class SearchPipeline:
@@ -181,7 +114,7 @@ class SearchPipeline:
         k: int,
         mode: RetrievalMode | None = None,
         search_filter: SearchFilter | None = None,
-        timer: _Timer | None = None,
+        timer: StageTimer | None = None,
         correct_spelling: bool = True,
     ) -> list[Hit]:
         """First-stage hits, best first: dense, lexical or their fusion, for the query with
@@ -215,14 +148,14 @@ class SearchPipeline:
         k: int,
         mode: RetrievalMode | None = None,
         search_filter: SearchFilter | None = None,
-        timer: _Timer | None = None,
+        timer: StageTimer | None = None,
         query_vector: FloatArray | None = None,
         lexical_query: str | None = None,
     ) -> tuple[list[Hit], FloatArray | None]:
         """:meth:`retrieve`'s hits, and the query's vector when it has one (as given, or
         embedded for dense retrieval). ``lexical_query``: what BM25 searches instead of
         ``query``."""
-        timer = timer or _Timer()
+        timer = timer or StageTimer()
         lexical_query = lexical_query or query
         mode = mode or self.retrieval.mode
         depth = max(k, self.retrieval.candidates)
@@ -366,7 +299,7 @@ class SearchPipeline:
         ``correct_spelling`` is false). ``spelled``: the correction when the caller made it
         already (it embedded the corrected query); ``query_vector``: the bi-encoder's vector
         of the query as searched, when the caller has it."""
-        timer = _Timer()
+        timer = StageTimer()
         depth = rerank_depth or self.rerank_settings.depth
         do_rerank = rerank and self.reranker is not None
         if spelled is None and correct_spelling:

@@ -37,7 +37,8 @@ from ranker.api.rerank_budget import DepthChoice, choose_depth
 from ranker.api.schemas import SearchHit, SearchRequest, SearchResponse
 from ranker.api.service import Service, Snapshot
 from ranker.api.validation import check_filter_values, check_query
-from ranker.pipeline import Candidates, SearchPipeline
+from ranker.pipeline import SearchPipeline
+from ranker.search_results import Candidates
 
 router = APIRouter()
 

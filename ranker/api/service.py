@@ -29,8 +29,9 @@ from ranker.api.schedulers import ModelSchedulers
 from ranker.backends.base import FloatArray
 from ranker.batching import SchedulerConfig
 from ranker.embedder import Embedder
-from ranker.pipeline import Candidates, RetrievalMode, SearchOutcome, SearchPipeline
+from ranker.pipeline import RetrievalMode, SearchPipeline
 from ranker.reranker import Reranker
+from ranker.search_results import Candidates, SearchOutcome
 from ranker.spelling import SpelledQuery
 
 if TYPE_CHECKING:
