@@ -281,3 +281,14 @@ def test_a_typed_query_shows_four_columns_labels_timings_and_two_models(
     screenshot = tmp_path / "workbench.png"
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
+
+
+def test_a_corrected_query_says_what_was_searched(base_url: str, browser_page: Any) -> None:
+    page = browser_page
+    page.goto(f"{base_url}/ui?q=Adidsa+gym+bag")
+    _wait_for_columns(page)
+
+    assert "showing results for “adidas gym bag”" in page.inner_text("#status")
+    assert _column_ids(page, "reranked") == _search_ids(
+        base_url, {"query": "adidas gym bag", "k": 10, "mode": "hybrid", "rerank": True}
+    )

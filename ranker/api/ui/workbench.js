@@ -202,6 +202,7 @@ async function run() {
   status.textContent = failed.length
     ? failed.map((answer) => answer.error).join("; ")
     : `${reranked.results.length} results per column in ${took} ms` +
+      (reranked.corrected_query ? ` · showing results for “${reranked.corrected_query}”` : "") +
       (judgments.judged ? ` · judged query ${judgments.query_id} (${judgments.source})` : " · query not judged");
   document.body.dataset.state = "done";
 }
