@@ -10,9 +10,9 @@ import pytest
 
 from indexer.catalog import Product, TextTemplate
 from indexer.stores.base import Hit, ModelIdentity, SearchFilter
+from indexer.stores.lexical import WordUse
 from ranker.pipeline import SearchPipeline
 from ranker.settings import RerankSettings, RetrievalSettings
-from indexer.stores.lexical import WordUse
 from ranker.spelling import QuerySpeller, max_distance
 
 NAMING = {
