@@ -152,7 +152,10 @@ def open_embedded_pipeline(
         rerank=settings.rerank,
         reranker=reranker,
         speller=(
-            QuerySpeller(index.lexical_index.vocabulary())
+            QuerySpeller(
+                index.lexical_index.vocabulary(),
+                exceptions=settings.retrieval.spelling_exceptions,
+            )
             if settings.retrieval.correct_spelling
             else None
         ),

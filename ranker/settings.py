@@ -114,6 +114,11 @@ class RetrievalSettings(BaseModel):
         "does before retrieval (ranker.spelling; the embedded index keeps the vocabulary, "
         "OpenSearch does not). A request can still ask for the query as typed.",
     )
+    spelling_exceptions: list[str] = Field(
+        default_factory=list,
+        description="Words never corrected, though no product uses them (the shop's own "
+        'terms, e.g. ["proper", "fireproof"]); case does not matter.',
+    )
     tuned_file: Path | None = Field(
         default=None,
         description="The fusion settings `shoprank tune-fusion` wrote (see "

@@ -23,7 +23,7 @@ the vocabulary still matches the word as typed. Edit distances come from RapidFu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from rapidfuzz import process
@@ -64,8 +64,15 @@ class SpelledQuery:
 class QuerySpeller:
     """Corrects queries against the catalog's vocabulary (word -> its :class:`WordUse`)."""
 
-    def __init__(self, vocabulary: Mapping[str, WordUse], *, cache_size: int = 10_000) -> None:
-        self._known = frozenset(vocabulary)
+    def __init__(
+        self,
+        vocabulary: Mapping[str, WordUse],
+        *,
+        exceptions: Iterable[str] = (),
+        cache_size: int = 10_000,
+    ) -> None:
+        """``exceptions``: words never corrected, as if the catalog used them."""
+        self._known = frozenset(vocabulary) | {word.lower() for word in exceptions}
         self._named = {word: use.named for word, use in vocabulary.items() if use.named > 0}
         by_length: dict[int, list[str]] = {}
         for word in self._named:

@@ -101,6 +101,14 @@ def test_a_word_run_together_is_split_in_two_the_catalog_uses(speller: QuerySpel
     assert spelled.lexical == "fire stick remote firestick"
 
 
+def test_the_shop_can_name_words_never_to_correct() -> None:
+    speller = QuerySpeller(VOCABULARY, exceptions=["Doer", "firestick"])
+
+    assert speller.suggest("doer") is None
+    assert speller.suggest("firestick") is None
+    assert speller.suggest("dooor") == "door"
+
+
 def test_the_edit_budget_grows_with_the_word() -> None:
     assert [max_distance("x" * n) for n in (4, 7, 8, 12)] == [1, 1, 2, 2]
 
