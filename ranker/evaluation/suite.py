@@ -255,7 +255,8 @@ def run_evaluation(
     preamble = (
         f"{len(judgments.queries)} judged queries from `{source.describe()}`. Reranker: "
         f"`{served_dir}` ({manifest.get('model_id', 'untracked')}). "
-        f"{_gains_note(source, relevant_at_least)} {THREE_WAYS_NOTE}"
+        f"{_gains_note(source, relevant_at_least)} {THREE_WAYS_NOTE} "
+        f"{_spelling_note(pipeline, judgments)}"
     )
     report, chart = write_report(
         results, out, title="shoprank evaluation", preamble=preamble, comparisons=comparisons
@@ -268,6 +269,18 @@ THREE_WAYS_NOTE = (
     "NDCG@10 drops them from the ranking first; Recall@100 is the share of the judged-relevant "
     "products in the top 100. Brackets: 95 % bootstrap intervals over queries."
 )
+
+
+def _spelling_note(pipeline: SearchPipeline, judgments: Judgments) -> str:
+    """How many queries retrieval searched with their spelling corrected."""
+    if pipeline.speller is None:
+        return "Retrieval searches the queries as typed (no spelling correction)."
+    corrected = sum(1 for query in judgments.queries.values() if pipeline.spelled(query))
+    return (
+        f"Retrieval corrects misspelled query words against the catalog's words first "
+        f"({corrected} of {len(judgments.queries)} queries); the rerank task reads them as "
+        "typed."
+    )
 
 
 def _gains_note(source: JudgmentsFile, relevant_at_least: float | None = None) -> str:

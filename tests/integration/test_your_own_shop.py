@@ -256,6 +256,9 @@ def test_the_walkthrough_runs_on_a_shop_s_own_files(
     report = (shop_home / "report" / "report.md").read_text(encoding="utf-8")
     assert f"{len(QUERIES)} judged queries" in report
     assert "grade - 1" in report
+    assert re.search(
+        rf"against the catalog's words first \(\d+ of {len(QUERIES)} queries\)", report
+    )
     # The trained reranker beside its prior alone, and their paired difference.
     assert "| hybrid + prior alone (served) |" in report
     assert (
