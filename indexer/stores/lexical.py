@@ -260,25 +260,17 @@ class SqliteBm25Index(SqliteFile):
         with self._write() as connection:
             connection.execute("DROP TABLE vocabulary")
             connection.execute(_VOCABULARY_TABLE)
-            rows = connection.execute(f"SELECT {', '.join(TEXT_COLUMNS)} FROM product_text")
-            counts: dict[str, list[int]] = {}
+            rows = connection.execute(
+                f"SELECT {', '.join(TEXT_COLUMNS)} FROM product_text"
+            ).fetchall()
             for row in rows:
-                words, named = _words_used([value or "" for value in row])
-                for word in words:
-                    count = counts.setdefault(word, [0, 0])
-                    count[0] += 1
-                    count[1] += word in named
-            connection.executemany(
-                "INSERT INTO vocabulary VALUES (?, ?, ?)", [(w, *c) for w, c in counts.items()]
-            )
+                _count_words(connection, _words_used([value or "" for value in row]), +1)
             connection.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('vocabulary', ?)",
                 (VOCABULARY_VERSION,),
             )
-        if counts:
-            logger.info(
-                "%s: counted the vocabulary of its products (%d words)", self.path, len(counts)
-            )
+        if rows:
+            logger.info("%s: counted the vocabulary of its %d products", self.path, len(rows))
 
     def _settle_weights(self, given: Mapping[str, float] | None) -> dict[str, float]:
         with self._lock:

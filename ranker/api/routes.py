@@ -145,7 +145,7 @@ async def search(
             snapshot=snapshot,
             query_vector=query_vector,
             spelled=spelled,
-            correct_spelling=body.correct_spelling,
+            correct_spelling=False,  # corrected above, before the query was embedded
         )
     except StoreUnavailableError as exc:
         raise IndexUnavailableError(
