@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from indexer.fileio import open_text
+from indexer.markup import plain_text
 
 
 class CatalogError(ValueError):
@@ -138,6 +139,10 @@ def _as_text(value: Any) -> str:
     return "" if _is_missing(value) else str(value).strip()
 
 
+def _as_plain_text(value: Any) -> str:
+    return plain_text(_as_text(value))
+
+
 def _as_list(value: Any, separator: str) -> tuple[str, ...]:
     if _is_missing(value):
         return ()
@@ -147,7 +152,7 @@ def _as_list(value: Any, separator: str) -> tuple[str, ...]:
         parts = value
     else:
         parts = [value]
-    return tuple(text for part in parts if (text := _as_text(part)))
+    return tuple(text for part in parts if (text := _as_plain_text(part)))
 
 
 def _as_price(value: Any) -> float | None:
@@ -160,7 +165,8 @@ def _as_price(value: Any) -> float | None:
 
 
 def product_from_record(record: Mapping[str, Any], mapping: FieldMapping | None = None) -> Product:
-    """Build a Product from one source record; raises CatalogError on bad values."""
+    """Build a Product from one source record; raises CatalogError on bad values. Text fields
+    carrying HTML are read as plain text (:func:`indexer.markup.plain_text`)."""
     mapping = mapping or FieldMapping()
     used: set[str] = set()
     values: dict[str, Any] = {}
@@ -177,8 +183,10 @@ def product_from_record(record: Mapping[str, Any], mapping: FieldMapping | None 
                 values[field] = _as_list(raw, mapping.category_separator)
             elif field == "price":
                 values[field] = _as_price(raw)
-            else:
+            elif field == "id":
                 values[field] = _as_text(raw)
+            else:
+                values[field] = _as_plain_text(raw)
         except (TypeError, ValueError) as exc:
             raise CatalogError(f"field {field!r} (column {source!r}): {exc}") from exc
     if not values.get("id"):
