@@ -52,6 +52,15 @@ def train_command(
             "no transformer to train or serve) and register it as a prior-only reranker.",
         ),
     ] = False,
+    title_cosine: Annotated[
+        bool,
+        typer.Option(
+            "--title-cosine",
+            help="Reranker: its prior also weighs the query's cosine with each product's "
+            "title (the text's first line), for texts whose title is followed by a long "
+            "description; serving embeds each title once (cached).",
+        ),
+    ] = False,
     loss: Annotated[
         str | None,
         typer.Option(
@@ -134,6 +143,10 @@ def train_command(
         raise fail("--unjudged-target is the reranker's; the bi-encoder has no targets")
     if not bi_encoder and positive_gain is not None:
         raise fail("--positive-gain chooses the bi-encoder's positives; add --bi-encoder")
+    if title_cosine:
+        if bi_encoder:
+            raise fail("--title-cosine is the reranker prior's; drop --bi-encoder")
+        overrides["title_cosine"] = True
     if prior_only:
         if bi_encoder:
             raise fail("--prior-only is the reranker's; drop --bi-encoder")

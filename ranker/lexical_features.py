@@ -43,10 +43,14 @@ def words(text: str) -> list[str]:
     return found
 
 
+def title_line(document: str) -> str:
+    """``document``'s title: its first line (the default text template starts with it)."""
+    return document.partition("\n")[0]
+
+
 def document_words(document: str) -> DocumentWords:
     """The words of ``document``'s title (its first line) and of the whole text."""
-    title_line, _, _ = document.partition("\n")
-    return frozenset(words(title_line)), frozenset(words(document))
+    return frozenset(words(title_line(document))), frozenset(words(document))
 
 
 def lexical_features(

@@ -1,11 +1,13 @@
-"""The reranker's dense prior: ``w * cos(E(q), E(d)) + v . lexical(q, d) + b``.
+"""The reranker's dense prior: ``w * cos(E(q), E(d)) + v . lexical(q, d) + b``, and
+``+ t * cos(E(q), E(title(d)))`` for a prior trained with the title cosine.
 
 A reranker trained with a prior adds it to its cross-encoder's logit; a prior-only reranker
 (a "0-layer" student, see ``ranker.compress.prior_student``) serves it alone. ``E`` is the
 serving bi-encoder. A product text the index holds has its vector there; a text it does not
 hold is embedded by the prior's *miss embedder* when the model ships one (a shallow student
 of the bi-encoder, distilled to its vectors: ``ranker.compress.miss_embedder``), else by the
-bi-encoder itself. The query's vector always comes from the serving bi-encoder.
+bi-encoder itself. A title (the text's first line) is embedded the same way as a text the
+index does not hold. The query's vector always comes from the serving bi-encoder.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ from indexer.stores.base import FloatMatrix
 from ranker.backends.base import FloatArray
 from ranker.catalog_vectors import CatalogVectors
 from ranker.embedder import Embedder
-from ranker.lexical_features import LEXICAL_FEATURES, DocumentWords, lexical_features
+from ranker.lexical_features import (
+    LEXICAL_FEATURES,
+    DocumentWords,
+    lexical_features,
+    title_line,
+)
 from ranker.model_files import read_manifest, weights_sha256
 from ranker.settings import BackendSettings
 
@@ -47,10 +54,12 @@ class DensePrior:
     without lexical features.
 
     Product vectors are kept in a bounded LRU cache (``cache``) between requests, and so
-    are the products' words for the lexical features (``words_cache``); a text
+    are the products' words for the lexical features (``words_cache``) and, for a prior
+    with a ``title_weight``, their titles' vectors (``title_cache``); a text
     the cache misses is looked up in the index's stored vectors (``catalog``, when serving
     attached one), and a text the index does not hold either is embedded by
-    ``miss_embedder`` when there is one, else by the bi-encoder (``embedder``).
+    ``miss_embedder`` when there is one, else by the bi-encoder (``embedder``). Titles are
+    embedded the same way; a one-line text is its own title.
     """
 
     weight: float
@@ -61,6 +70,8 @@ class DensePrior:
     words_cache: TextCache[DocumentWords] = field(default_factory=lambda: TextCache(0))
     catalog: CatalogVectors | None = None
     miss_embedder: Embedder | None = None
+    title_weight: float = 0.0
+    title_cache: TextCache[FloatArray] = field(default_factory=lambda: TextCache(0))
 
     @classmethod
     def from_parameters(
@@ -72,7 +83,8 @@ class DensePrior:
         miss_embedder: Embedder | None = None,
     ) -> DensePrior:
         """The prior from its learned parameters, as training returns them and the manifest
-        records them (``weight``, ``bias``, optional ``lexical_weights`` by feature name)."""
+        records them (``weight``, ``bias``, optional ``lexical_weights`` by feature name and
+        ``title_weight``)."""
         lexical = parameters.get("lexical_weights") or {}
         if lexical and set(lexical) != set(LEXICAL_FEATURES):
             raise RerankerError(
@@ -87,6 +99,8 @@ class DensePrior:
             cache=TextCache(cache_size),
             words_cache=TextCache(cache_size),
             miss_embedder=miss_embedder,
+            title_weight=float(parameters.get("title_weight", 0.0)),
+            title_cache=TextCache(cache_size),
         )
 
     def scores(
@@ -108,6 +122,8 @@ class DensePrior:
             else np.stack(self.cache.get_many(documents, self._document_vectors))
         )
         prior = self.weight * (vectors @ query_vector) + self.bias
+        if self.title_weight:
+            prior += self.title_weight * (self._title_vectors(documents, vectors) @ query_vector)
         if self.lexical_weights:
             lexical = lexical_features(query, documents, cache=self.words_cache) @ np.array(
                 self.lexical_weights
@@ -115,6 +131,21 @@ class DensePrior:
             combined: FloatArray = (prior + lexical).astype(np.float32)
             return combined
         return prior.astype(np.float32)
+
+    def _title_vectors(self, documents: Sequence[str], vectors: FloatMatrix) -> FloatMatrix:
+        """The documents' titles' vectors: a one-line document's own (``vectors``), the
+        others' from the title cache, else the miss embedder (else the bi-encoder)."""
+        titles = [title_line(document) for document in documents]
+        longer = [row for row, document in enumerate(documents) if titles[row] != document]
+        if not longer:
+            return vectors
+        encoder = self.miss_embedder or self.embedder
+        found = self.title_cache.get_many(
+            [titles[row] for row in longer], lambda texts: list(encoder.embed(texts))
+        )
+        title_vectors = np.array(vectors, dtype=np.float32, copy=True)
+        title_vectors[longer] = np.stack(found)
+        return title_vectors
 
     def reads_vectors_of(self, embedder: Embedder) -> bool:
         """Whether ``embedder``'s vectors are this prior's bi-encoder's (the same model)."""

@@ -18,7 +18,8 @@ from ranker.prior import MISS_EMBEDDER_DIR, prior_only_sha256
 
 def prior_manifest(state: Mapping[str, Any], embedder: Mapping[str, Any]) -> dict[str, Any]:
     """The manifest's ``prior``: the learned parameters (``weight``, ``bias``, optional
-    ``lexical_weights`` by feature name) and the identity of the bi-encoder they weigh."""
+    ``lexical_weights`` by feature name and ``title_weight``) and the identity of the
+    bi-encoder they weigh."""
     return {"kind": "dense-cosine", **state, "embedder": dict(embedder)}
 
 

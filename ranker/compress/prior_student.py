@@ -54,7 +54,7 @@ from ranker.reranker import Reranker
 from ranker.settings import Settings
 from ranker.tokenization import PairTokenizer
 from ranker.training.jobs import TrainingData
-from ranker.training.reranker_pairs import LabelledPair, fit_prior
+from ranker.training.reranker_pairs import FittedPrior, LabelledPair, fit_prior
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +62,6 @@ SHAPE = "l0"
 """How the 0-layer student names its directories and summary (``student-l0.json``)."""
 MIN_UNSEEN_TEXTS = 64
 """Fewer unjudged catalog texts than this: the miss embedder learns from every text."""
-Prior = tuple[float, list[float], float]
-"""``(w, v, b)`` as ``fit_prior`` returns them."""
 
 
 def train_prior_student(
@@ -249,7 +247,7 @@ def _load_miss(path: Path, config: MissEmbedderConfig, settings: Settings) -> Em
 
 
 def _prior_reranker(
-    fitted: Prior,
+    fitted: FittedPrior,
     embedder: Embedder,
     tokenizer: PairTokenizer,
     *,
@@ -258,7 +256,7 @@ def _prior_reranker(
     cache: TextCache[Any] | None = None,
 ) -> Reranker:
     """A prior-only reranker on ``fitted``, as serving builds it from a directory."""
-    weight, lexical, bias = fitted
+    weight, lexical, bias = fitted.weight, fitted.lexical_weights, fitted.bias
     prior = DensePrior(
         weight=weight,
         bias=bias,
@@ -289,7 +287,7 @@ def _served_parity(
     misses: Mapping[str, Embedder | None],
     caches: Mapping[str, TextCache[Any]],
     groups: Sequence[ParityGroup],
-    fitted: Prior,
+    fitted: FittedPrior,
     *,
     embedder: Embedder,
     tokenizer: PairTokenizer,
@@ -317,7 +315,7 @@ def _served_parity(
 
 def write_prior_reranker(
     out_dir: Path,
-    fitted: Prior,
+    fitted: FittedPrior,
     *,
     embedder: Embedder,
     teacher_dir: Path,
@@ -327,7 +325,7 @@ def write_prior_reranker(
 ) -> Path:
     """A prior-only reranker directory (:func:`~ranker.prior_files.write_prior_only`) with
     the teacher's config and tokenizer and the miss embedder inside."""
-    weight, lexical, bias = fitted
+    weight, lexical, bias = fitted.weight, fitted.lexical_weights, fitted.bias
     state = {
         "weight": weight,
         "bias": bias,

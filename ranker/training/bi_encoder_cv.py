@@ -127,7 +127,8 @@ def cross_validate_bi_encoder(
     ``margin-mse`` loss's reranker; one trained on every judged query has seen the test
     folds' queries too, so its figures flatter that loss."""
     base_embedder = Embedder.load(config.base_model, backend="torch", max_length=config.max_length)
-    base_cosines = dense_priors(base_embedder, judgments, product_texts, unjudged)
+    titles = prior.title_cosine
+    base_cosines = dense_priors(base_embedder, judgments, product_texts, unjudged, titles=titles)
     splits = kfold_query_splits(list(judgments.queries), folds=folds, seed=seed)
     result = BiEncoderCrossValidation(base={}, fine_tuned={})
     for number, (train_qids, test_qids) in enumerate(splits, start=1):
@@ -144,7 +145,9 @@ def cross_validate_bi_encoder(
             unjudged=unjudged,
         )
         result.kept_steps.append(trained.kept_step)
-        cosines = dense_priors(_fold_embedder(trained), judgments, product_texts, unjudged)
+        cosines = dense_priors(
+            _fold_embedder(trained), judgments, product_texts, unjudged, titles=titles
+        )
         for scores, priors in ((result.base, base_cosines), (result.fine_tuned, cosines)):
             scores.update(
                 _prior_ndcg(

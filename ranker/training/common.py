@@ -61,7 +61,8 @@ class TrainingResult:
     output_dir: Path | None = None
     prior: dict[str, Any] | None = None
     """The learned prior, if one was used: ``{"weight": w, "bias": b}``, plus
-    ``"lexical_weights": {feature: v}`` when it weighs lexical features."""
+    ``"lexical_weights": {feature: v}`` when it weighs lexical features and
+    ``"title_weight": t`` when it weighs the title cosine."""
     over_prior: PairedDifference | None = None
     """Validation NDCG@10 of the kept model minus its prior alone's, paired by query (a
     cross-encoder with a prior only)."""

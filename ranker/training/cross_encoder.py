@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from indexer.progress import progress_bar
 from ranker.evaluation.bootstrap import PairedDifference, paired_values_difference
@@ -75,7 +75,12 @@ from ranker.training.reranker_pairs import (
     labelled_pairs,
     pairs_digest,
 )
-from ranker.training.trainable_prior import TrainablePrior, fit_prior_alone, prior_alone_scorer
+from ranker.training.trainable_prior import (
+    TrainablePrior,
+    add_prior,
+    fit_prior_alone,
+    prior_alone_scorer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +120,12 @@ class CrossEncoderConfig(TrainingConfig):
     prior_l2: float = Field(
         default=1e-3, ge=0, description="L2 penalty on the prior's weights when it is fitted."
     )
+    title_cosine: bool = Field(
+        default=False,
+        description="The dense prior also weighs the bi-encoder's cosine of the query with "
+        "the product's title (its text's first line); needs lexical_prior. For texts whose "
+        "title is followed by a long description.",
+    )
     unjudged_negatives: int = Field(
         default=0,
         ge=0,
@@ -126,6 +137,12 @@ class CrossEncoderConfig(TrainingConfig):
     unjudged_depth: int = Field(
         default=50, ge=1, description="Retrieval depth the unjudged negatives are drawn from."
     )
+
+    @model_validator(mode="after")
+    def _title_needs_the_fitted_prior(self) -> CrossEncoderConfig:
+        if self.title_cosine and not (self.prior == "dense" and self.lexical_prior):
+            raise ValueError("title_cosine needs prior='dense' and lexical_prior")
+        return self
 
 
 def train_cross_encoder(
@@ -196,6 +213,7 @@ def train_cross_encoder(
         config.targets,
         priors,
         lexical=lexical,
+        title=lexical and config.title_cosine,
         unjudged=unjudged,
         unjudged_target=config.unjudged_target,
     )
@@ -246,9 +264,7 @@ def train_cross_encoder(
         else:
             scores = np.zeros(len(product_ids), dtype=np.float32)
         if prior is not None and priors is not None:
-            cosines = np.array([priors[(qid, pid)] for pid in product_ids], dtype=np.float32)
-            texts = [product_texts[pid] for pid in product_ids]
-            scores = prior.add_to_scores(scores, cosines, judgments.queries[qid], texts)
+            scores = add_prior(prior, scores, qid, product_ids, judgments, product_texts, priors)
         return scores
 
     def validation_ndcg() -> float:

@@ -132,7 +132,14 @@ def prior_scores(
         "dimension": embedder.identity.dimension,
     }
     stored = indexed_vectors(settings, embedder)
-    priors = dense_priors(embedder, data.judgments, data.product_texts, unjudged, stored=stored)
+    priors = dense_priors(
+        embedder,
+        data.judgments,
+        data.product_texts,
+        unjudged,
+        stored=stored,
+        titles=config.title_cosine,
+    )
     return priors, identity
 
 

@@ -1,6 +1,6 @@
-"""The reranker's linear prior while it trains: ``w * cos + v . lexical + b`` as parameters
-learned beside the cross-encoder, their starting values, and the state the manifest records
-(see :mod:`ranker.training.cross_encoder`)."""
+"""The reranker's linear prior while it trains: ``w * cos + v . lexical + t * title_cos + b``
+as parameters learned beside the cross-encoder, their starting values, and the state the
+manifest records (see :mod:`ranker.training.cross_encoder`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from ranker.training.reranker_pairs import (
     Unjudged,
     fit_prior,
     labelled_pairs,
+    title_cosines,
 )
 
 if TYPE_CHECKING:
@@ -28,8 +29,8 @@ logger = logging.getLogger(__name__)
 
 
 class TrainablePrior:
-    """``w``, ``v`` and ``b`` on the training device; ``v`` is empty for a prior without
-    lexical features."""
+    """``w``, ``v``, ``t`` and ``b`` on the training device; ``v`` is empty for a prior
+    without lexical features, ``t`` (one weight) for one without the title cosine."""
 
     def __init__(
         self,
@@ -38,11 +39,13 @@ class TrainablePrior:
         bias: float,
         *,
         device: torch.device,
+        title_weights: Sequence[float] = (),
     ) -> None:
         self.device = device
         self.weight = torch.nn.Parameter(self._floats(cosine_weight))
         self.lexical_weights = torch.nn.Parameter(self._floats(list(lexical_weights)))
         self.bias = torch.nn.Parameter(self._floats(bias))
+        self.title_weights = torch.nn.Parameter(self._floats(list(title_weights)))
 
     @classmethod
     def starting(
@@ -54,32 +57,47 @@ class TrainablePrior:
         l2: float,
         device: torch.device,
     ) -> TrainablePrior:
-        """With ``lexical``, the prior fitted alone on the pairs' targets (:func:`fit_prior`),
-        so training starts from the best such linear ranker; else the cosine at
-        ``cosine_weight``, centred on the pairs' mean cosine."""
+        """With ``lexical``, the prior fitted alone on the pairs' targets (:func:`fit_prior`,
+        with the title cosine when the pairs carry it), so training starts from the best
+        such linear ranker; else the cosine at ``cosine_weight``, centred on the pairs'
+        mean cosine."""
         if not lexical:
             bias = -cosine_weight * float(np.mean([pair.prior for pair in pairs]))
             return cls(cosine_weight, [], bias, device=device)
-        weight, feature_weights, bias = fit_prior(pairs, l2)
+        fitted = fit_prior(pairs, l2)
         logger.info(
-            "fitted prior: cosine %.3f, %s, bias %.3f",
-            weight,
+            "fitted prior: cosine %.3f, %s%s, bias %.3f",
+            fitted.weight,
             ", ".join(
                 f"{name} {value:.3f}"
-                for name, value in zip(LEXICAL_FEATURES, feature_weights, strict=True)
+                for name, value in zip(LEXICAL_FEATURES, fitted.lexical_weights, strict=True)
             ),
-            bias,
+            "".join(f", title cosine {value:.3f}" for value in fitted.title_weights),
+            fitted.bias,
         )
-        return cls(weight, feature_weights, bias, device=device)
+        return cls(
+            fitted.weight,
+            fitted.lexical_weights,
+            fitted.bias,
+            device=device,
+            title_weights=fitted.title_weights,
+        )
 
     @property
     def lexical(self) -> bool:
         """Whether the prior weighs lexical features."""
         return bool(self.lexical_weights.numel())
 
+    @property
+    def title(self) -> bool:
+        """Whether the prior weighs the title cosine."""
+        return bool(self.title_weights.numel())
+
     def parameters(self) -> list[torch.nn.Parameter]:
         """What the optimizer trains, in the order checkpoints keep them."""
-        return [self.weight, self.lexical_weights, self.bias]
+        return [self.weight, self.lexical_weights, self.bias] + (
+            [self.title_weights] if self.title else []
+        )
 
     def add_to_logits(self, logits: torch.Tensor, pairs: Sequence[LabelledPair]) -> torch.Tensor:
         """The cross-encoder's logits of a training batch plus the prior of its pairs, with
@@ -87,26 +105,40 @@ class TrainablePrior:
         logits = logits + self.weight * self._floats([pair.prior for pair in pairs]) + self.bias
         if self.lexical:
             logits = logits + self._floats([pair.lexical for pair in pairs]) @ self.lexical_weights
+        if self.title:
+            logits = logits + self._floats([pair.title for pair in pairs]) @ self.title_weights
         return logits
 
     def add_to_scores(
-        self, scores: np.ndarray, cosines: np.ndarray, query: str, texts: Sequence[str]
+        self,
+        scores: np.ndarray,
+        cosines: np.ndarray,
+        query: str,
+        texts: Sequence[str],
+        title_cosines: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Scores of one query's texts (the cross-encoder's, or zeros) plus their prior."""
+        """Scores of one query's texts (the cross-encoder's, or zeros) plus their prior;
+        ``title_cosines`` are needed when the prior weighs them."""
         scores = scores + self.weight.item() * cosines + self.bias.item()
         if self.lexical:
             weights = self.lexical_weights.detach().cpu().numpy()
             scores = scores + lexical_features(query, texts) @ weights
+        if self.title:
+            if title_cosines is None:
+                raise ValueError("this prior weighs the title cosine: pass title_cosines")
+            scores = scores + self.title_weights.item() * title_cosines
         return scores
 
     def state(self) -> dict[str, Any]:
-        """The parameters now, as the manifest records them (lexical weights only when the
-        prior has them)."""
+        """The parameters now, as the manifest records them (lexical weights and the title
+        weight only when the prior has them)."""
         state: dict[str, Any] = {"weight": self.weight.item(), "bias": self.bias.item()}
         if self.lexical:
             state["lexical_weights"] = dict(
                 zip(LEXICAL_FEATURES, self.lexical_weights.tolist(), strict=True)
             )
+        if self.title:
+            state["title_weight"] = self.title_weights.item()
         return state
 
     def load_state(self, state: Mapping[str, Any]) -> None:
@@ -117,6 +149,8 @@ class TrainablePrior:
             if self.lexical:
                 named = state["lexical_weights"]
                 self.lexical_weights.copy_(self._floats([named[name] for name in LEXICAL_FEATURES]))
+            if self.title:
+                self.title_weights.fill_(float(state["title_weight"]))
 
     def snapshot(self) -> list[torch.Tensor]:
         """The parameters' values, as a checkpoint saves them."""
@@ -151,6 +185,7 @@ def fit_prior_alone(
         config.targets,
         priors,
         lexical=config.lexical_prior,
+        title=config.title_cosine,
         unjudged=unjudged if config.unjudged_negatives else None,
         unjudged_target=config.unjudged_target,
     )
@@ -174,9 +209,26 @@ def prior_alone_scorer(
     """Scores of a query's products by ``prior`` alone, from the precomputed cosines."""
 
     def score(qid: str, product_ids: Sequence[str]) -> np.ndarray:
-        cosines = np.array([priors[(qid, pid)] for pid in product_ids], dtype=np.float32)
-        texts = [product_texts[pid] for pid in product_ids]
         zeros = np.zeros(len(product_ids), dtype=np.float32)
-        return prior.add_to_scores(zeros, cosines, judgments.queries[qid], texts)
+        return add_prior(prior, zeros, qid, product_ids, judgments, product_texts, priors)
 
     return score
+
+
+def add_prior(
+    prior: TrainablePrior,
+    scores: np.ndarray,
+    qid: str,
+    product_ids: Sequence[str],
+    judgments: Judgments,
+    product_texts: Mapping[str, str],
+    priors: PriorScores,
+) -> np.ndarray:
+    """``scores`` of a query's products plus ``prior``, from the precomputed cosines."""
+    cosines = np.array([priors[(qid, pid)] for pid in product_ids], dtype=np.float32)
+    titles = None
+    if prior.title:
+        by_pair = title_cosines(priors)
+        titles = np.array([by_pair[(qid, pid)] for pid in product_ids], dtype=np.float32)
+    texts = [product_texts[pid] for pid in product_ids]
+    return prior.add_to_scores(scores, cosines, judgments.queries[qid], texts, titles)

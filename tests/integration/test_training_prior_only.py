@@ -22,7 +22,7 @@ from ranker.training.common import split_validation
 from ranker.training.cross_encoder import CrossEncoderConfig, train_cross_encoder
 from ranker.training.cross_validation import fold_reranker
 from ranker.training.jobs import train_reranker_job
-from ranker.training.reranker_pairs import dense_priors, fit_prior, labelled_pairs
+from ranker.training.reranker_pairs import PairCosines, dense_priors, fit_prior, labelled_pairs
 
 QUERIES = 12
 
@@ -57,7 +57,7 @@ def test_the_prior_alone_is_fitted_saved_and_served_without_a_transformer(
     )
     assert (result.train_queries, result.validation_queries) == (fit_qids, validation_qids)
     pairs = labelled_pairs(judgments, fit_qids, texts, config.targets, priors, lexical=True)
-    weight, lexical, bias = fit_prior(pairs, config.prior_l2)
+    weight, lexical, bias, _ = fit_prior(pairs, config.prior_l2)
     assert result.prior is not None
     assert result.prior["weight"] == pytest.approx(weight, rel=1e-5)
     assert result.prior["bias"] == pytest.approx(bias, rel=1e-5)
@@ -97,6 +97,73 @@ def test_the_prior_alone_is_fitted_saved_and_served_without_a_transformer(
     )
     np.testing.assert_allclose(reranker.score(query, documents), expected, atol=1e-4)
     assert isinstance(fold_reranker(result, config, tiny_embedder).backend, NoCrossEncoder)
+
+
+def test_a_prior_with_the_title_cosine_is_fitted_saved_and_served(
+    shop: tuple[Judgments, dict[str, str]],
+    tiny_embedder: Embedder,
+    tiny_reranker_dir: Path,
+    tmp_path: Path,
+) -> None:
+    judgments, texts = shop
+    config = CrossEncoderConfig(
+        base_model=str(tiny_reranker_dir), cross_encoder=False, title_cosine=True
+    )
+    priors = dense_priors(tiny_embedder, judgments, texts, titles=True)
+    assert isinstance(priors, PairCosines)
+    assert priors.titles is not None
+    qid = next(iter(judgments.queries))
+    pid = next(iter(judgments.qrels[qid]))
+    title, query = texts[pid].partition("\n")[0], judgments.queries[qid]
+    query_vector, title_vector = tiny_embedder.embed([query, title])
+    assert priors.titles[(qid, pid)] == pytest.approx(float(title_vector @ query_vector), abs=1e-5)
+
+    result = train_cross_encoder(judgments, texts, config, priors=priors, progress=False)
+
+    assert result.prior is not None
+    assert "title_weight" in result.prior
+    saved = save_cross_encoder(
+        result,
+        tmp_path / "prior-only-title",
+        config=config,
+        data_sha256="d" * 64,
+        metrics={"validation_ndcg@10": result.best_validation_ndcg},
+        prior_embedder={
+            "model_id": tiny_embedder.identity.model_id,
+            "weights_sha256": tiny_embedder.identity.weights_sha256,
+            "dimension": tiny_embedder.identity.dimension,
+        },
+    )
+    assert read_manifest(saved)["prior"]["title_weight"] == result.prior["title_weight"]  # type: ignore[index]
+    reranker = Reranker.load(saved, embedder=tiny_embedder)
+    documents = [texts[p] for p in judgments.qrels[qid]]
+    titles = [document.partition("\n")[0] for document in documents]
+    vectors = tiny_embedder.embed([query, *documents])
+    title_vectors = tiny_embedder.embed(titles)
+    weights = np.array([result.prior["lexical_weights"][name] for name in LEXICAL_FEATURES])
+    expected = (
+        result.prior["weight"] * (vectors[1:] @ vectors[0])
+        + result.prior["title_weight"] * (title_vectors @ vectors[0])
+        + lexical_features(query, documents) @ weights
+        + result.prior["bias"]
+    )
+    np.testing.assert_allclose(reranker.score(query, documents), expected, atol=1e-4)
+
+
+def test_the_title_cosine_needs_the_fitted_prior_and_the_title_cosines(
+    shop: tuple[Judgments, dict[str, str]], tiny_embedder: Embedder, tiny_reranker_dir: Path
+) -> None:
+    judgments, texts = shop
+    with pytest.raises(ValueError, match="title_cosine needs"):
+        CrossEncoderConfig(
+            base_model=str(tiny_reranker_dir), title_cosine=True, lexical_prior=False
+        )
+    config = CrossEncoderConfig(
+        base_model=str(tiny_reranker_dir), cross_encoder=False, title_cosine=True
+    )
+    without_titles = dense_priors(tiny_embedder, judgments, texts)
+    with pytest.raises(ValueError, match="title cosines"):
+        train_cross_encoder(judgments, texts, config, priors=without_titles, progress=False)
 
 
 def test_a_reranker_without_its_cross_encoder_needs_the_prior(

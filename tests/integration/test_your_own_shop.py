@@ -229,6 +229,11 @@ def test_the_walkthrough_runs_on_a_shop_s_own_files(
     assert json.loads(fitted[fitted.index("{") :])["version"] == "v3"
     prior_only = shop_home / "var" / "registry" / "reranker" / "v3" / "model"
     assert json.loads((prior_only / "shoprank.json").read_text())["cross_encoder"] is False
+    # ... with the title cosine too, for titles followed by descriptions.
+    titled = shoprank("train", *judgments, "--prior-only", "--title-cosine")
+    assert json.loads(titled[titled.index("{") :])["version"] == "v4"
+    titled_dir = shop_home / "var" / "registry" / "reranker" / "v4" / "model"
+    assert "title_weight" in json.loads((titled_dir / "shoprank.json").read_text())["prior"]
 
     # ... and compress: the command hands the job both files with their mappings.
     from ranker.compress import job

@@ -24,13 +24,32 @@ def _pairs(count: int, seed: int = 0) -> list[LabelledPair]:
 
 
 def test_fit_recovers_the_weights_that_drew_the_targets() -> None:
-    cosine, lexical, bias = fit_prior(_pairs(4000), l2=0.0)
+    cosine, lexical, bias, title = fit_prior(_pairs(4000), l2=0.0)
 
     assert cosine == pytest.approx(4, abs=0.6)
     assert lexical[0] == pytest.approx(2, abs=0.6)
     assert lexical[1] == pytest.approx(0, abs=0.6)
     assert lexical[2] == pytest.approx(-3, abs=0.6)
     assert bias == pytest.approx(-1, abs=0.6)
+    assert title == []  # the pairs carry no title cosine
+
+
+def test_fit_weighs_the_title_cosine_when_the_pairs_carry_it() -> None:
+    rng = np.random.default_rng(2)
+    pairs = []
+    for i in range(4000):
+        cosine, title_cosine = rng.random(), rng.random()
+        logit = 2 * cosine + 3 * title_cosine - 2
+        target = float(rng.random() < 1 / (1 + np.exp(-logit)))
+        pairs.append(
+            LabelledPair("q", "query", f"t {i}", target, cosine, (0.5, 0.5, 0.0), (title_cosine,))
+        )
+
+    fitted = fit_prior(pairs, l2=0.0)
+
+    assert fitted.weight == pytest.approx(2, abs=0.6)
+    assert fitted.title_weights == [pytest.approx(3, abs=0.6)]
+    assert len(fitted.lexical_weights) == 3
 
 
 def test_fit_lowers_the_loss_below_a_zero_model_and_l2_shrinks_it() -> None:
@@ -38,11 +57,11 @@ def test_fit_lowers_the_loss_below_a_zero_model_and_l2_shrinks_it() -> None:
     x = torch.tensor([[p.prior, *p.lexical] for p in pairs], dtype=torch.float64)
     y = torch.tensor([p.target for p in pairs], dtype=torch.float64)
 
-    def loss(cosine: float, lexical: list[float], bias: float) -> float:
+    def loss(cosine: float, lexical: list[float], bias: float, title: list[float]) -> float:
         logits = x @ torch.tensor([cosine, *lexical], dtype=torch.float64) + bias
         return float(torch.nn.functional.binary_cross_entropy_with_logits(logits, y))
 
     free, shrunk = fit_prior(pairs, l2=0.0), fit_prior(pairs, l2=1.0)
 
-    assert loss(*free) < loss(0.0, [0.0, 0.0, 0.0], 0.0) - 0.05
+    assert loss(*free) < loss(0.0, [0.0, 0.0, 0.0], 0.0, []) - 0.05
     assert np.linalg.norm([shrunk[0], *shrunk[1]]) < np.linalg.norm([free[0], *free[1]])

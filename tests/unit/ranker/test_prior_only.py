@@ -28,8 +28,9 @@ from ranker.model_files import read_manifest
 from ranker.prior import MISS_EMBEDDER_DIR
 from ranker.reranker import Reranker, RerankerError
 from ranker.tokenization import PairTokenizer
+from ranker.training.reranker_pairs import FittedPrior
 
-PRIOR = (2.0, [1.0, 0.5, -3.0], -0.5)
+PRIOR = FittedPrior(2.0, [1.0, 0.5, -3.0], -0.5, [])
 QUERY = "gym bag without handles"
 DOCUMENTS = ["Adidas Gym Bag\nblack, 30 litres", "Paper bag with handles\nkraft", "Water bottle"]
 MISS_LENGTH = 8
@@ -65,7 +66,7 @@ def prior_only_dir(
 def _expected(
     query_vector: FloatArray, vectors: FloatArray, documents: Sequence[str]
 ) -> FloatArray:
-    weight, lexical, bias = PRIOR
+    weight, lexical, bias, _ = PRIOR
     expected: FloatArray = (
         weight * (vectors @ query_vector)
         + bias
@@ -159,7 +160,7 @@ def test_a_cross_encoders_prior_alone_scores_what_its_prior_adds(
 ) -> None:
     from ranker.prior import DensePrior
 
-    weight, lexical, bias = PRIOR
+    weight, lexical, bias, _ = PRIOR
     with_cross_encoder = Reranker.load(tiny_reranker_dir)
     with_cross_encoder.prior = DensePrior.from_parameters(
         {
@@ -247,3 +248,38 @@ def test_the_miss_embedder_learns_the_bi_encoders_vectors(
     cosines = np.sum(served.embed(texts) * targets, axis=1)
     assert float(np.mean(cosines)) > untrained
     assert read_manifest(result.variants["torch"])["hyperparameters"]["layers"] == layers  # type: ignore[index]
+
+
+def test_a_prior_with_a_title_weight_embeds_each_title_once(embedder: Embedder) -> None:
+    from ranker.prior import DensePrior
+
+    embedded: list[str] = []
+
+    class Counting:
+        """The tiny bi-encoder, recording what it is asked to embed."""
+
+        identity = embedder.identity
+
+        def embed(self, texts: Sequence[str], **_: object) -> FloatArray:
+            embedded.extend(texts)
+            return embedder.embed(texts)
+
+    parameters = {"weight": 2.0, "bias": -0.5, "title_weight": 1.5}
+    prior = DensePrior.from_parameters(parameters, Counting(), cache_size=100)  # type: ignore[arg-type]
+    without = DensePrior.from_parameters({"weight": 2.0, "bias": -0.5}, embedder)
+
+    scores = prior.scores(QUERY, DOCUMENTS)
+
+    query_vector = embedder.embed([QUERY])[0]
+    titles = embedder.embed(["Adidas Gym Bag", "Paper bag with handles", "Water bottle"])
+    np.testing.assert_allclose(
+        scores - without.scores(QUERY, DOCUMENTS), 1.5 * (titles @ query_vector), atol=1e-5
+    )
+    # "Water bottle" is one line, its own title: its text's vector serves for both.
+    assert sorted(set(embedded) - {QUERY, *DOCUMENTS}) == [
+        "Adidas Gym Bag",
+        "Paper bag with handles",
+    ]
+    embedded.clear()
+    prior.scores(QUERY, DOCUMENTS)
+    assert embedded == [QUERY]  # titles and texts come from the caches the second time

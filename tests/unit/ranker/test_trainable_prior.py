@@ -75,3 +75,37 @@ def test_a_lexical_prior_starts_from_the_fit_and_a_snapshot_restores_it() -> Non
         prior.weight.fill_(0.0)
     prior.restore(saved)
     assert prior.weight.item() == pytest.approx(saved[0].item())
+
+
+def test_the_title_cosine_adds_the_same_on_both_paths_and_round_trips() -> None:
+    prior = TrainablePrior(2.0, [0.5, -0.25, -1.0], 0.1, device=CPU, title_weights=[1.5])
+    pairs = [
+        LabelledPair(p.qid, p.query, p.text, p.target, p.prior, p.lexical, (title,))
+        for p, title in zip(_pairs([0.8, 0.6], [1.0, 0.0]), [0.9, 0.2], strict=True)
+    ]
+    logits = torch.tensor([0.3, -0.2])
+
+    trained = prior.add_to_logits(logits, pairs)
+    cosines = np.array([0.8, 0.6], dtype=np.float32)
+    scores = np.array([0.3, -0.2], dtype=np.float32)
+    titles = np.array([0.9, 0.2], dtype=np.float32)
+    validated = prior.add_to_scores(scores, cosines, QUERY, TEXTS, titles)
+
+    np.testing.assert_allclose(trained.detach().numpy(), validated, rtol=1e-6)
+    without_title = TrainablePrior(2.0, [0.5, -0.25, -1.0], 0.1, device=CPU)
+    np.testing.assert_allclose(
+        validated - without_title.add_to_scores(scores, cosines, QUERY, TEXTS),
+        1.5 * titles,
+        rtol=1e-5,
+    )
+    with pytest.raises(ValueError, match="title_cosines"):
+        prior.add_to_scores(scores, cosines, QUERY, TEXTS)
+    assert len(prior.parameters()) == 4
+    assert len(without_title.parameters()) == 3  # older checkpoints keep their shape
+
+    state = prior.state()
+    assert state["title_weight"] == pytest.approx(1.5)
+    other = TrainablePrior(0.0, [0.0, 0.0, 0.0], 0.0, device=CPU, title_weights=[0.0])
+    other.load_state(state)
+    assert other.state() == state
+    assert "title_weight" not in without_title.state()
