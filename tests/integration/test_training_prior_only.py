@@ -4,6 +4,7 @@ a prior-only reranker that runs no transformer."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from ranker.reranker import Reranker
 from ranker.serving_models import open_registry
 from ranker.settings import RerankSettings, Settings
 from ranker.training.artifacts import save_cross_encoder
-from ranker.training.common import split_validation
+from ranker.training.common import TrainingResult, split_validation
 from ranker.training.cross_encoder import CrossEncoderConfig, train_cross_encoder
 from ranker.training.cross_validation import fold_reranker
 from ranker.training.jobs import train_reranker_job
@@ -36,6 +37,28 @@ def shop(
     judged = {pid for qrels in judgments.qrels.values() for pid in qrels}
     texts = {p.id: template.render(p) for p in sample_products if p.id in judged}
     return judgments, texts
+
+
+def _identity(embedder: Embedder) -> dict[str, Any]:
+    return {
+        "model_id": embedder.identity.model_id,
+        "weights_sha256": embedder.identity.weights_sha256,
+        "dimension": embedder.identity.dimension,
+    }
+
+
+def _save(
+    result: TrainingResult, path: Path, config: CrossEncoderConfig, embedder: Embedder
+) -> Path:
+    """The trained prior saved as training saves it, under a made-up data digest."""
+    return save_cross_encoder(
+        result,
+        path,
+        config=config,
+        data_sha256="d" * 64,
+        metrics={"validation_ndcg@10": result.best_validation_ndcg},
+        prior_embedder=_identity(embedder),
+    )
 
 
 def test_the_prior_alone_is_fitted_saved_and_served_without_a_transformer(
@@ -63,19 +86,8 @@ def test_the_prior_alone_is_fitted_saved_and_served_without_a_transformer(
     assert result.prior["bias"] == pytest.approx(bias, rel=1e-5)
     assert list(result.prior["lexical_weights"].values()) == pytest.approx(lexical, rel=1e-5)
 
-    identity = {
-        "model_id": tiny_embedder.identity.model_id,
-        "weights_sha256": tiny_embedder.identity.weights_sha256,
-        "dimension": tiny_embedder.identity.dimension,
-    }
-    saved = save_cross_encoder(
-        result,
-        tmp_path / "prior-only",
-        config=config,
-        data_sha256="d" * 64,
-        metrics={"validation_ndcg@10": result.best_validation_ndcg},
-        prior_embedder=identity,
-    )
+    identity = _identity(tiny_embedder)
+    saved = _save(result, tmp_path / "prior-only", config, tiny_embedder)
     manifest = read_manifest(saved)
     assert manifest is not None
     assert manifest["cross_encoder"] is False
@@ -122,18 +134,7 @@ def test_a_prior_with_the_title_cosine_is_fitted_saved_and_served(
 
     assert result.prior is not None
     assert "title_weight" in result.prior
-    saved = save_cross_encoder(
-        result,
-        tmp_path / "prior-only-title",
-        config=config,
-        data_sha256="d" * 64,
-        metrics={"validation_ndcg@10": result.best_validation_ndcg},
-        prior_embedder={
-            "model_id": tiny_embedder.identity.model_id,
-            "weights_sha256": tiny_embedder.identity.weights_sha256,
-            "dimension": tiny_embedder.identity.dimension,
-        },
-    )
+    saved = _save(result, tmp_path / "prior-only-title", config, tiny_embedder)
     assert read_manifest(saved)["prior"]["title_weight"] == result.prior["title_weight"]  # type: ignore[index]
     reranker = Reranker.load(saved, embedder=tiny_embedder)
     documents = [texts[p] for p in judgments.qrels[qid]]
