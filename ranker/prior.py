@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,19 +133,16 @@ class DensePrior:
         return prior.astype(np.float32)
 
     def _title_vectors(self, documents: Sequence[str], vectors: FloatMatrix) -> FloatMatrix:
-        """The documents' titles' vectors: a one-line document's own (``vectors``), the
-        others' from the title cache, else the miss embedder (else the bi-encoder)."""
-        titles = [title_line(document) for document in documents]
-        longer = [row for row, document in enumerate(documents) if titles[row] != document]
-        if not longer:
-            return vectors
+        """The documents' titles' vectors (:func:`title_vectors`), from the title cache, else
+        the miss embedder (else the bi-encoder)."""
         encoder = self.miss_embedder or self.embedder
-        found = self.title_cache.get_many(
-            [titles[row] for row in longer], lambda texts: list(encoder.embed(texts))
+        return title_vectors(
+            documents,
+            vectors,
+            lambda titles: np.stack(
+                self.title_cache.get_many(titles, lambda texts: list(encoder.embed(texts)))
+            ),
         )
-        title_vectors = np.array(vectors, dtype=np.float32, copy=True)
-        title_vectors[longer] = np.stack(found)
-        return title_vectors
 
     def reads_vectors_of(self, embedder: Embedder) -> bool:
         """Whether ``embedder``'s vectors are this prior's bi-encoder's (the same model)."""
@@ -162,6 +159,20 @@ class DensePrior:
             for i, vector in zip(missing, embedded, strict=True):
                 found[i] = vector
         return [vector for vector in found if vector is not None]
+
+
+def title_vectors(
+    texts: Sequence[str], text_vectors: FloatMatrix, embed: Callable[[list[str]], FloatMatrix]
+) -> FloatMatrix:
+    """The vectors of ``texts``' titles (their first lines): a one-line text's own, from
+    ``text_vectors`` (in the same order); the other titles from ``embed``, in one call."""
+    titles = [title_line(text) for text in texts]
+    longer = [row for row, text in enumerate(texts) if titles[row] != text]
+    if not longer:
+        return text_vectors
+    vectors = np.array(text_vectors, dtype=np.float32, copy=True)
+    vectors[longer] = embed([titles[row] for row in longer])
+    return vectors
 
 
 def has_cross_encoder(model_dir: Path) -> bool:

@@ -15,7 +15,8 @@ import torch
 
 from ranker.catalog_vectors import CatalogVectors, ProductVectors
 from ranker.evaluation.judgments import Judgments
-from ranker.lexical_features import lexical_features, title_line
+from ranker.lexical_features import lexical_features
+from ranker.prior import title_vectors
 
 Unjudged = Mapping[str, Sequence[str]]
 """qid -> retrieved products not judged for it (the weak negatives drawn for it)."""
@@ -199,20 +200,10 @@ def dense_priors(
 
     if not titles:
         return PairCosines(cosines(products))
-    return PairCosines(cosines(products), cosines(title_vectors(embedder, texts, products)))
-
-
-def title_vectors(
-    embedder: Any, texts: Sequence[str], text_vectors: npt.NDArray[np.float32]
-) -> npt.NDArray[np.float32]:
-    """The vectors of ``texts``' titles: a one-line text's own vector (``text_vectors``, in
-    the same order), the others' first lines embedded."""
-    vectors = np.array(text_vectors, copy=True)
-    longer = [row for row, text in enumerate(texts) if title_line(text) != text]
-    if longer:
-        titles = [title_line(texts[row]) for row in longer]
-        vectors[longer] = embedder.embed(titles, progress=len(titles) > 1000)
-    return vectors
+    titled = title_vectors(
+        texts, products, lambda titles: embedder.embed(titles, progress=len(titles) > 1000)
+    )
+    return PairCosines(cosines(products), cosines(titled))
 
 
 def pairs_digest(pairs: Sequence[LabelledPair]) -> str:
